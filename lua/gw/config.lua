@@ -1,0 +1,1069 @@
+-- gw.config — the declarative config: YAML text -> validated, normalized "compiled" table that
+-- the C core consumes (layout in the contract). Every error is reported, each as
+-- "FILE:LINE:COL: PATH: message", sorted by position.
+--
+--   config.load_file(path)            -> compiled | nil, errors
+--   config.load_string(text [, name]) -> compiled | nil, errors
+--   config.compile(value, marks, name [, opts]) -> compiled | nil, errors
+--       opts.plugin_dirs: plugin directories to use instead of GW_HOME/plugins + gw.plugins_path
+--   config.regex_check(re) -> true | nil, "reason"   (hook: the lead wires PCRE2 in here)
+--   config.canonical_json(value), config.sha256(text)
+local schema = require("gw.schema")
+local plugins = require("gw.plugins")
+
+local M = {}
+
+local type, pairs, ipairs, tostring, tonumber = type, pairs, ipairs, tostring, tonumber
+local concat, sort = table.concat, table.sort
+local floor = math.floor
+local join, index, is_null = schema.join, schema.index, schema.is_null
+
+-- Highest index of a list that may have holes (items that failed validation), 0 for non-lists.
+local function maxn(t) return type(t) == "table" and table.maxn(t) or 0 end
+
+---------------------------------------------------------------------------------------------
+-- Small parsers shared by several sections
+
+local SIZE_MULT = { [""] = 1, k = 1024, m = 1024 * 1024, g = 1024 * 1024 * 1024 }
+
+--- "512k" / "10m" / "1g" / 4096 -> bytes, or nil.
+function M.parse_size(v)
+  if type(v) == "number" then
+    if v >= 0 and floor(v) == v then return v end
+    return nil
+  end
+  if type(v) ~= "string" then return nil end
+  local n, unit = v:lower():match("^%s*(%d+)%s*([kmg]?)b?%s*$")
+  if not n then return nil end
+  return tonumber(n) * SIZE_MULT[unit]
+end
+
+local SIZE_MSG = "expected a size (bytes, or a number with a k, m or g suffix)"
+
+local function valid_port(p)
+  p = tonumber(p)
+  return p and floor(p) == p and p >= 1 and p <= 65535 and p or nil
+end
+
+local function valid_label(l)
+  return #l <= 63 and (l:find("^[%w_]$") ~= nil or l:find("^[%w_][%w_%-]*[%w_]$") ~= nil)
+end
+
+--- A host name or IP address (no wildcard, no port).
+local function valid_host(h)
+  if type(h) ~= "string" or h == "" or #h > 253 then return false end
+  if h:find("^%[[%x:%.]+%]$") then return true end        -- [IPv6]
+  if h:find("^[%x:]+$") and h:find(":") then return true end -- bare IPv6 (listen addresses)
+  for label in (h .. "."):gmatch("([^.]*)%.") do
+    if not valid_label(label) then return false end
+  end
+  return h:sub(-1) ~= "."
+end
+M.valid_host = valid_host
+
+--- "host:port", "[::1]:port", ":port", "port", "*:port" -> host, port | nil, err
+local function parse_address(s, default_port)
+  if type(s) ~= "string" then return nil, "expected a string" end
+  local host, port
+  if s:find("^%[") then
+    host, port = s:match("^(%[[^%]]+%]):?(%d*)$")
+  elseif s:find("^%d+$") then
+    host, port = "0.0.0.0", s
+  else
+    host, port = s:match("^([^:]*):(%d+)$")
+    if not host then host, port = s, "" end
+  end
+  if not host then return nil, 'invalid address "' .. s .. '" (expected "host:port")' end
+  if host == "" or host == "*" then host = "0.0.0.0" end
+  if port == "" then
+    if not default_port then return nil, 'invalid address "' .. s .. '": missing port' end
+    port = default_port
+  end
+  local p = valid_port(port)
+  if not p then return nil, 'invalid address "' .. s .. '": port must be between 1 and 65535' end
+  if not valid_host(host) then return nil, 'invalid address "' .. s .. '": bad host' end
+  return host, p
+end
+M.parse_address = parse_address
+
+local DEFAULT_PORTS = { http = 80, https = 443 }
+
+--- "scheme://host[:port][/path]" -> { protocol, host, port, path } | nil, err
+function M.parse_url(url)
+  local scheme, rest = url:match("^(%a[%w+.-]*)://(.*)$")
+  if not scheme then return nil, 'invalid url "' .. url .. '": expected scheme://host[:port][/path]' end
+  scheme = scheme:lower()
+  if scheme ~= "http" and scheme ~= "https" and scheme ~= "echo" then
+    return nil, 'unsupported url scheme "' .. scheme .. '" (expected http, https or echo)'
+  end
+  local authority, path = rest:match("^([^/?#]*)(.*)$")
+  if path:find("^[?#]") then path = "/" .. path end
+  if path == "" then path = nil end
+  if authority:find("@") then return nil, 'invalid url "' .. url .. '": credentials are not supported' end
+  local out = { protocol = scheme, path = path }
+  if scheme == "echo" then
+    return out
+  end
+  local host, port
+  if authority:find("^%[") then
+    host, port = authority:match("^(%[[^%]]+%]):?(%d*)$")
+  else
+    host, port = authority:match("^([^:]*):?(%d*)$")
+  end
+  if not host or host == "" then return nil, 'invalid url "' .. url .. '": missing host' end
+  if authority:find(":$") then return nil, 'invalid url "' .. url .. '": missing port after ":"' end
+  if not valid_host(host) then return nil, 'invalid url "' .. url .. '": bad host "' .. host .. '"' end
+  if port ~= "" then
+    out.port = valid_port(port)
+    if not out.port then return nil, 'invalid url "' .. url .. '": port must be between 1 and 65535' end
+  else
+    out.port = DEFAULT_PORTS[scheme]
+  end
+  out.host = host:lower()
+  return out
+end
+
+--- The default regex check (until PCRE2 is wired in): balanced groups and classes.
+function M.default_regex_check(re)
+  if re == "" then return nil, "empty regex" end
+  local depth, in_class, i, n = 0, false, 1, #re
+  while i <= n do
+    local c = re:sub(i, i)
+    if c == "\\" then
+      if i == n then return nil, "trailing backslash" end
+      i = i + 1
+    elseif in_class then
+      if c == "]" then in_class = false end
+    elseif c == "[" then
+      in_class = true
+      if re:sub(i + 1, i + 1) == "^" then i = i + 1 end
+      if re:sub(i + 1, i + 1) == "]" then i = i + 1 end   -- a leading "]" is literal
+    elseif c == "(" then
+      depth = depth + 1
+    elseif c == ")" then
+      depth = depth - 1
+      if depth < 0 then return nil, 'unmatched ")"' end
+    end
+    i = i + 1
+  end
+  if in_class then return nil, 'missing "]"' end
+  if depth > 0 then return nil, 'missing ")"' end
+  return true
+end
+
+do
+  -- PCRE2, the router's own compiler, when running inside gw; the bracket check elsewhere
+  local ok, regex = pcall(require, "gw.regex")
+  M.regex_check = ok and function(re)
+    if re == "" then return nil, "empty regex" end
+    return regex.check(re)
+  end or M.default_regex_check
+end
+
+local ncpu_cache
+function M.ncpu()
+  if ncpu_cache then return ncpu_cache end
+  local n
+  local p = io.popen("nproc 2>/dev/null")
+  if p then
+    n = tonumber(p:read("*l") or "")
+    p:close()
+  end
+  if not n or n < 1 then
+    local f = io.open("/proc/cpuinfo", "r")
+    if f then
+      n = 0
+      for line in f:lines() do
+        if line:find("^processor%s*:") then n = n + 1 end
+      end
+      f:close()
+    end
+  end
+  if not n or n < 1 then n = 1 end
+  ncpu_cache = n
+  return n
+end
+
+---------------------------------------------------------------------------------------------
+-- The structure of the config (types, defaults, unknown keys); semantics are checked below.
+
+local function name_check(v)
+  if v:find("^[%w%.%-_~]+$") then return true end
+  return nil, "invalid name: use letters, digits, '.', '-', '_' or '~'"
+end
+
+local function size_check(v)
+  if M.parse_size(v) then return true end
+  return nil, SIZE_MSG
+end
+
+local NAME = { type = "string", custom_validator = name_check }
+local STRINGS = { type = "array", elements = { type = "string" } }
+local TAGS = STRINGS
+local MAXINT = 2147483646
+
+local function int(default, min, max)
+  return { type = "integer", default = default, between = { min or 0, max or MAXINT } }
+end
+local function size(default)
+  return { type = "any", default = default, custom_validator = size_check }
+end
+
+local function plugin_entry(top)
+  local f = {
+    { name = { type = "string", required = true } },
+    { config = { type = "any" } },
+    { enabled = { type = "boolean", default = true } },
+    { protocols = STRINGS },
+    { tags = TAGS },
+    { id = { type = "string" } },
+  }
+  if top then
+    f[#f + 1] = { service = { type = "any" } }
+    f[#f + 1] = { route = { type = "any" } }
+    f[#f + 1] = { consumer = { type = "any" } }
+  end
+  return { type = "record", fields = f }
+end
+
+local function route(top)
+  local f = {
+    { name = NAME },
+    { paths = STRINGS },
+    { hosts = STRINGS },
+    { methods = STRINGS },
+    { headers = { type = "map", keys = { type = "string" }, values = { type = "any" } } },
+    { strip_path = { type = "boolean", default = true } },
+    { preserve_host = { type = "boolean", default = false } },
+    { regex_priority = { type = "integer", default = 0 } },
+    { protocols = { type = "array", elements = { type = "string", one_of = { "http", "https" } } } },
+    { plugins = { type = "array", elements = plugin_entry(false) } },
+    { tags = TAGS },
+    { id = { type = "string" } },
+  }
+  if top then table.insert(f, 2, { service = { type = "any", required = true } }) end
+  return { type = "record", fields = f }
+end
+
+local SERVICE = { type = "record", fields = {
+  { name = { type = "string", required = true, custom_validator = name_check } },
+  { url = { type = "string" } },
+  { protocol = { type = "string", one_of = { "http", "https", "echo" } } },
+  { host = { type = "string" } },
+  { port = { type = "integer", between = { 1, 65535 } } },
+  { path = { type = "string" } },
+  { connect_timeout = int(60000, 1) },
+  { write_timeout = int(60000, 1) },
+  { read_timeout = int(60000, 1) },
+  { retries = int(5, 0, 32767) },
+  { routes = { type = "array", elements = route(false) } },
+  { plugins = { type = "array", elements = plugin_entry(false) } },
+  { tags = TAGS },
+  { id = { type = "string" } },
+} }
+
+local UPSTREAM = { type = "record", fields = {
+  { name = { type = "string", required = true, custom_validator = name_check } },
+  { targets = { type = "array", default = {}, elements = { type = "record", fields = {
+    { target = { type = "string", required = true } },
+    { weight = int(100, 0, 65535) },
+    { tags = TAGS },
+    { id = { type = "string" } },
+  } } } },
+  { healthchecks = { type = "record", fields = {
+    { passive = { type = "record", fields = {
+      { failures = int(3, 0, 1000) },
+      { cooldown = { type = "number", default = 10, between = { 0, 86400 } } },
+    } } },
+  } } },
+  { tags = TAGS },
+  { id = { type = "string" } },
+} }
+
+local GW = { type = "record", fields = {
+  { listen = { type = "any", default = { "0.0.0.0:8000" } } },
+  { admin_listen = { type = "any", default = "127.0.0.1:8001" } },
+  { admin_token = { type = "string" } },
+  { workers = { type = "any", default = "auto" } },
+  { error_log = { type = "string", default = "stderr" } },
+  { log_level = { type = "string", default = "notice",
+                  one_of = { "debug", "info", "notice", "warn", "error" } } },
+  { access_log = { type = "any", default = "off" } },
+  { limits = { type = "record", fields = {
+    { max_request_line = size(8192) },
+    { max_header_size = size(32768) },
+    { max_headers = int(100, 1, 100000) },
+    { max_body_size = size("100m") },
+  } } },
+  { timeouts = { type = "record", fields = {
+    { client_header = int(60000) },
+    { client_body = int(60000) },
+    { keepalive = int(75000) },
+    { send = int(60000) },
+  } } },
+  { upstream_keepalive = { type = "record", fields = {
+    { max_idle = int(64) },
+    { idle_timeout = int(60000) },
+    { max_requests = int(10000) },
+  } } },
+  { shared_dicts = { type = "map", default = {}, keys = { type = "string", custom_validator = name_check },
+                     values = { type = "any", custom_validator = size_check } } },
+  { plugins_path = { type = "array", default = {}, elements = { type = "string" } } },
+} }
+
+local CONFIG = { type = "record", fields = {
+  { _format_version = { type = "any", required = true } },
+  { _transform = { type = "boolean" } },
+  { _comment = { type = "any" } },
+  { gw = GW },
+  { services = { type = "array", default = {}, elements = SERVICE } },
+  { routes = { type = "array", default = {}, elements = route(true) } },
+  { upstreams = { type = "array", default = {}, elements = UPSTREAM } },
+  { consumers = { type = "array", default = {}, elements = { type = "any" } } },
+  { plugins = { type = "array", default = {}, elements = plugin_entry(true) } },
+} }
+M.SCHEMA = CONFIG
+
+local FORMAT_VERSIONS = { "1.0", "1.1", "2.1", "3.0" }
+
+---------------------------------------------------------------------------------------------
+-- Error collection: PATH -> position through the marks (nearest existing parent for paths
+-- that are not in the file, e.g. a missing required key -> its enclosing mapping).
+
+local function parent_path(p)
+  if p == "" then return nil end
+  if p:sub(-1) == "]" then
+    local q = p:match("^(.*)%[%d+%]$")
+    if q then return q end
+  end
+  local q = p:match("^(.*)%.[^%.]*$")
+  return q or ""
+end
+
+local function find_mark(marks, path)
+  if type(marks) ~= "table" then return nil end
+  local p = path
+  while p do
+    local m = marks[p]
+    if m then return m end
+    p = parent_path(p)
+  end
+end
+
+local function new_errors(marks, name)
+  local list, seen = {}, {}
+  local E = {}
+  function E.add(path, msg)
+    local key = path .. "\0" .. msg
+    if seen[key] then return end
+    seen[key] = true
+    local m = find_mark(marks, path)
+    list[#list + 1] = { path = path, msg = msg, line = m and m.line or 0, col = m and m.col or 0,
+                        has = m ~= nil, n = #list }
+  end
+  function E.count() return #list end
+  function E.result()
+    sort(list, function(a, b)
+      if a.line ~= b.line then return a.line < b.line end
+      if a.col ~= b.col then return a.col < b.col end
+      return a.n < b.n
+    end)
+    local out = {}
+    for i, e in ipairs(list) do
+      local where = e.has and (name .. ":" .. e.line .. ":" .. e.col) or name
+      out[i] = where .. ": " .. (e.path ~= "" and (e.path .. ": ") or "") .. e.msg
+    end
+    return out
+  end
+  return E
+end
+
+---------------------------------------------------------------------------------------------
+-- Sections
+
+local function dirname(path)
+  local d = path:match("^(.*)/[^/]*$")
+  if d == nil then return "." end
+  if d == "" then return "/" end
+  return d
+end
+
+local function compile_gw(g, E, base_dir)
+  local out = {}
+  -- listen: a string or a list of strings
+  out.listen = {}
+  local listen = g.listen
+  if type(listen) == "string" then
+    local h, p = parse_address(listen)
+    if h then out.listen[1] = { host = h, port = p } else E.add("gw.listen", p) end
+  elseif type(listen) == "table" and schema.is_array(listen) then
+    if #listen == 0 then E.add("gw.listen", "at least one address is required") end
+    for i, s in ipairs(listen) do
+      local h, p = parse_address(s)
+      if h then out.listen[#out.listen + 1] = { host = h, port = p }
+      else E.add(index("gw.listen", i), p) end
+    end
+  elseif listen ~= nil then
+    E.add("gw.listen", "expected a string or an array of strings")
+  end
+
+  local admin = g.admin_listen
+  if admin == false or admin == "off" then
+    out.admin_listen = nil
+  elseif type(admin) == "string" then
+    local h, p = parse_address(admin)
+    if h then out.admin_listen = { host = h, port = p } else E.add("gw.admin_listen", p) end
+  elseif admin ~= nil then
+    E.add("gw.admin_listen", 'expected "host:port" or "off"')
+  end
+
+  local w = g.workers
+  if w == "auto" then
+    out.workers = M.ncpu()
+  elseif type(w) == "number" and floor(w) == w and w >= 1 and w <= 1024 then
+    out.workers = w
+  elseif w ~= nil then
+    E.add("gw.workers", 'expected "auto" or an integer between 1 and 1024')
+  end
+
+  out.error_log = g.error_log
+  out.log_level = g.log_level
+  local al = g.access_log
+  if al == false then al = "off" end
+  if al ~= nil and type(al) ~= "string" then
+    E.add("gw.access_log", 'expected "off", "stdout" or a file path')
+    al = nil
+  end
+  out.access_log = al
+  out.admin_token = g.admin_token
+
+  out.limits = {}
+  for k, v in pairs(g.limits or {}) do
+    out.limits[k] = k == "max_headers" and v or M.parse_size(v)
+  end
+  out.timeouts = g.timeouts or {}
+  out.upstream_keepalive = g.upstream_keepalive or {}
+  out.shared_dicts = {}
+  for k, v in pairs(g.shared_dicts or {}) do out.shared_dicts[k] = M.parse_size(v) end
+
+  out.plugins_path = {}
+  for i, p in ipairs(g.plugins_path or {}) do
+    if p == "" then
+      E.add(index("gw.plugins_path", i), "empty path")
+    elseif p:sub(1, 1) == "/" or base_dir == "." then
+      out.plugins_path[#out.plugins_path + 1] = p
+    else
+      out.plugins_path[#out.plugins_path + 1] = base_dir .. "/" .. p
+    end
+  end
+  return out
+end
+
+local function compile_service(s, p, E)
+  local svc = {
+    name = s.name,
+    connect_timeout = s.connect_timeout,
+    write_timeout = s.write_timeout,
+    read_timeout = s.read_timeout,
+    retries = s.retries,
+  }
+  if s.url ~= nil then
+    if s.protocol ~= nil or s.host ~= nil or s.port ~= nil or s.path ~= nil then
+      E.add(join(p, "url"), "url cannot be combined with protocol, host, port or path")
+    end
+    local u, err = M.parse_url(s.url)
+    if not u then
+      E.add(join(p, "url"), err)
+    else
+      svc.protocol, svc.host, svc.port, svc.path = u.protocol, u.host, u.port, u.path
+    end
+  else
+    svc.protocol = s.protocol or "http"
+    if svc.protocol ~= "echo" then
+      if s.host == nil then
+        E.add(p, 'a service needs "url" or "host"')
+      elseif not valid_host(s.host) then
+        E.add(join(p, "host"), 'invalid host "' .. s.host .. '"')
+      else
+        svc.host = s.host:lower()
+      end
+      svc.port = s.port or DEFAULT_PORTS[svc.protocol]
+    else
+      svc.host, svc.port = s.host, s.port
+    end
+    if s.path ~= nil then
+      if s.path:sub(1, 1) ~= "/" then E.add(join(p, "path"), 'must start with "/"') end
+      svc.path = s.path
+    end
+  end
+  return svc
+end
+
+local HEADER_NAME = "^[%w!#$%%&'*+%-%.%^_`|~]+$"
+
+local function compile_host(h, p, E)
+  local host, port = h:lower():match("^(.-):(%d+)$")
+  if not host then host = h:lower() end
+  if port and not valid_port(port) then
+    E.add(p, 'invalid host "' .. h .. '": port must be between 1 and 65535')
+    return nil
+  end
+  if host:find("^%[[%x:%.]+%]$") then return h:lower() end
+  local labels = {}
+  for label in (host .. "."):gmatch("([^.]*)%.") do labels[#labels + 1] = label end
+  local wild = 0
+  for i, l in ipairs(labels) do
+    if l == "*" then
+      wild = wild + 1
+      if i ~= 1 and i ~= #labels then
+        E.add(p, 'invalid host "' .. h .. '": a wildcard is only allowed as the leftmost or rightmost label')
+        return nil
+      end
+    elseif not valid_label(l) then
+      E.add(p, 'invalid host "' .. h .. '"')
+      return nil
+    end
+  end
+  if wild > 1 or (wild == 1 and #labels < 2) then
+    E.add(p, 'invalid host "' .. h .. '": only one wildcard label, next to a domain, is allowed')
+    return nil
+  end
+  return h:lower()
+end
+
+local function compile_route(r, p, E)
+  local out = {
+    name = r.name,
+    hosts = {}, paths = {}, methods = {}, headers = {},
+    strip_path = r.strip_path, preserve_host = r.preserve_host,
+    priority = r.regex_priority or 0,
+  }
+  local matchers = 0
+  for i = 1, maxn(r.paths) do
+    local path = r.paths[i]
+    local pp = index(join(p, "paths"), i)
+    if type(path) == "string" then
+      matchers = matchers + 1
+      local c = path:sub(1, 1)
+      if c == "~" then
+        local ok, err = M.regex_check(path:sub(2))
+        if not ok then E.add(pp, "invalid regex: " .. tostring(err)) end
+      elseif c ~= "/" then
+        E.add(pp, 'must start with "/" or "~"')
+      elseif path:find("[%s%c?#]") then
+        E.add(pp, 'invalid path "' .. path .. '": no spaces, "?" or "#"')
+      end
+      out.paths[#out.paths + 1] = path
+    end
+  end
+  for i = 1, maxn(r.hosts) do
+    local h = r.hosts[i]
+    if type(h) == "string" then
+      matchers = matchers + 1
+      local n = compile_host(h, index(join(p, "hosts"), i), E)
+      if n then out.hosts[#out.hosts + 1] = n end
+    end
+  end
+  local seen = {}
+  for i = 1, maxn(r.methods) do
+    local m = r.methods[i]
+    if type(m) == "string" then
+      matchers = matchers + 1
+      local u = m:upper()
+      if not u:find("^[%w%-_]+$") then
+        E.add(index(join(p, "methods"), i), 'invalid method "' .. m .. '"')
+      elseif not seen[u] then
+        seen[u] = true
+        out.methods[#out.methods + 1] = u
+      end
+    end
+  end
+  if r.headers then
+    local names = {}
+    for k in pairs(r.headers) do names[#names + 1] = k end
+    sort(names)
+    for _, name in ipairs(names) do
+      local v = r.headers[name]
+      local hp = join(join(p, "headers"), name)
+      local lname = name:lower()
+      matchers = matchers + 1
+      if not name:find(HEADER_NAME) then
+        E.add(hp, 'invalid header name "' .. name .. '"')
+      elseif lname == "host" then
+        E.add(hp, 'use "hosts" to match the Host header')
+      elseif out.headers[lname] then
+        E.add(hp, 'duplicate header "' .. lname .. '"')
+      else
+        local values
+        if type(v) == "string" then
+          values = { v }
+        elseif type(v) == "table" and schema.is_array(v) and #v > 0 then
+          values = {}
+          for i, x in ipairs(v) do
+            if type(x) ~= "string" then E.add(index(hp, i), "expected a string")
+            else values[#values + 1] = x end
+          end
+        else
+          E.add(hp, "expected a string or a non-empty array of strings")
+        end
+        out.headers[lname] = values
+      end
+    end
+  end
+  if matchers == 0 then
+    E.add(p, "a route needs at least one of: paths, hosts, methods, headers")
+  end
+  return out
+end
+
+local function compile_upstream(u, p, E)
+  local out = { name = u.name, targets = {} }
+  local seen = {}
+  for i = 1, maxn(u.targets) do
+    local t = u.targets[i]
+    local tp = index(join(p, "targets"), i)
+    if type(t) == "table" and type(t.target) == "string" then
+      local host, port = parse_address(t.target, 80)
+      if not host then
+        E.add(join(tp, "target"), (port:gsub("^invalid address", "invalid target")))
+      elseif seen[host .. ":" .. port] then
+        E.add(join(tp, "target"), 'duplicate target "' .. t.target .. '"')
+      else
+        seen[host .. ":" .. port] = true
+        out.targets[#out.targets + 1] = { host = host:lower(), port = port, weight = t.weight }
+      end
+    end
+  end
+  local passive = u.healthchecks and u.healthchecks.passive or {}
+  out.passive = { failures = passive.failures or 3, cooldown = passive.cooldown or 10 }
+  return out
+end
+
+local function ref_name(v)
+  if type(v) == "string" then return v end
+  if type(v) == "table" and type(v.name) == "string" then return v.name end
+end
+
+---------------------------------------------------------------------------------------------
+-- Plugins: load each plugin once, validate each entry's config, build chains.
+
+local function chain_of(layers)
+  local by_name = {}
+  for _, layer in ipairs(layers) do
+    for _, inst in ipairs(layer) do by_name[inst.name] = inst end
+  end
+  local chain = {}
+  for _, inst in pairs(by_name) do chain[#chain + 1] = inst end
+  sort(chain, function(a, b)
+    if a.priority ~= b.priority then return a.priority > b.priority end
+    return a.name < b.name
+  end)
+  return chain
+end
+M.chain_of = chain_of
+
+-- Compiles the entries of one scope (a list of { entry, path }) into instances.
+local function compile_scope(items, E, load)
+  local out, seen = {}, {}
+  for _, it in ipairs(items) do
+    local e, p = it.entry, it.path
+    if e.enabled ~= false and type(e.name) == "string" then
+      if seen[e.name] then
+        E.add(join(p, "name"), 'duplicate plugin "' .. e.name .. '" (also at ' .. seen[e.name] .. ")")
+      else
+        seen[e.name] = p
+        local plugin, err = load(e.name)
+        if not plugin then
+          if err:find('^plugin "') or err:find("^invalid plugin name") then
+            E.add(join(p, "name"), err)
+          else
+            E.add(join(p, "name"), 'cannot load plugin "' .. e.name .. '": ' .. err)
+          end
+        else
+          local conf, errs = schema.validate(plugin.schema, e.config)
+          if conf then
+            out[#out + 1] = { name = e.name, handler = plugin.handler, conf = conf,
+                              priority = plugin.priority, phases = plugin.phases }
+          else
+            local cp = join(p, "config")
+            for _, ce in ipairs(errs) do
+              E.add(ce.path == "" and cp or (cp .. "." .. ce.path), ce.msg)
+            end
+          end
+        end
+      end
+    end
+  end
+  return out
+end
+
+---------------------------------------------------------------------------------------------
+
+function M.compile(value, marks, name, opts)
+  name = name or "config"
+  opts = opts or {}
+  local E = new_errors(marks, name)
+  local src, errs = schema.validate_partial(CONFIG, value)
+  for _, e in ipairs(errs) do E.add(e.path, e.msg) end
+  if type(src) ~= "table" then return nil, E.result() end
+
+  local fv = src._format_version
+  if fv ~= nil then
+    if type(fv) == "number" then fv = string.format("%.1f", fv) end
+    local ok = false
+    for _, v in ipairs(FORMAT_VERSIONS) do
+      if v == fv then ok = true end
+    end
+    if not ok then E.add("_format_version", "expected one of: " .. concat(FORMAT_VERSIONS, ", ")) end
+  end
+
+  local compiled = { services = {}, routes = {}, upstreams = {}, consumers = {}, source = value }
+  compiled.gw = compile_gw(src.gw or {}, E, dirname(name))
+
+  -- upstreams first: services refer to them by host
+  local upstream_at = {}
+  for i = 1, maxn(src.upstreams) do
+    local u = src.upstreams[i]
+    local p = index("upstreams", i)
+    if u then
+      if u.name and upstream_at[u.name] then
+        E.add(join(p, "name"), 'duplicate name "' .. u.name .. '" (also used by ' .. upstream_at[u.name] .. ")")
+      elseif u.name then
+        upstream_at[u.name] = p
+        compiled.upstreams[u.name] = compile_upstream(u, p, E)
+      end
+    end
+  end
+
+  local service_at, service_index = {}, {}
+  local route_at = {}
+  local route_src = {}          -- compiled route index -> { path, plugins, service }
+  local function add_route(r, p, si)
+    if r.name then
+      if route_at[r.name] then
+        E.add(join(p, "name"), 'duplicate name "' .. r.name .. '" (also used by ' .. route_at[r.name] .. ")")
+      else
+        route_at[r.name] = p
+      end
+    end
+    local cr = compile_route(r, p, E)
+    cr.service = si
+    compiled.routes[#compiled.routes + 1] = cr
+    route_src[#compiled.routes] = { path = p, route = r, service = si }
+  end
+
+  for i = 1, maxn(src.services) do
+    local s = src.services[i]
+    local p = index("services", i)
+    if s then
+      if s.name and service_at[s.name] then
+        E.add(join(p, "name"), 'duplicate name "' .. s.name .. '" (also used by ' .. service_at[s.name] .. ")")
+      elseif s.name then
+        service_at[s.name] = p
+        service_index[s.name] = i
+      end
+      local svc = compile_service(s, p, E)
+      if svc.host and svc.protocol ~= "echo" and compiled.upstreams[svc.host] then
+        svc.upstream = svc.host
+      end
+      compiled.services[i] = svc
+      for j = 1, maxn(s.routes) do
+        local r = s.routes[j]
+        if r then add_route(r, index(join(p, "routes"), j), i) end
+      end
+    end
+  end
+
+  for k = 1, maxn(src.routes) do
+    local r = src.routes[k]
+    local p = index("routes", k)
+    if r then
+      local sname = ref_name(r.service)
+      local si
+      if r.service ~= nil and not sname then
+        E.add(join(p, "service"), "expected a service name")
+      elseif sname then
+        si = service_index[sname]
+        if not si then E.add(join(p, "service"), 'unknown service "' .. sname .. '"') end
+      end
+      add_route(r, p, si)
+    end
+  end
+
+  for i = 1, maxn(src.consumers) do
+    local c = src.consumers[i]
+    local p = index("consumers", i)
+    if type(c) ~= "table" or (next(c) ~= nil and schema.is_array(c)) then
+      E.add(p, "expected a record")
+    else
+      local ok = true
+      for _, k in ipairs({ "username", "custom_id", "id" }) do
+        if c[k] ~= nil and type(c[k]) ~= "string" then
+          E.add(join(p, k), "expected a string")
+          ok = false
+        end
+      end
+      if ok and c.username == nil and c.custom_id == nil then
+        E.add(p, 'a consumer needs a "username" or a "custom_id"')
+      end
+      compiled.consumers[#compiled.consumers + 1] = schema.deep_copy(c)
+    end
+  end
+  local cseen = {}
+  for i, c in ipairs(compiled.consumers) do
+    for _, k in ipairs({ "username", "custom_id" }) do
+      if type(c[k]) == "string" then
+        local key = k .. "\0" .. c[k]
+        if cseen[key] then
+          E.add(join(index("consumers", i), k), "duplicate " .. k .. ' "' .. c[k] .. '" (also used by ' .. cseen[key] .. ")")
+        else
+          cseen[key] = index("consumers", i)
+        end
+      end
+    end
+  end
+
+  -- plugins: scopes global / per service / per route
+  local dirs = opts.plugin_dirs or plugins.default_dirs(compiled.gw.plugins_path)
+  local cache = {}
+  local function load(pname)
+    local c = cache[pname]
+    if not c then
+      local plugin, err = plugins.load(pname, dirs)
+      c = { plugin, err }
+      cache[pname] = c
+    end
+    return c[1], c[2]
+  end
+
+  local global_items, service_items, route_items = {}, {}, {}
+  local route_by_name = {}
+  for ri, rs in ipairs(route_src) do
+    if rs.route.name then route_by_name[rs.route.name] = ri end
+  end
+  for i = 1, maxn(src.plugins) do
+    local e = src.plugins[i]
+    local p = index("plugins", i)
+    if e then
+      local item = { entry = e, path = p }
+      if e.consumer ~= nil then
+        E.add(join(p, "consumer"), "consumer-scoped plugins are not supported")
+      elseif e.service ~= nil and e.route ~= nil then
+        E.add(p, "a plugin can be scoped to a service or to a route, not both")
+      elseif e.service ~= nil then
+        local sname = ref_name(e.service)
+        local si = sname and service_index[sname]
+        if not sname then E.add(join(p, "service"), "expected a service name")
+        elseif not si then E.add(join(p, "service"), 'unknown service "' .. sname .. '"')
+        else
+          service_items[si] = service_items[si] or {}
+          table.insert(service_items[si], item)
+        end
+      elseif e.route ~= nil then
+        local rname = ref_name(e.route)
+        local ri = rname and route_by_name[rname]
+        if not rname then E.add(join(p, "route"), "expected a route name")
+        elseif not ri then E.add(join(p, "route"), 'unknown route "' .. rname .. '"')
+        else
+          route_items[ri] = route_items[ri] or {}
+          table.insert(route_items[ri], item)
+        end
+      else
+        global_items[#global_items + 1] = item
+      end
+    end
+  end
+  for i = 1, maxn(src.services) do
+    local s = src.services[i]
+    if s and s.plugins then
+      service_items[i] = service_items[i] or {}
+      for j = 1, maxn(s.plugins) do
+        if s.plugins[j] then
+          table.insert(service_items[i], { entry = s.plugins[j], path = index(join(index("services", i), "plugins"), j) })
+        end
+      end
+    end
+  end
+  for ri, rs in ipairs(route_src) do
+    local r = rs.route
+    if r.plugins then
+      route_items[ri] = route_items[ri] or {}
+      for j = 1, maxn(r.plugins) do
+        if r.plugins[j] then
+          table.insert(route_items[ri], { entry = r.plugins[j], path = index(join(rs.path, "plugins"), j) })
+        end
+      end
+    end
+  end
+
+  local global = compile_scope(global_items, E, load)
+  local per_service = {}
+  for i = 1, maxn(src.services) do
+    per_service[i] = compile_scope(service_items[i] or {}, E, load)
+  end
+  compiled.global_plugins = chain_of({ global })
+  for ri, cr in ipairs(compiled.routes) do
+    local own = compile_scope(route_items[ri] or {}, E, load)
+    cr.plugins = chain_of({ global, cr.service and per_service[cr.service] or {}, own })
+  end
+
+  if E.count() > 0 then return nil, E.result() end
+  compiled.hash = M.sha256(M.canonical_json(value))
+  return compiled
+end
+
+function M.load_string(text, name)
+  name = name or "config"
+  local yaml = require("gw.yaml")
+  local value, marks = yaml.load(text, name)
+  if value == nil then return nil, { marks } end
+  return M.compile(value, marks, name)
+end
+
+function M.load_file(path)
+  local f, err = io.open(path, "rb")
+  if not f then return nil, { path .. ": cannot open: " .. tostring(err) } end
+  local text = f:read("*a")
+  f:close()
+  return M.load_string(text, path)
+end
+
+---------------------------------------------------------------------------------------------
+-- Canonical JSON (sorted keys) and SHA-256, for compiled.hash.
+
+local ESC = { ['"'] = '\\"', ["\\"] = "\\\\", ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t",
+              ["\b"] = "\\b", ["\f"] = "\\f" }
+
+local function json_string(s)
+  if not s:find('[%c"\\]') then return '"' .. s .. '"' end
+  return '"' .. s:gsub('[%c"\\]', function(c)
+    return ESC[c] or string.format("\\u%04x", c:byte())
+  end) .. '"'
+end
+
+local function encode(v, out, depth)
+  if depth > 1000 then error("value nested too deep", 0) end
+  local t = type(v)
+  if v == nil or is_null(v) then
+    out[#out + 1] = "null"
+  elseif t == "boolean" then
+    out[#out + 1] = v and "true" or "false"
+  elseif t == "number" then
+    if v ~= v then out[#out + 1] = '"nan"'
+    elseif v == math.huge then out[#out + 1] = '"inf"'
+    elseif v == -math.huge then out[#out + 1] = '"-inf"'
+    elseif floor(v) == v and v > -1e17 and v < 1e17 then out[#out + 1] = string.format("%.0f", v)
+    else out[#out + 1] = string.format("%.17g", v) end
+  elseif t == "string" then
+    out[#out + 1] = json_string(v)
+  elseif t == "table" then
+    if next(v) ~= nil and schema.is_array(v) then
+      out[#out + 1] = "["
+      for i = 1, #v do
+        if i > 1 then out[#out + 1] = "," end
+        encode(v[i], out, depth + 1)
+      end
+      out[#out + 1] = "]"
+    else
+      -- keys as strings (a YAML number key 200 and "200" cannot both occur in a source)
+      local keys, orig = {}, nil
+      for k in pairs(v) do
+        if type(k) == "string" then
+          keys[#keys + 1] = k
+        else
+          local sk = tostring(k)
+          orig = orig or {}
+          orig[sk] = k
+          keys[#keys + 1] = sk
+        end
+      end
+      sort(keys)
+      out[#out + 1] = "{"
+      for i, k in ipairs(keys) do
+        if i > 1 then out[#out + 1] = "," end
+        out[#out + 1] = json_string(k)
+        out[#out + 1] = ":"
+        local x = v[k]
+        if orig and orig[k] ~= nil then x = v[orig[k]] end
+        encode(x, out, depth + 1)
+      end
+      out[#out + 1] = "}"
+    end
+  else
+    out[#out + 1] = json_string(tostring(v))
+  end
+end
+
+function M.canonical_json(v)
+  local out = {}
+  encode(v, out, 0)
+  return concat(out)
+end
+
+local bit = require("bit")
+local band, bxor, bnot, rshift, ror, tobit, tohex = bit.band, bit.bxor, bit.bnot, bit.rshift, bit.ror,
+                                                    bit.tobit, bit.tohex
+
+-- Round constants: the first 32 bits of the fractional parts of the cube roots (K) and square
+-- roots (H0) of the first primes, computed rather than transcribed.
+local K, H0 = {}, {}
+do
+  local primes, n = {}, 2
+  while #primes < 64 do
+    local prime = true
+    for _, q in ipairs(primes) do
+      if q * q > n then break end
+      if n % q == 0 then prime = false break end
+    end
+    if prime then primes[#primes + 1] = n end
+    n = n + 1
+  end
+  local function frac32(x) return tobit(floor((x - floor(x)) * 4294967296)) end
+  for i = 1, 64 do
+    -- refine the cube root with a Newton step so the 32 fractional bits are exact
+    local p = primes[i]
+    local c = p ^ (1 / 3)
+    c = c - (c * c * c - p) / (3 * c * c)
+    K[i] = frac32(c)
+  end
+  for i = 1, 8 do H0[i] = frac32(math.sqrt(primes[i])) end
+end
+
+function M.sha256(msg)
+  local len = #msg
+  local bits = len * 8
+  msg = msg .. "\128" .. string.rep("\0", (55 - len) % 64) ..
+        string.char(0, 0, floor(bits / 2 ^ 40) % 256, floor(bits / 2 ^ 32) % 256,
+                    floor(bits / 2 ^ 24) % 256, floor(bits / 2 ^ 16) % 256, floor(bits / 2 ^ 8) % 256) ..
+        string.char(bits % 256)
+  local H = { H0[1], H0[2], H0[3], H0[4], H0[5], H0[6], H0[7], H0[8] }
+  local w = {}
+  for chunk = 1, #msg, 64 do
+    for i = 0, 15 do
+      local a, b, c, d = msg:byte(chunk + i * 4, chunk + i * 4 + 3)
+      w[i] = tobit(a * 16777216 + b * 65536 + c * 256 + d)
+    end
+    for i = 16, 63 do
+      local x, y = w[i - 15], w[i - 2]
+      local s0 = bxor(ror(x, 7), ror(x, 18), rshift(x, 3))
+      local s1 = bxor(ror(y, 17), ror(y, 19), rshift(y, 10))
+      w[i] = tobit(w[i - 16] + s0 + w[i - 7] + s1)
+    end
+    local a, b, c, d, e, f, g, h = H[1], H[2], H[3], H[4], H[5], H[6], H[7], H[8]
+    for i = 0, 63 do
+      local S1 = bxor(ror(e, 6), ror(e, 11), ror(e, 25))
+      local ch = bxor(band(e, f), band(bnot(e), g))
+      local t1 = tobit(h + S1 + ch + K[i + 1] + w[i])
+      local S0 = bxor(ror(a, 2), ror(a, 13), ror(a, 22))
+      local maj = bxor(band(a, b), band(a, c), band(b, c))
+      h, g, f, e, d, c, b, a = g, f, e, tobit(d + t1), c, b, a, tobit(t1 + S0 + maj)
+    end
+    H[1], H[2], H[3], H[4] = tobit(H[1] + a), tobit(H[2] + b), tobit(H[3] + c), tobit(H[4] + d)
+    H[5], H[6], H[7], H[8] = tobit(H[5] + e), tobit(H[6] + f), tobit(H[7] + g), tobit(H[8] + h)
+  end
+  local out = {}
+  for i = 1, 8 do out[i] = tohex(H[i], 8) end
+  return concat(out)
+end
+
+return M

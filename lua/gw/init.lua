@@ -1,0 +1,637 @@
+--- gw — the Lua API of the gateway, available to plugins as the global `gw`.
+-- Hot calls (headers, path, exit) go through LuaJIT FFI into exported C functions
+-- (runtime/lua/ffi.c); calls that yield (gw.sleep, reading the body) are classic C functions
+-- (runtime/lua/api.c). Each public function is allowed in a set of phases; a call outside
+-- them raises an error naming the function, the current phase and the allowed ones.
+-- @module gw
+local ffi = require "ffi"
+local bit = require "bit"
+local cjson = require "cjson.safe"
+local core = require "gw.core"
+
+local C = ffi.C
+local band, bor, lshift = bit.band, bit.bor, bit.lshift
+local ffi_string = ffi.string
+local type, tostring, error, pairs, ipairs, select = type, tostring, error, pairs, ipairs, select
+local concat = table.concat
+
+ffi.cdef [[
+int gw_ffi_phase(void);
+int gw_ffi_req_str(int which, const char **p, size_t *n);
+int gw_ffi_req_port(int peer);
+int gw_ffi_header_count(int resp);
+int gw_ffi_header_at(int resp, int i, const char **np, size_t *nn, const char **vp, size_t *vn);
+int gw_ffi_get_header(int resp, const char *name, size_t nl, int from, const char **vp, size_t *vn);
+int gw_ffi_set_header(int resp, const char *name, size_t nl, const char *v, size_t vl, int add);
+int gw_ffi_clear_header(int resp, const char *name, size_t nl);
+int gw_ffi_set_str(int which, const char *s, size_t n);
+int gw_ffi_get_status(void);
+int gw_ffi_set_status(int status);
+int gw_ffi_exit(int status, const char *body, size_t len);
+int gw_ffi_set_upstream(const char *name, size_t nl);
+int gw_ffi_set_target(const char *host, size_t hl, int port);
+int gw_ffi_set_timeouts(int connect_ms, int write_ms, int read_ms);
+]]
+
+local gw = { version = "0.1.0" }
+
+-- Phases (numbers match enum gw_phase in runtime/gen.h)
+local PHASES = { [0] = "init_worker", "rewrite", "access", "balancer", "header_filter", "body_filter",
+  "log", "admin", "timer" }
+local P = {}
+for i = 0, 8 do P[PHASES[i]] = lshift(1, i) end
+gw.PHASES = PHASES
+
+local in_init_worker = false
+local current_plugin -- name of the plugin whose handler runs
+
+local function phase_no()
+  local ph = C.gw_ffi_phase()
+  if ph >= 0 then return ph end
+  return in_init_worker and 0 or 8
+end
+
+--- The current phase name ("access", ...; "timer" in a timer, "init_worker" at start).
+function gw.get_phase() return PHASES[phase_no()] end
+
+local function mask_of(...)
+  local m = 0
+  for i = 1, select("#", ...) do m = bor(m, P[select(i, ...)]) end
+  return m
+end
+
+local function allowed_list(mask)
+  local t = {}
+  for i = 0, 8 do if band(mask, lshift(1, i)) ~= 0 then t[#t + 1] = PHASES[i] end end
+  return concat(t, ", ")
+end
+
+-- Raises when the current phase is not in mask.
+local function check_phase(fname, mask)
+  local ph = phase_no()
+  if band(mask, lshift(1, ph)) == 0 then
+    error(fname .. ": not allowed in the " .. PHASES[ph] .. " phase (allowed in: " .. allowed_list(mask) .. ")", 3)
+  end
+end
+gw._check_phase = check_phase
+
+local REQ = mask_of("rewrite", "access", "header_filter", "body_filter", "log", "admin")
+local PRE = mask_of("rewrite", "access")
+local RESP_READ = mask_of("header_filter", "body_filter", "log")
+local RESP_WRITE = mask_of("rewrite", "access", "header_filter")
+local YIELDABLE = mask_of("rewrite", "access", "timer", "log")
+
+local sp = ffi.new("const char *[1]")
+local sn = ffi.new("size_t[1]")
+local np = ffi.new("const char *[1]")
+local nn = ffi.new("size_t[1]")
+
+-- which-strings (enum in ffi.c)
+local S_METHOD, S_PATH, S_RAW_QUERY, S_HOST, S_SCHEME, S_CLIENT_IP, S_ROUTE, S_SERVICE, S_REQUEST_ID,
+      S_UP_PATH, S_UP_QUERY, S_UP_METHOD, S_TARGET, S_VERSION, S_URI = 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14
+
+local function req_str(which)
+  if C.gw_ffi_req_str(which, sp, sn) ~= 0 then return nil end
+  if sn[0] == 0 then return "" end
+  return ffi_string(sp[0], sn[0])
+end
+
+local function check_string(fname, name, v)
+  if type(v) ~= "string" then
+    error(fname .. ": " .. name .. " must be a string, got " .. type(v), 3)
+  end
+end
+
+local function unescape(s)
+  s = s:gsub("+", " ")
+  return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+end
+
+local function escape(s)
+  return (tostring(s):gsub("[^%w%-%._~]", function(c) return string.format("%%%02X", c:byte()) end))
+end
+
+local function parse_args(s, max)
+  local t = {}
+  if not s or s == "" then return t end
+  local n = 0
+  for pair in s:gmatch("[^&]+") do
+    n = n + 1
+    if max and n > max then break end
+    local k, v = pair:match("^([^=]*)=(.*)$")
+    if k then k, v = unescape(k), unescape(v) else k, v = unescape(pair), true end
+    local old = t[k]
+    if old == nil then t[k] = v
+    elseif type(old) == "table" then old[#old + 1] = v
+    else t[k] = { old, v } end
+  end
+  return t
+end
+
+local function encode_args(t)
+  local keys = {}
+  for k in pairs(t) do keys[#keys + 1] = tostring(k) end
+  table.sort(keys)
+  local out = {}
+  for _, k in ipairs(keys) do
+    local v = t[k]
+    if type(v) == "table" then
+      for _, x in ipairs(v) do out[#out + 1] = escape(k) .. "=" .. escape(x) end
+    elseif v == true then out[#out + 1] = escape(k)
+    elseif v ~= false then out[#out + 1] = escape(k) .. "=" .. escape(v) end
+  end
+  return concat(out, "&")
+end
+
+local function headers_of(resp, max)
+  local t = setmetatable({}, { __index = function(tt, k)
+    if type(k) ~= "string" then return nil end
+    local lk = k:lower():gsub("_", "-")
+    if lk ~= k then return rawget(tt, lk) end
+  end })
+  local n = C.gw_ffi_header_count(resp)
+  if max and n > max then n = max end
+  for i = 0, n - 1 do
+    if C.gw_ffi_header_at(resp, i, np, nn, sp, sn) == 0 then
+      local k = ffi_string(np[0], nn[0]):lower()
+      local v = ffi_string(sp[0], sn[0])
+      local old = rawget(t, k)
+      if old == nil then t[k] = v
+      elseif type(old) == "table" then old[#old + 1] = v
+      else t[k] = { old, v } end
+    end
+  end
+  return t
+end
+
+local function get_header(resp, name)
+  local i = C.gw_ffi_get_header(resp, name, #name, 0, sp, sn)
+  if i < 0 then return nil end
+  return ffi_string(sp[0], sn[0])
+end
+
+local function header_value(fname, v)
+  if type(v) == "number" then return tostring(v) end
+  if type(v) == "table" then
+    for i = 1, #v do v[i] = tostring(v[i]) end
+    return v
+  end
+  if type(v) ~= "string" then error(fname .. ": header value must be a string, got " .. type(v), 3) end
+  if v:find("[\r\n%z]") then error(fname .. ": header value must not contain CR, LF or NUL", 3) end
+  return v
+end
+
+local function valid_name(fname, name)
+  check_string(fname, "header name", name)
+  if name == "" or name:find("[^%w!#$%%&'*+%-.^_`|~]") then
+    error(fname .. ": invalid header name '" .. name .. "'", 3)
+  end
+end
+
+local function set_header(resp, fname, name, value, add)
+  valid_name(fname, name)
+  value = header_value(fname, value)
+  if type(value) == "table" then
+    if not add then C.gw_ffi_clear_header(resp, name, #name) end
+    for _, v in ipairs(value) do
+      if C.gw_ffi_set_header(resp, name, #name, v, #v, 1) ~= 0 then error(fname .. ": too many headers", 3) end
+    end
+    return
+  end
+  if C.gw_ffi_set_header(resp, name, #name, value, #value, add and 1 or 0) ~= 0 then
+    error(fname .. ": too many headers", 3)
+  end
+end
+
+---------------------------------------------------------------------------------------------------
+--- gw.request: the request as the client sent it.
+-- @section request
+local request = {}
+gw.request = request
+
+--- @function gw.request.get_method @phases rewrite, access, header_filter, body_filter, log
+function request.get_method() check_phase("gw.request.get_method", REQ) return req_str(S_METHOD) end
+function request.get_scheme() check_phase("gw.request.get_scheme", REQ) return req_str(S_SCHEME) end
+function request.get_host() check_phase("gw.request.get_host", REQ) return (req_str(S_HOST) or ""):lower() end
+function request.get_port() check_phase("gw.request.get_port", REQ) return C.gw_ffi_req_port(0) end
+function request.get_path() check_phase("gw.request.get_path", REQ) return req_str(S_PATH) end
+function request.get_raw_query() check_phase("gw.request.get_raw_query", REQ) return req_str(S_RAW_QUERY) end
+function request.get_path_with_query()
+  check_phase("gw.request.get_path_with_query", REQ)
+  local q = req_str(S_RAW_QUERY)
+  return req_str(S_PATH) .. (q ~= "" and ("?" .. q) or "")
+end
+function request.get_http_version()
+  check_phase("gw.request.get_http_version", REQ)
+  return tonumber(req_str(S_VERSION))
+end
+function request.get_client_ip() check_phase("gw.request.get_client_ip", REQ) return req_str(S_CLIENT_IP) end
+function request.get_id() check_phase("gw.request.get_id", REQ) return req_str(S_REQUEST_ID) end
+
+--- Query arguments as a table (repeated keys give arrays, valueless keys give true).
+function request.get_query(max)
+  check_phase("gw.request.get_query", REQ)
+  return parse_args(req_str(S_RAW_QUERY), max or 100)
+end
+
+function request.get_query_arg(name)
+  check_phase("gw.request.get_query_arg", REQ)
+  check_string("gw.request.get_query_arg", "name", name)
+  local v = parse_args(req_str(S_RAW_QUERY), 1000)[name]
+  if type(v) == "table" then return v[1] end
+  return v
+end
+
+--- First value of a request header (case-insensitive, "_" matches "-"), or nil.
+function request.get_header(name)
+  check_phase("gw.request.get_header", REQ)
+  check_string("gw.request.get_header", "name", name)
+  return get_header(0, name)
+end
+
+function request.get_headers(max)
+  check_phase("gw.request.get_headers", REQ)
+  return headers_of(0, max or 100)
+end
+
+--- The whole request body as a string (reads it first when needed).
+function request.get_raw_body()
+  check_phase("gw.request.get_raw_body", PRE)
+  return core.read_body()
+end
+
+--- The body decoded by its Content-Type: application/json or x-www-form-urlencoded.
+-- @return table, or nil, err, mimetype
+function request.get_body(mimetype)
+  check_phase("gw.request.get_body", PRE)
+  local ct = mimetype or get_header(0, "content-type") or ""
+  local body, err = core.read_body()
+  if not body then return nil, err end
+  ct = ct:lower()
+  if ct:find("application/json", 1, true) or ct:find("+json", 1, true) then
+    local v, jerr = cjson.decode(body)
+    if v == nil then return nil, "invalid JSON body: " .. tostring(jerr), "application/json" end
+    return v, nil, "application/json"
+  elseif ct:find("application/x-www-form-urlencoded", 1, true) then
+    return parse_args(body, 1000), nil, "application/x-www-form-urlencoded"
+  end
+  return nil, "unsupported content type '" .. ct .. "'", ct
+end
+
+---------------------------------------------------------------------------------------------------
+--- gw.service: where the request goes.
+local service = { request = {} }
+gw.service = service
+
+--- Sends the request to the named upstream (or service's balancer) instead of the route's.
+function service.set_upstream(name)
+  check_phase("gw.service.set_upstream", PRE)
+  check_string("gw.service.set_upstream", "name", name)
+  if C.gw_ffi_set_upstream(name, #name) ~= 0 then return nil, "could not find an upstream named '" .. name .. "'" end
+  return true
+end
+
+function service.set_target(host, port)
+  check_phase("gw.service.set_target", PRE)
+  check_string("gw.service.set_target", "host", host)
+  if type(port) ~= "number" or port < 1 or port > 65535 or port % 1 ~= 0 then
+    error("gw.service.set_target: port must be an integer between 1 and 65535", 2)
+  end
+  if C.gw_ffi_set_target(host, #host, port) ~= 0 then return nil, "could not resolve " .. host end
+  return true
+end
+
+--- Timeouts in milliseconds for this request.
+function service.set_timeouts(connect, write, read)
+  check_phase("gw.service.set_timeouts", PRE)
+  for _, v in ipairs({ connect, write, read }) do
+    if type(v) ~= "number" or v < 1 then error("gw.service.set_timeouts: timeouts must be numbers >= 1 (ms)", 2) end
+  end
+  if C.gw_ffi_set_timeouts(connect, write, read) ~= 0 then return nil, "no service" end
+  return true
+end
+
+local sreq = service.request
+
+function sreq.set_method(m)
+  check_phase("gw.service.request.set_method", PRE)
+  check_string("gw.service.request.set_method", "method", m)
+  if not m:match("^[A-Z]+$") then error("gw.service.request.set_method: invalid method '" .. m .. "'", 2) end
+  C.gw_ffi_set_str(S_UP_METHOD, m, #m)
+end
+
+function sreq.set_path(p)
+  check_phase("gw.service.request.set_path", PRE)
+  check_string("gw.service.request.set_path", "path", p)
+  if p:sub(1, 1) ~= "/" or p:find("[%s%z?#]") then
+    error("gw.service.request.set_path: path must start with / and contain no spaces, ? or #", 2)
+  end
+  C.gw_ffi_set_str(S_UP_PATH, p, #p)
+end
+
+function sreq.set_raw_query(q)
+  check_phase("gw.service.request.set_raw_query", PRE)
+  check_string("gw.service.request.set_raw_query", "query", q)
+  if q:find("[%s%z#]") then error("gw.service.request.set_raw_query: query must contain no spaces or #", 2) end
+  C.gw_ffi_set_str(S_UP_QUERY, q, #q)
+end
+
+function sreq.set_query(t)
+  check_phase("gw.service.request.set_query", PRE)
+  if type(t) ~= "table" then error("gw.service.request.set_query: args must be a table", 2) end
+  local q = encode_args(t)
+  C.gw_ffi_set_str(S_UP_QUERY, q, #q)
+end
+
+function sreq.set_header(name, value)
+  check_phase("gw.service.request.set_header", PRE)
+  set_header(0, "gw.service.request.set_header", name, value, false)
+end
+
+function sreq.add_header(name, value)
+  check_phase("gw.service.request.add_header", PRE)
+  set_header(0, "gw.service.request.add_header", name, value, true)
+end
+
+function sreq.clear_header(name)
+  check_phase("gw.service.request.clear_header", PRE)
+  valid_name("gw.service.request.clear_header", name)
+  C.gw_ffi_clear_header(0, name, #name)
+end
+
+function sreq.set_headers(t)
+  check_phase("gw.service.request.set_headers", PRE)
+  if type(t) ~= "table" then error("gw.service.request.set_headers: headers must be a table", 2) end
+  for k, v in pairs(t) do set_header(0, "gw.service.request.set_headers", k, v, false) end
+end
+
+function sreq.set_raw_body(body)
+  check_phase("gw.service.request.set_raw_body", PRE)
+  check_string("gw.service.request.set_raw_body", "body", body)
+  core.read_body() -- the original body must be consumed first
+  core.set_body(body)
+end
+
+--- Encodes a table as the new body, by mimetype (default: the request's Content-Type, else JSON).
+function sreq.set_body(t, mimetype)
+  check_phase("gw.service.request.set_body", PRE)
+  if type(t) ~= "table" then error("gw.service.request.set_body: body must be a table", 2) end
+  local ct = mimetype or get_header(0, "content-type") or "application/json"
+  local body
+  if ct:find("x-www-form-urlencoded", 1, true) then
+    body = encode_args(t)
+  else
+    local err
+    body, err = cjson.encode(t)
+    if not body then return nil, err end
+    if not ct:find("json", 1, true) then ct = "application/json" end
+  end
+  core.read_body()
+  core.set_body(body)
+  set_header(0, "gw.service.request.set_body", "Content-Type", ct, false)
+  return true
+end
+
+---------------------------------------------------------------------------------------------------
+--- gw.response
+local response = {}
+gw.response = response
+
+local EXIT = setmetatable({}, { __tostring = function() return "gw.response.exit" end })
+
+--- Ends the request with this response: body a string, or a table sent as JSON.
+-- @phases rewrite, access
+function response.exit(status, body, headers)
+  check_phase("gw.response.exit", PRE)
+  if type(status) ~= "number" or status < 100 or status > 599 or status % 1 ~= 0 then
+    error("gw.response.exit: status must be an integer between 100 and 599", 2)
+  end
+  if headers ~= nil and type(headers) ~= "table" then error("gw.response.exit: headers must be a table", 2) end
+  local ctype
+  if type(body) == "table" then
+    local err
+    body, err = cjson.encode(body)
+    if not body then error("gw.response.exit: cannot encode body: " .. tostring(err), 2) end
+    ctype = "application/json; charset=utf-8"
+  elseif body ~= nil and type(body) ~= "string" then
+    error("gw.response.exit: body must be a string or a table", 2)
+  end
+  if headers then
+    for k, v in pairs(headers) do set_header(1, "gw.response.exit", k, v, false) end
+  end
+  if ctype and not get_header(1, "content-type") then set_header(1, "gw.response.exit", "Content-Type", ctype, false) end
+  body = body or ""
+  C.gw_ffi_exit(status, body, #body)
+  coroutine.yield(EXIT) -- never resumed: the request continues with the response
+end
+
+function response.get_status()
+  check_phase("gw.response.get_status", RESP_READ)
+  return C.gw_ffi_get_status()
+end
+
+function response.set_status(status)
+  check_phase("gw.response.set_status", mask_of("header_filter"))
+  if type(status) ~= "number" or status < 100 or status > 599 then
+    error("gw.response.set_status: status must be an integer between 100 and 599", 2)
+  end
+  C.gw_ffi_set_status(status)
+end
+
+function response.get_header(name)
+  check_phase("gw.response.get_header", RESP_READ)
+  check_string("gw.response.get_header", "name", name)
+  return get_header(1, name)
+end
+
+function response.get_headers(max)
+  check_phase("gw.response.get_headers", RESP_READ)
+  return headers_of(1, max or 100)
+end
+
+function response.set_header(name, value)
+  check_phase("gw.response.set_header", RESP_WRITE)
+  set_header(1, "gw.response.set_header", name, value, false)
+end
+
+function response.add_header(name, value)
+  check_phase("gw.response.add_header", RESP_WRITE)
+  set_header(1, "gw.response.add_header", name, value, true)
+end
+
+function response.clear_header(name)
+  check_phase("gw.response.clear_header", RESP_WRITE)
+  valid_name("gw.response.clear_header", name)
+  C.gw_ffi_clear_header(1, name, #name)
+end
+
+function response.set_headers(t)
+  check_phase("gw.response.set_headers", RESP_WRITE)
+  if type(t) ~= "table" then error("gw.response.set_headers: headers must be a table", 2) end
+  for k, v in pairs(t) do set_header(1, "gw.response.set_headers", k, v, false) end
+end
+
+---------------------------------------------------------------------------------------------------
+--- gw.ctx: per-request tables. gw.ctx.shared is shared by every plugin of the request;
+-- gw.ctx.plugin is private to the running plugin.
+gw.ctx = setmetatable({}, { __index = function(_, k)
+  local t = core.ctx()
+  if not t then return nil end
+  if k == "shared" then return t end
+  if k == "plugin" then
+    local pk = "\0plugin:" .. tostring(current_plugin)
+    local p = rawget(t, pk)
+    if not p then p = {} rawset(t, pk, p) end
+    return p
+  end
+end })
+
+---------------------------------------------------------------------------------------------------
+--- gw.log: error-log lines carrying the plugin name and the request id.
+local LEVELS = { err = 0, warn = 1, notice = 2, info = 3, debug = 4 }
+gw.log = {}
+for name, lv in pairs(LEVELS) do
+  gw.log[name] = function(...)
+    local n = select("#", ...)
+    local parts = {}
+    for i = 1, n do parts[i] = tostring((select(i, ...))) end
+    local msg = concat(parts)
+    if current_plugin then msg = "[" .. current_plugin .. "] " .. msg end
+    core.log(lv, msg)
+  end
+end
+gw.log.error = gw.log.err
+gw.log.warning = gw.log.warn
+
+---------------------------------------------------------------------------------------------------
+gw.json = {
+  encode = function(v) return cjson.encode(v) end,
+  decode = function(s) return cjson.decode(s) end,
+  null = cjson.null,
+}
+
+--- Wall-clock time in seconds (ms precision).
+gw.now = core.now
+
+--- Suspends the current request (or timer) for `seconds` without blocking the worker.
+function gw.sleep(seconds)
+  check_phase("gw.sleep", YIELDABLE)
+  if type(seconds) ~= "number" or seconds < 0 then error("gw.sleep: seconds must be a number >= 0", 2) end
+  return core.sleep(seconds)
+end
+
+gw.timer = {
+  --- Runs fn(premature, ...) after delay seconds, in its own coroutine.
+  at = function(delay, fn, ...)
+    if type(delay) ~= "number" or delay < 0 then error("gw.timer.at: delay must be a number >= 0", 2) end
+    if type(fn) ~= "function" then error("gw.timer.at: callback must be a function", 2) end
+    return core.timer_at(delay, fn, ...)
+  end,
+  every = function(interval, fn, ...)
+    if type(interval) ~= "number" or interval <= 0 then error("gw.timer.every: interval must be a number > 0", 2) end
+    if type(fn) ~= "function" then error("gw.timer.every: callback must be a function", 2) end
+    return core.timer_every(interval, fn, ...)
+  end,
+}
+
+---------------------------------------------------------------------------------------------------
+--- gw.router: what matched.
+local compiled_current
+local by_route_name, by_service_name = {}, {}
+gw.router = {
+  get_route = function()
+    check_phase("gw.router.get_route", REQ)
+    local n = req_str(S_ROUTE)
+    return n and (by_route_name[n] or { name = n }) or nil
+  end,
+  get_service = function()
+    check_phase("gw.router.get_service", REQ)
+    local n = req_str(S_SERVICE)
+    return n and (by_service_name[n] or { name = n }) or nil
+  end,
+}
+
+--- gw.client: who is calling.
+gw.client = {
+  get_ip = function() check_phase("gw.client.get_ip", REQ) return req_str(S_CLIENT_IP) end,
+  get_forwarded_ip = function() check_phase("gw.client.get_forwarded_ip", REQ) return req_str(S_CLIENT_IP) end,
+  get_port = function() check_phase("gw.client.get_port", REQ) return C.gw_ffi_req_port(1) end,
+  get_consumer = function() check_phase("gw.client.get_consumer", REQ) local t = core.ctx() return t and t.authenticated_consumer end,
+  get_credential = function() check_phase("gw.client.get_credential", REQ) local t = core.ctx() return t and t.authenticated_credential end,
+  authenticate = function(consumer, credential)
+    check_phase("gw.client.authenticate", PRE)
+    if consumer == nil and credential == nil then error("gw.client.authenticate: consumer or credential required", 2) end
+    local t = core.ctx()
+    t.authenticated_consumer = consumer
+    t.authenticated_credential = credential
+  end,
+}
+gw.client.set_consumer = function(c) gw.client.authenticate(c, nil) end
+
+--- gw.shared: shared-memory dicts, by name.
+gw.shared = setmetatable({}, { __index = function(t, k)
+  local ok, shared = pcall(require, "gw.shared")
+  if not ok then return nil end
+  local d = shared[k]
+  if d then rawset(t, k, d) end
+  return d
+end })
+
+gw.worker = core.worker
+
+---------------------------------------------------------------------------------------------------
+-- Runtime entry points (called from C)
+
+local traceback = debug.traceback
+
+--- Runs phase `phase` (number) of every plugin of `chain`. Returns 0 ok, 2 error.
+-- gw.response.exit yields the coroutine with EXIT; C treats that as the end of the phase.
+function gw._run_phase(phase, chain)
+  local name = PHASES[phase]
+  for i = 1, #chain do
+    local p = chain[i]
+    local fn = p.handler[name]
+    if fn then
+      current_plugin = p.name
+      local ok, err = xpcall(fn, traceback, p.handler, p.conf)
+      current_plugin = nil
+      if not ok then
+        core.log(0, "plugin '" .. p.name .. "' failed in the " .. name .. " phase: " .. tostring(err))
+        return 2
+      end
+    end
+  end
+  return 0
+end
+
+--- init_worker of every plugin used by the generation, once per plugin.
+function gw._init_worker(compiled)
+  compiled_current = compiled
+  by_route_name, by_service_name = {}, {}
+  for _, r in ipairs(compiled.routes or {}) do if r.name then by_route_name[r.name] = r end end
+  for _, s in ipairs(compiled.services or {}) do if s.name then by_service_name[s.name] = s end end
+  local seen = {}
+  local function visit(chain)
+    for _, p in ipairs(chain or {}) do
+      if not seen[p.name] then
+        seen[p.name] = true
+        if p.handler.init_worker then
+          in_init_worker = true
+          current_plugin = p.name
+          local ok, err = xpcall(p.handler.init_worker, traceback, p.handler)
+          current_plugin = nil
+          in_init_worker = false
+          if not ok then core.log(0, "plugin '" .. p.name .. "' failed in init_worker: " .. tostring(err)) end
+        end
+      end
+    end
+  end
+  visit(compiled.global_plugins)
+  for _, r in ipairs(compiled.routes or {}) do visit(r.plugins) end
+end
+
+function gw._compiled() return compiled_current end
+gw._EXIT = EXIT
+
+_G.gw = gw
+return gw

@@ -1,0 +1,24 @@
+/* api.h — where the request state machine enters Lua: phase runs, their continuations, and the
+ * C functions conn.c and proxy.c call when a phase is due. */
+#ifndef GW_API_H
+#define GW_API_H
+#include "conn.h"
+
+void gw_api_run_request(gw_req *r, int no_route);   /* rewrite + access, then proxy/echo/404 */
+void gw_api_response_ready(gw_req *r);             /* header_filter, then send the head */
+void gw_api_run_log(gw_req *r);                    /* log, then gw_req_complete */
+void gw_api_body_readable(gw_req *r);              /* buffering the whole request body */
+void gw_api_req_cleanup(gw_req *r);
+int gw_api_init_worker(void);                      /* init_worker of every plugin of the generation */
+
+/* conn.c */
+void gw_req_send_local(gw_req *r);
+void gw_req_complete(gw_req *r);
+void gw_req_build_path(gw_req *r);
+void gw_req_write_head(gw_req *r, int64_t body_len, int no_body);
+const char *gw_status_text(int s);
+/* proxy.c: the filtered response head may go to the client */
+void gw_proxy_head_filtered(gw_req *r);
+/* echo.c */
+void gw_echo_respond(gw_req *r);
+#endif

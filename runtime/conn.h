@@ -1,0 +1,139 @@
+/* conn.h — a downstream connection and the request it is serving (one at a time; pipelined
+ * requests wait in the input buffer). The request owns everything a plugin can change: the
+ * upstream request line and headers, the response headers, the per-request arena. */
+#ifndef GW_CONN_H
+#define GW_CONN_H
+#include <event2/bufferevent.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include "gen.h"
+#include "http_parser.h"
+
+typedef struct gw_worker gw_worker;
+typedef struct gw_conn gw_conn;
+typedef struct gw_upconn gw_upconn;
+
+/* Request states: what the connection is waiting for. */
+enum {
+    GW_RS_IDLE = 0,     /* waiting for a request head */
+    GW_RS_LUA,          /* a phase coroutine is suspended (gw.sleep, ...) */
+    GW_RS_UPSTREAM,     /* proxying: request body up, response down */
+    GW_RS_BODY,         /* reading the whole request body (echo, get_raw_body) */
+    GW_RS_FLUSH,        /* a local response is written, waiting for the output to drain */
+    GW_RS_LOG,          /* log phase suspended */
+};
+
+typedef struct arena_block { struct arena_block *next; char data[]; } arena_block;
+
+typedef struct gw_req {
+    gw_conn *c;
+    gw_gen *gen;
+    gw_route *route;
+    gw_service *svc;
+    gw_upstream *ups;           /* balancer pool (may be changed by gw.service.set_upstream) */
+    gw_target *target;          /* chosen target */
+    gw_target override;         /* gw.service.set_target */
+    int has_override;
+    int state;
+    int phase;                  /* current gw_phase, for phase checks */
+    uint64_t start_ms;
+    uint64_t id;                /* request id, for logs and X-Request-Id */
+    char id_str[24];
+
+    /* the client request; header slices point into c->hbuf or the arena */
+    gw_http_request h;
+    gw_header *hdrs;            /* h.headers; capacity c->hdr_cap */
+    size_t head_len;
+    size_t strip_len;           /* bytes of path removed by strip_path */
+    gw_str up_method, up_path, up_query;   /* what goes upstream */
+    int path_set, query_set;
+
+    /* request body */
+    int64_t body_left;          /* Content-Length bytes still to read; -1 chunked; 0 none/done */
+    gw_chunked chunk;
+    int body_done;
+    int64_t body_read;
+    struct evbuffer *body;      /* whole body, when buffered (echo, get_raw_body, set_raw_body) */
+    int body_buffered;
+    int body_replaced;          /* set_raw_body: body holds the new upstream body */
+
+    /* response */
+    int status;
+    gw_header *rhdrs;           /* response headers; capacity c->hdr_cap */
+    int nrhdrs;
+    int resp_chunked_out;       /* re-encoding the body as chunked to the client */
+    int resp_close;             /* close the client connection after this response */
+    int head_sent;              /* response head is in the client's output */
+    int64_t resp_left;          /* CL bytes still to forward; -1 chunked; -2 until close */
+    gw_chunked rchunk;
+    int64_t bytes_sent;
+    int local;                  /* response produced by gw (exit, error, echo) */
+    struct evbuffer *lbody;     /* local response body */
+
+    /* Lua */
+    void *co;                   /* lua_State* of the phase coroutine */
+    int co_ref;
+    int ctx_ref;                /* gw.ctx.shared table, LUA_NOREF until first use */
+    int exited;                 /* gw.response.exit called */
+    int wait_ref;               /* pending timer (gw.sleep) */
+    struct event *wait_ev;
+
+    /* upstream */
+    gw_upconn *up;
+    int tries;
+    int up_reused;
+    int up_body_started;
+    int up_error;               /* 502 / 504 to answer when the upstream fails */
+
+    /* arena: small allocations live as long as the request */
+    size_t arena_used;
+    arena_block *blocks;
+} gw_req;
+
+#define GW_ARENA_SIZE 8192
+
+struct gw_conn {
+    gw_worker *w;
+    struct bufferevent *bev;
+    int fd;
+    char peer_ip[64];
+    int peer_port;
+    int local_port;
+    unsigned nreq;
+    int closing;
+    int draining;
+    char *hbuf;                 /* copy of the request head (zero-copy parse over it) */
+    size_t hcap;
+    char *rbuf;                 /* copy of the upstream response head */
+    int hdr_cap;
+    gw_req req;
+    char arena[GW_ARENA_SIZE];
+    struct gw_conn *next_free, *prev_live, *next_live;
+};
+
+extern gw_req *gw_cur;          /* the request whose Lua code is running */
+
+void gw_conn_accept(gw_worker *w, int fd, struct sockaddr *sa, int salen, int local_port);
+void gw_conn_close(gw_conn *c);
+void gw_conn_drain_all(gw_worker *w);
+
+void *gw_req_alloc(gw_req *r, size_t n);
+char *gw_req_strdup(gw_req *r, const char *s, size_t n);
+int gw_req_set_header(gw_req *r, gw_header *arr, int *n, const char *name, size_t nl, const char *val, size_t vl, int add);
+int gw_req_clear_header(gw_header *arr, int *n, const char *name, size_t nl);
+
+/* Proxy side (proxy.c) */
+void gw_proxy_start(gw_req *r);
+void gw_proxy_client_readable(gw_req *r);
+void gw_proxy_client_drained(gw_req *r);
+void gw_proxy_abort(gw_req *r);
+void gw_pool_close_all(gw_worker *w);
+
+/* conn.c entry points used by proxy.c / api.c */
+void gw_req_respond_local(gw_req *r, int status, const char *ctype, const char *body, size_t len);
+void gw_req_error(gw_req *r, int status, const char *msg);
+void gw_req_response_head_ready(gw_req *r);
+void gw_req_response_done(gw_req *r);
+void gw_req_lua_resume(gw_req *r, int nargs);
+void gw_conn_abort(gw_conn *c);
+#endif

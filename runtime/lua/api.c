@@ -1,0 +1,464 @@
+/* api.c — the request phases in Lua: one coroutine per request, reused across its phases, runs
+ * the route's plugin chain through gw._run_phase (lua/gw/init.lua). A phase that no plugin of the
+ * route implements is skipped in C without touching the VM. Also the FFI functions behind the hot
+ * gw.request / gw.service.request / gw.response calls, and the classic C functions that yield
+ * (gw.sleep, reading the request body). */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "gw.h"
+#include "api.h"
+#include "conn.h"
+#include "worker.h"
+#include "vm.h"
+
+enum { RUN_OK = 0, RUN_EXIT = 1, RUN_ERROR = 2, RUN_SUSPENDED = 3 };
+
+static int runner_ref = LUA_NOREF;
+
+static void step_request(gw_req *r, int from);
+static void after_header_filter(gw_req *r, int res);
+static void body_ready(gw_req *r);
+
+static int phase_bit(gw_req *r, int phase)
+{
+    return r->route && (r->route->phase_mask & (1u << phase));
+}
+
+/* Resumes r's coroutine. RUN_SUSPENDED when it yielded (a timer or I/O will resume it). */
+static int co_resume(gw_req *r, int nargs)
+{
+    lua_State *co = r->co;
+    gw_cur = r;
+    int rc = lua_resume(co, nargs);
+    gw_cur = NULL;
+    if (rc == LUA_YIELD) {
+        if (!r->exited) return RUN_SUSPENDED;
+        /* gw.response.exit: the coroutine is abandoned where it yielded */
+        luaL_unref(gw_W->L, LUA_REGISTRYINDEX, r->co_ref);
+        r->co_ref = LUA_NOREF;
+        r->co = NULL;
+        return RUN_EXIT;
+    }
+    if (rc != 0) {
+        gw_err("[%s] request %s: %s", gw_phase_names[r->phase], r->id_str, lua_tostring(co, -1));
+        luaL_unref(gw_W->L, LUA_REGISTRYINDEX, r->co_ref);
+        r->co_ref = LUA_NOREF;
+        r->co = NULL;
+        return RUN_ERROR;
+    }
+    int res = (int)lua_tointeger(co, 1);
+    lua_settop(co, 0);
+    return res;
+}
+
+static int phase_enter(gw_req *r, int phase)
+{
+    lua_State *L = gw_W->L;
+    if (r->co_ref == LUA_NOREF || r->co_ref == -2) {
+        r->co = lua_newthread(L);
+        r->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+    lua_State *co = r->co;
+    lua_settop(co, 0);
+    lua_rawgeti(co, LUA_REGISTRYINDEX, runner_ref);
+    lua_pushinteger(co, phase);
+    lua_rawgeti(co, LUA_REGISTRYINDEX, r->route->chain_ref);
+    r->phase = phase;
+    return co_resume(r, 2);
+}
+
+/* The coroutine finished the phase it was suspended in: continue where that phase leads. */
+static void phase_finished(gw_req *r, int res)
+{
+    switch (r->phase) {
+    case GW_PHASE_REWRITE:
+        if (res == RUN_OK) { step_request(r, GW_PHASE_ACCESS); return; }
+        break;
+    case GW_PHASE_ACCESS:
+        if (res == RUN_OK) { step_request(r, GW_PHASE_BALANCER); return; }
+        break;
+    case GW_PHASE_HEADER_FILTER:
+        after_header_filter(r, res);
+        return;
+    case GW_PHASE_LOG:
+        gw_req_complete(r);
+        return;
+    default:
+        return;
+    }
+    /* rewrite/access ended with exit or error */
+    if (res == RUN_EXIT) {
+        r->local = 1;
+        gw_api_response_ready(r);
+    } else {
+        gw_req_error(r, 500, "An unexpected error occurred");
+    }
+}
+
+void gw_req_lua_resume(gw_req *r, int nargs)
+{
+    int res = co_resume(r, nargs);
+    if (res == RUN_SUSPENDED) return;
+    phase_finished(r, res);
+}
+
+static void step_request(gw_req *r, int from)
+{
+    for (int ph = from; ph <= GW_PHASE_ACCESS; ph++) {
+        if (ph != GW_PHASE_REWRITE && ph != GW_PHASE_ACCESS) continue;
+        if (!phase_bit(r, ph)) continue;
+        r->state = GW_RS_LUA;
+        int res = phase_enter(r, ph);
+        if (res == RUN_SUSPENDED) return;
+        if (res != RUN_OK) { phase_finished(r, res); return; }
+    }
+    if (!r->svc) {
+        gw_req_error(r, 404, "no Route matched with those values");
+        return;
+    }
+    gw_req_build_path(r);
+    if (r->svc->protocol == GW_PROTO_ECHO) {
+        /* the echo service answers with the whole request, so it reads the body first */
+        r->state = GW_RS_BODY;
+        r->body_buffered = 1;
+        gw_api_body_readable(r);
+        return;
+    }
+    gw_proxy_start(r);
+}
+
+void gw_api_run_request(gw_req *r, int no_route)
+{
+    if (no_route) r->svc = NULL;
+    step_request(r, GW_PHASE_REWRITE);
+}
+
+void gw_api_response_ready(gw_req *r)
+{
+    if (!phase_bit(r, GW_PHASE_HEADER_FILTER)) { after_header_filter(r, RUN_OK); return; }
+    r->state = GW_RS_LUA;
+    int res = phase_enter(r, GW_PHASE_HEADER_FILTER);
+    if (res == RUN_SUSPENDED) return;
+    after_header_filter(r, res);
+}
+
+static void after_header_filter(gw_req *r, int res)
+{
+    if (res == RUN_ERROR) {
+        /* the head has not gone out yet: the client gets a clean 500 instead */
+        if (r->up) gw_proxy_abort(r);
+        r->nrhdrs = 0;
+        r->status = 500;
+        if (!r->lbody) r->lbody = evbuffer_new();
+        evbuffer_drain(r->lbody, evbuffer_get_length(r->lbody));
+        static const char msg[] = "{\"message\":\"An unexpected error occurred\"}";
+        evbuffer_add(r->lbody, msg, sizeof msg - 1);
+        gw_req_set_header(r, r->rhdrs, &r->nrhdrs, "Content-Type", 12, "application/json", 16, 0);
+        r->local = 1;
+        r->resp_close = 1;
+    }
+    if (r->local) gw_req_send_local(r);
+    else gw_proxy_head_filtered(r);
+}
+
+void gw_api_run_log(gw_req *r)
+{
+    if (!phase_bit(r, GW_PHASE_LOG)) { gw_req_complete(r); return; }
+    r->state = GW_RS_LOG;
+    int res = phase_enter(r, GW_PHASE_LOG);
+    if (res == RUN_SUSPENDED) return;
+    gw_req_complete(r);
+}
+
+void gw_api_req_cleanup(gw_req *r)
+{
+    lua_State *L = gw_W->L;
+    if (r->wait_ev) { event_free(r->wait_ev); r->wait_ev = NULL; }
+    if (r->co_ref >= 0) luaL_unref(L, LUA_REGISTRYINDEX, r->co_ref);
+    if (r->ctx_ref >= 0) luaL_unref(L, LUA_REGISTRYINDEX, r->ctx_ref);
+    r->co_ref = r->ctx_ref = LUA_NOREF;
+    r->co = NULL;
+}
+
+/* ---- whole-body reads (echo service, gw.request.get_raw_body) ------------------------- */
+
+int gw_req_pull_body(gw_req *r, struct evbuffer *in, struct evbuffer *dst, int rechunk);
+
+void gw_api_body_readable(gw_req *r)
+{
+    if (!r->body) r->body = evbuffer_new();
+    if (!r->body_done) {
+        int rc = gw_req_pull_body(r, bufferevent_get_input(r->c->bev), r->body, 0);
+        if (rc < 0) {
+            r->resp_close = 1;
+            r->body_done = 1;  /* nothing more will be read from this connection */
+            gw_req_error(r, rc == -413 ? 413 : 400, rc == -413 ? "Request body too large" : "Invalid request body");
+            return;
+        }
+        if (!r->body_done) return;
+    }
+    body_ready(r);
+}
+
+static void body_ready(gw_req *r)
+{
+    if (r->phase == GW_PHASE_ACCESS || r->phase == GW_PHASE_REWRITE) {
+        if (r->co && lua_status(r->co) == LUA_YIELD) {
+            r->state = GW_RS_LUA;
+            size_t n = evbuffer_get_length(r->body);
+            lua_pushlstring(r->co, (const char *)evbuffer_pullup(r->body, n), n);
+            gw_req_lua_resume(r, 1);
+            return;
+        }
+    }
+    gw_echo_respond(r);
+}
+
+/* gw.request.get_raw_body(): the body as a string, reading it first when needed (yields). */
+static int l_read_body(lua_State *L)
+{
+    gw_req *r = gw_cur;
+    if (!r) return luaL_error(L, "no request");
+    if (r->body_buffered && r->body_done) {
+        size_t n = evbuffer_get_length(r->body);
+        lua_pushlstring(L, (const char *)evbuffer_pullup(r->body, n), n);
+        return 1;
+    }
+    if (r->body_done && !r->body_buffered) { lua_pushliteral(L, ""); return 1; }
+    r->body_buffered = 1;
+    if (!r->body) r->body = evbuffer_new();
+    int rc = gw_req_pull_body(r, bufferevent_get_input(r->c->bev), r->body, 0);
+    if (rc < 0) {
+        r->resp_close = 1;
+        r->body_done = 1;
+        lua_pushnil(L);
+        lua_pushstring(L, rc == -413 ? "request body too large" : "invalid request body");
+        return 2;
+    }
+    if (r->body_done) {
+        size_t n = evbuffer_get_length(r->body);
+        lua_pushlstring(L, (const char *)evbuffer_pullup(r->body, n), n);
+        return 1;
+    }
+    if (r->h.expect_continue && r->body_read == 0)
+        evbuffer_add(bufferevent_get_output(r->c->bev), "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    r->state = GW_RS_BODY;
+    return lua_yield(L, 0);
+}
+
+/* gw.service.request.set_raw_body(s): replaces the body sent upstream. */
+static int l_set_body(lua_State *L)
+{
+    gw_req *r = gw_cur;
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    if (!r) return luaL_error(L, "no request");
+    if (!r->body_done) return luaL_error(L, "read the body first (gw.request.get_raw_body)");
+    if (!r->body) r->body = evbuffer_new();
+    evbuffer_drain(r->body, evbuffer_get_length(r->body));
+    evbuffer_add(r->body, s, n);
+    r->body_buffered = 1;
+    r->body_replaced = 1;
+    return 0;
+}
+
+/* ---- gw.sleep and timers -------------------------------------------------------------- */
+
+typedef struct sleeper {
+    struct event *ev;
+    gw_req *r;              /* request whose coroutine sleeps, or NULL for a timer coroutine */
+    lua_State *co;
+    int co_ref;
+    int fn_ref;             /* timer: the function (and its args table) to run */
+    int args_ref;
+    double every;
+} sleeper;
+
+static void timer_run(sleeper *s);
+
+static void sleep_fire(evutil_socket_t fd, short ev, void *arg)
+{
+    (void)fd; (void)ev;
+    sleeper *s = arg;
+    gw_req *r = s->r;
+    if (r) {
+        event_free(r->wait_ev);
+        r->wait_ev = NULL;
+        free(s);
+        gw_req_lua_resume(r, 0);
+        return;
+    }
+    if (s->fn_ref != LUA_NOREF) { timer_run(s); return; }
+    /* a timer coroutine that slept */
+    lua_State *co = s->co;
+    int rc = lua_resume(co, 0);
+    if (rc != LUA_YIELD) {
+        if (rc != 0) gw_err("timer: %s", lua_tostring(co, -1));
+        luaL_unref(gw_W->L, LUA_REGISTRYINDEX, s->co_ref);
+    }
+    event_free(s->ev);
+    free(s);
+}
+
+static struct timeval tv_of(double sec)
+{
+    if (sec < 0) sec = 0;
+    struct timeval tv = { (time_t)sec, (suseconds_t)((sec - (time_t)sec) * 1e6) };
+    return tv;
+}
+
+static int l_sleep(lua_State *L)
+{
+    double sec = luaL_checknumber(L, 1);
+    gw_req *r = gw_cur;
+    sleeper *s = calloc(1, sizeof *s);
+    if (!s) return luaL_error(L, "no memory");
+    s->r = r;
+    s->fn_ref = LUA_NOREF;
+    s->co = L;
+    if (!r) {
+        if (lua_pushthread(L)) { free(s); return luaL_error(L, "gw.sleep: cannot sleep in the main thread"); }
+        s->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+    s->ev = evtimer_new(gw_W->base, sleep_fire, s);
+    struct timeval tv = tv_of(sec);
+    evtimer_add(s->ev, &tv);
+    if (r) { r->wait_ev = s->ev; r->state = r->phase == GW_PHASE_LOG ? GW_RS_LOG : GW_RS_LUA; }
+    return lua_yield(L, 0);
+}
+
+static void timer_run(sleeper *s)
+{
+    lua_State *L = gw_W->L;
+    lua_State *co = lua_newthread(L);
+    int co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_rawgeti(co, LUA_REGISTRYINDEX, s->fn_ref);
+    lua_pushboolean(co, 0);              /* premature = false */
+    lua_rawgeti(co, LUA_REGISTRYINDEX, s->args_ref);
+    int t = lua_gettop(co);
+    int n = (int)lua_objlen(co, t);
+    for (int i = 1; i <= n; i++) lua_rawgeti(co, t, i);
+    lua_remove(co, t);
+    int nargs = 1 + n;
+    int rc = lua_resume(co, nargs);
+    /* a coroutine that yielded (gw.sleep) is anchored by its sleeper */
+    if (rc != 0 && rc != LUA_YIELD) gw_err("timer: %s", lua_tostring(co, -1));
+    luaL_unref(L, LUA_REGISTRYINDEX, co_ref);
+    if (s->every > 0 && !gw_W->draining) {
+        struct timeval tv = tv_of(s->every);
+        evtimer_add(s->ev, &tv);
+        return;
+    }
+    luaL_unref(L, LUA_REGISTRYINDEX, s->fn_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, s->args_ref);
+    event_free(s->ev);
+    free(s);
+}
+
+/* gw.timer.at(delay, fn, ...) / gw.timer.every(interval, fn, ...) */
+static int timer_new(lua_State *L, int every)
+{
+    double d = luaL_checknumber(L, 1);
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    if (every && d <= 0) return luaL_error(L, "interval must be > 0");
+    if (!gw_W) { lua_pushnil(L); lua_pushliteral(L, "no event loop"); return 2; }
+    if (gw_W->draining) { lua_pushnil(L); lua_pushliteral(L, "process exiting"); return 2; }
+    int top = lua_gettop(L);
+    lua_createtable(L, top - 2, 0);
+    for (int i = 3; i <= top; i++) { lua_pushvalue(L, i); lua_rawseti(L, -2, i - 2); }
+    sleeper *s = calloc(1, sizeof *s);
+    if (!s) return luaL_error(L, "no memory");
+    s->args_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pushvalue(L, 2);
+    s->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    s->every = every ? d : 0;
+    s->ev = evtimer_new(gw_W->base, sleep_fire, s);
+    struct timeval tv = tv_of(d);
+    evtimer_add(s->ev, &tv);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+static int l_timer_at(lua_State *L) { return timer_new(L, 0); }
+static int l_timer_every(lua_State *L) { return timer_new(L, 1); }
+
+static int l_log(lua_State *L)
+{
+    int level = (int)luaL_checkinteger(L, 1);
+    const char *msg = luaL_checkstring(L, 2);
+    if (level > gw_log_level) return 0;
+    gw_req *r = gw_cur;
+    if (r) gw_log(level, "[%s] %s, request: %s", gw_phase_names[r->phase], msg, r->id_str);
+    else gw_log(level, "%s", msg);
+    return 0;
+}
+
+static int l_now(lua_State *L) { lua_pushnumber(L, gw_now()); return 1; }
+static int l_monotonic_ms(lua_State *L) { lua_pushnumber(L, (lua_Number)gw_now_ms()); return 1; }
+
+/* ctx table of the current request (gw.ctx.shared), created on first use */
+static int l_ctx(lua_State *L)
+{
+    gw_req *r = gw_cur;
+    if (!r) { lua_pushnil(L); return 1; }
+    if (r->ctx_ref < 0) {
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        r->ctx_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        return 1;
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, r->ctx_ref);
+    return 1;
+}
+
+static int l_worker(lua_State *L)
+{
+    lua_newtable(L);
+    lua_pushinteger(L, gw_W ? gw_W->slot : -1);
+    lua_setfield(L, -2, "id");
+    lua_pushinteger(L, getpid());
+    lua_setfield(L, -2, "pid");
+    lua_pushinteger(L, gw_W && gw_W->gen ? gw_W->gen->id : 0);
+    lua_setfield(L, -2, "generation");
+    return 1;
+}
+
+/* Set by the worker: the Lua runner function gw._run_phase. */
+int gw_api_set_runner(lua_State *L)
+{
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "gw");
+    if (gw_vm_pcall(L, 1, 1, "require gw") != 0) return -1;
+    lua_getfield(L, -1, "_run_phase");
+    if (!lua_isfunction(L, -1)) { gw_err("gw._run_phase missing"); return -1; }
+    runner_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pop(L, 1);
+    return 0;
+}
+
+int gw_api_init_worker(void)
+{
+    lua_State *L = gw_W->L;
+    if (gw_api_set_runner(L) != 0) return -1;
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "gw");
+    if (gw_vm_pcall(L, 1, 1, "require gw") != 0) return -1;
+    lua_getfield(L, -1, "_init_worker");
+    lua_rawgeti(L, LUA_REGISTRYINDEX, gw_W->gen->lua_ref);
+    int rc = gw_vm_pcall(L, 1, 0, "init_worker");
+    lua_pop(L, 1);
+    return rc;
+}
+
+int luaopen_gw_core(lua_State *L)
+{
+    static const luaL_Reg fns[] = {
+        { "sleep", l_sleep }, { "timer_at", l_timer_at }, { "timer_every", l_timer_every },
+        { "log", l_log }, { "now", l_now }, { "monotonic_ms", l_monotonic_ms }, { "ctx", l_ctx },
+        { "read_body", l_read_body }, { "set_body", l_set_body }, { "worker", l_worker },
+        { NULL, NULL }
+    };
+    lua_newtable(L);
+    luaL_register(L, NULL, fns);
+    return 1;
+}

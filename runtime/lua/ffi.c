@@ -1,0 +1,245 @@
+/* ffi.c — the hot gw.* calls, exported for LuaJIT FFI (lua/gw/init.lua declares them with
+ * ffi.cdef). They act on gw_cur, the request whose Lua code is running; strings come back as
+ * (pointer, length) slices that stay valid until the request ends. Return codes: 0 ok, -1 not
+ * found, -2 no request / wrong state, -3 no memory. */
+#include <string.h>
+#include "gw.h"
+#include "conn.h"
+#include "worker.h"
+#include "api.h"
+
+enum { S_METHOD = 0, S_PATH, S_RAW_QUERY, S_HOST, S_SCHEME, S_CLIENT_IP, S_ROUTE, S_SERVICE,
+       S_REQUEST_ID, S_UP_PATH, S_UP_QUERY, S_UP_METHOD, S_TARGET, S_VERSION, S_URI };
+
+int gw_ffi_phase(void) { return gw_cur ? gw_cur->phase : -1; }
+
+static void set(const char **p, size_t *n, const char *s, size_t len) { *p = s; *n = len; }
+
+int gw_ffi_req_str(int which, const char **p, size_t *n)
+{
+    gw_req *r = gw_cur;
+    if (!r) return -2;
+    switch (which) {
+    case S_METHOD: set(p, n, r->h.method.p, r->h.method.n); return 0;
+    case S_PATH: set(p, n, r->h.path.p, r->h.path.n); return 0;
+    case S_URI: set(p, n, r->h.target.p, r->h.target.n); return 0;
+    case S_RAW_QUERY: set(p, n, r->h.query.p, r->h.query.n); return 0;
+    case S_HOST: {
+        size_t k = 0;
+        while (k < r->h.host.n && r->h.host.p[k] != ':') k++;
+        set(p, n, r->h.host.p, k);
+        return 0;
+    }
+    case S_SCHEME: set(p, n, "http", 4); return 0;
+    case S_CLIENT_IP: set(p, n, r->c->peer_ip, strlen(r->c->peer_ip)); return 0;
+    case S_ROUTE:
+        if (!r->route || !r->route->name) return -1;
+        set(p, n, r->route->name, strlen(r->route->name)); return 0;
+    case S_SERVICE:
+        if (!r->svc) return -1;
+        set(p, n, r->svc->name, strlen(r->svc->name)); return 0;
+    case S_REQUEST_ID: set(p, n, r->id_str, strlen(r->id_str)); return 0;
+    case S_UP_PATH: gw_req_build_path(r); set(p, n, r->up_path.p, r->up_path.n); return 0;
+    case S_UP_QUERY: set(p, n, r->up_query.p, r->up_query.n); return 0;
+    case S_UP_METHOD: set(p, n, r->up_method.p, r->up_method.n); return 0;
+    case S_VERSION: set(p, n, r->h.version == 10 ? "1.0" : "1.1", 3); return 0;
+    default: return -1;
+    }
+}
+
+int gw_ffi_req_port(int peer)
+{
+    gw_req *r = gw_cur;
+    if (!r) return -2;
+    return peer ? r->c->peer_port : r->c->local_port;
+}
+
+static gw_header *harr(gw_req *r, int resp, int **n)
+{
+    static int dummy;
+    if (resp) { *n = &r->nrhdrs; return r->rhdrs; }
+    *n = &r->h.nheaders;
+    (void)dummy;
+    return r->hdrs;
+}
+
+int gw_ffi_header_count(int resp)
+{
+    gw_req *r = gw_cur;
+    if (!r) return -2;
+    int *n;
+    harr(r, resp, &n);
+    return *n;
+}
+
+int gw_ffi_header_at(int resp, int i, const char **np, size_t *nn, const char **vp, size_t *vn)
+{
+    gw_req *r = gw_cur;
+    if (!r) return -2;
+    int *n;
+    gw_header *a = harr(r, resp, &n);
+    if (i < 0 || i >= *n) return -1;
+    set(np, nn, a[i].name.p, a[i].name.n);
+    set(vp, vn, a[i].value.p, a[i].value.n);
+    return 0;
+}
+
+/* Header names compare case-insensitively, and '_' matches '-' (as Kong and ngx_lua do). */
+static int hname_eq(gw_str a, const char *b, size_t bl)
+{
+    if (a.n != bl) return 0;
+    for (size_t i = 0; i < bl; i++) {
+        unsigned char x = (unsigned char)a.p[i], y = (unsigned char)b[i];
+        if (x >= 'A' && x <= 'Z') x += 32;
+        if (y >= 'A' && y <= 'Z') y += 32;
+        if (x == '_') x = '-';
+        if (y == '_') y = '-';
+        if (x != y) return 0;
+    }
+    return 1;
+}
+
+/* Returns the index of the first header named `name` at or after `from`, -1 when none. */
+int gw_ffi_get_header(int resp, const char *name, size_t nl, int from, const char **vp, size_t *vn)
+{
+    gw_req *r = gw_cur;
+    if (!r) return -2;
+    int *n;
+    gw_header *a = harr(r, resp, &n);
+    for (int i = from; i < *n; i++) {
+        if (hname_eq(a[i].name, name, nl)) {
+            set(vp, vn, a[i].value.p, a[i].value.n);
+            return i;
+        }
+    }
+    return -1;
+}
+
+int gw_ffi_set_header(int resp, const char *name, size_t nl, const char *v, size_t vl, int add)
+{
+    gw_req *r = gw_cur;
+    if (!r) return -2;
+    int *n;
+    gw_header *a = harr(r, resp, &n);
+    if (!add) {
+        /* normalize '_' spellings: remove every variant, then add once */
+        for (int i = 0; i < *n; i++)
+            if (hname_eq(a[i].name, name, nl)) { a[i] = a[*n - 1]; (*n)--; i--; }
+    }
+    if (!resp && nl == 4 && strncasecmp(name, "host", 4) == 0) {
+        char *h = gw_req_strdup(r, v, vl);
+        if (!h) return -3;
+        r->h.host.p = h;
+        r->h.host.n = vl;
+    }
+    return gw_req_set_header(r, a, n, name, nl, v, vl, 1) == 0 ? 0 : -3;
+}
+
+int gw_ffi_clear_header(int resp, const char *name, size_t nl)
+{
+    gw_req *r = gw_cur;
+    if (!r) return -2;
+    int *n;
+    gw_header *a = harr(r, resp, &n);
+    int j = 0;
+    for (int i = 0; i < *n; i++)
+        if (!hname_eq(a[i].name, name, nl)) a[j++] = a[i];
+    *n = j;
+    return 0;
+}
+
+int gw_ffi_set_str(int which, const char *s, size_t n)
+{
+    gw_req *r = gw_cur;
+    if (!r) return -2;
+    char *p = gw_req_strdup(r, s, n);
+    if (!p) return -3;
+    switch (which) {
+    case S_UP_METHOD: r->up_method.p = p; r->up_method.n = n; return 0;
+    case S_UP_PATH: r->up_path.p = p; r->up_path.n = n; r->path_set = 1; return 0;
+    case S_UP_QUERY: r->up_query.p = p; r->up_query.n = n; r->query_set = 1; return 0;
+    default: return -1;
+    }
+}
+
+int gw_ffi_get_status(void) { return gw_cur ? gw_cur->status : -2; }
+
+int gw_ffi_set_status(int status)
+{
+    if (!gw_cur) return -2;
+    gw_cur->status = status;
+    return 0;
+}
+
+/* gw.response.exit: records the local response; the Lua side then ends the phase. */
+int gw_ffi_exit(int status, const char *body, size_t len)
+{
+    gw_req *r = gw_cur;
+    if (!r) return -2;
+    r->status = status;
+    r->exited = 1;
+    r->local = 1;
+    if (!r->lbody) r->lbody = evbuffer_new();
+    evbuffer_drain(r->lbody, evbuffer_get_length(r->lbody));
+    if (body && len) evbuffer_add(r->lbody, body, len);
+    if (!r->body_done) r->resp_close = 1;
+    return 0;
+}
+
+int gw_ffi_set_upstream(const char *name, size_t nl)
+{
+    gw_req *r = gw_cur;
+    if (!r) return -2;
+    gw_gen *g = r->gen;
+    for (int i = 0; i < g->nupstreams; i++) {
+        if (strlen(g->upstreams[i].name) == nl && memcmp(g->upstreams[i].name, name, nl) == 0) {
+            r->ups = &g->upstreams[i];
+            r->has_override = 0;
+            return 0;
+        }
+    }
+    /* a service name also works: its balancer */
+    for (int i = 0; i < g->nservices; i++) {
+        if (strlen(g->services[i].name) == nl && memcmp(g->services[i].name, name, nl) == 0) {
+            /* a service name switches the whole service: its protocol, path and balancer */
+            r->svc = &g->services[i];
+            r->ups = r->svc->upstream;
+            r->has_override = 0;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+int gw_ffi_set_target(const char *host, size_t hl, int port)
+{
+    gw_req *r = gw_cur;
+    if (!r) return -2;
+    char h[256];
+    if (hl >= sizeof h) return -1;
+    memcpy(h, host, hl);
+    h[hl] = 0;
+    memset(&r->override, 0, sizeof r->override);
+    if (gw_resolve(h, port, &r->override.addr, &r->override.addrlen) != 0) return -1;
+    r->override.host = gw_req_strdup(r, h, hl);
+    r->override.port = port;
+    r->override.weight = 1;
+    r->has_override = 1;
+    return 0;
+}
+
+int gw_ffi_set_timeouts(int connect_ms, int write_ms, int read_ms)
+{
+    gw_req *r = gw_cur;
+    if (!r || !r->svc) return -2;
+    /* per-request copy of the service so other requests keep the configured values */
+    gw_service *s = gw_req_alloc(r, sizeof *s);
+    if (!s) return -3;
+    *s = *r->svc;
+    if (connect_ms > 0) s->connect_timeout = connect_ms;
+    if (write_ms > 0) s->write_timeout = write_ms;
+    if (read_ms > 0) s->read_timeout = read_ms;
+    if (r->ups == &r->svc->single) r->ups = &s->single;
+    r->svc = s;
+    return 0;
+}

@@ -1,0 +1,537 @@
+/* master.c — the master process. Compiles the config, opens the listeners once, creates shared
+ * memory, forks the workers and respawns any that dies. A reload (SIGHUP, `POST /reload`,
+ * `POST /config`) compiles the new config beside the running one; only when it is valid does the
+ * master fork a new set of workers from it and tell the old set to drain (SIGQUIT): listeners
+ * are never closed, requests in flight finish on the generation they started with.
+ * The admin API is served here too, by lua/gw/admin.lua. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <event2/bufferevent.h>
+#include <event2/buffer.h>
+#include "gw.h"
+#include "master.h"
+#include "worker.h"
+#include "shm.h"
+#include "vm.h"
+#include "http_parser.h"
+
+typedef struct { pid_t pid; int slot; int gen; int old; } wproc;
+
+static struct {
+    lua_State *L;
+    struct event_base *base;
+    const char *file;
+    gw_listen ls[16];
+    int nls;
+    int admin_fd;
+    struct evconnlistener *admin;
+    wproc w[GW_MAX_WORKERS * 2];
+    int nworkers;               /* workers per generation */
+    int gen;
+    int compiled_ref;
+    int stopping;
+    double started, last_reload;
+    int last_reload_ok;
+    char last_reload_msg[8192];
+} M;
+
+static int open_listener(const char *host, int port, char *err, size_t errlen)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    if (gw_resolve(host, port, &ss, &sl) != 0) { snprintf(err, errlen, "cannot resolve %s", host); return -1; }
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) { snprintf(err, errlen, "socket: %s", strerror(errno)); return -1; }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, (struct sockaddr *)&ss, sl) != 0 || listen(fd, 4096) != 0) {
+        snprintf(err, errlen, "cannot listen on %s:%d: %s", host, port, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static int free_slot(void)
+{
+    for (int i = 0; i < GW_MAX_WORKERS * 2; i++) if (M.w[i].pid == 0) return i;
+    return -1;
+}
+
+static pid_t spawn(int slot)
+{
+    pid_t pid = fork();
+    if (pid < 0) { gw_err("fork: %s", strerror(errno)); return -1; }
+    if (pid == 0) {
+        /* child: the master's loop and admin listener are not ours */
+        signal(SIGHUP, SIG_DFL);
+        signal(SIGCHLD, SIG_DFL);
+        if (M.admin) evconnlistener_disable(M.admin);
+        if (M.admin_fd >= 0) close(M.admin_fd);
+        lua_rawgeti(M.L, LUA_REGISTRYINDEX, M.compiled_ref);
+        int rc = gw_worker_run(M.L, lua_gettop(M.L), M.ls, M.nls, slot);
+        _exit(rc);
+    }
+    M.w[slot].pid = pid;
+    M.w[slot].slot = slot;
+    M.w[slot].gen = M.gen;
+    M.w[slot].old = 0;
+    return pid;
+}
+
+static void set_compiled_globals(lua_State *L, int idx)
+{
+    lua_getfield(L, idx, "gw");
+    lua_getfield(L, -1, "log_level");
+    if (lua_isstring(L, -1)) {
+        int lv = gw_log_level_from_name(lua_tostring(L, -1));
+        if (lv >= 0) gw_log_level = lv;
+    }
+    lua_pop(L, 1);
+    lua_getfield(L, -1, "workers");
+    M.nworkers = lua_isnumber(L, -1) ? (int)lua_tointeger(L, -1) : 1;
+    if (M.nworkers < 1) M.nworkers = 1;
+    if (M.nworkers > GW_MAX_WORKERS) M.nworkers = GW_MAX_WORKERS;
+    lua_pop(L, 2);
+}
+
+int gw_master_apply(lua_State *L, char *err, size_t errlen)
+{
+    /* validate the C half too before any worker sees it: a target that does not resolve or a
+     * regex PCRE2 refuses must reject the reload, not kill the new workers */
+    gw_gen *probe = gw_gen_build(L, err, errlen);
+    if (!probe) return -1;
+    int ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    int old_ref = M.compiled_ref;
+    M.compiled_ref = ref;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+    set_compiled_globals(L, lua_gettop(L));
+    lua_pop(L, 1);
+    M.gen++;
+    /* old set: every live worker of an earlier generation */
+    int oldset[GW_MAX_WORKERS * 2], nold = 0;
+    for (int i = 0; i < GW_MAX_WORKERS * 2; i++)
+        if (M.w[i].pid > 0 && M.w[i].gen != M.gen) { M.w[i].old = 1; oldset[nold++] = i; }
+    for (int k = 0; k < M.nworkers; k++) {
+        int slot = free_slot();
+        if (slot < 0) { snprintf(err, errlen, "too many workers"); break; }
+        spawn(slot);
+    }
+    for (int i = 0; i < nold; i++) kill(M.w[oldset[i]].pid, SIGQUIT);
+    if (old_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, old_ref);
+    lua_gc(L, LUA_GCCOLLECT, 0);
+    M.last_reload = gw_now();
+    M.last_reload_ok = 1;
+    snprintf(M.last_reload_msg, sizeof M.last_reload_msg, "ok");
+    gw_notice("generation %d started (%d workers)", M.gen, M.nworkers);
+    return 0;
+}
+
+/* Reads and compiles the config file; on success applies it. */
+static int reload_file(char *err, size_t errlen)
+{
+    lua_State *L = M.L;
+    int top = lua_gettop(L);
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "gw.config");
+    if (gw_vm_pcall(L, 1, 1, "gw.config") != 0) { snprintf(err, errlen, "cannot load gw.config"); return -1; }
+    lua_getfield(L, -1, "load_file");
+    lua_pushstring(L, M.file);
+    if (gw_vm_pcall(L, 1, 2, "config.load_file") != 0) { snprintf(err, errlen, "config loader failed"); lua_settop(L, top); return -1; }
+    if (lua_isnil(L, -2)) {
+        size_t off = 0;
+        int n = lua_istable(L, -1) ? (int)lua_objlen(L, -1) : 0;
+        err[0] = 0;
+        for (int i = 1; i <= n && off < errlen; i++) {
+            lua_rawgeti(L, -1, i);
+            off += snprintf(err + off, errlen - off, "%s%s", i > 1 ? "\n" : "", lua_tostring(L, -1));
+            lua_pop(L, 1);
+        }
+        lua_settop(L, top);
+        return -1;
+    }
+    lua_pop(L, 1);
+    int rc = gw_master_apply(L, err, errlen);
+    lua_settop(L, top);
+    return rc;
+}
+
+static void do_reload(const char *why)
+{
+    char err[8192];
+    gw_notice("reloading (%s)", why);
+    if (reload_file(err, sizeof err) != 0) {
+        M.last_reload = gw_now();
+        M.last_reload_ok = 0;
+        snprintf(M.last_reload_msg, sizeof M.last_reload_msg, "%s", err);
+        gw_err("reload rejected, the running config stays:\n%s", err);
+    }
+}
+
+static void stop_all(int sig)
+{
+    M.stopping = 1;
+    for (int i = 0; i < GW_MAX_WORKERS * 2; i++)
+        if (M.w[i].pid > 0) kill(M.w[i].pid, sig);
+}
+
+static int live_workers(void)
+{
+    int n = 0;
+    for (int i = 0; i < GW_MAX_WORKERS * 2; i++) if (M.w[i].pid > 0) n++;
+    return n;
+}
+
+static void sig_cb(evutil_socket_t sig, short ev, void *arg)
+{
+    (void)ev; (void)arg;
+    switch (sig) {
+    case SIGHUP:
+        do_reload("SIGHUP");
+        break;
+    case SIGTERM:
+    case SIGINT:
+        gw_notice("stopping (%s)", sig == SIGINT ? "SIGINT" : "SIGTERM");
+        stop_all(SIGTERM);
+        break;
+    case SIGQUIT:
+        gw_notice("graceful stop (SIGQUIT): draining");
+        stop_all(SIGQUIT);
+        break;
+    case SIGCHLD: {
+        int status;
+        pid_t pid;
+        while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+            int i;
+            for (i = 0; i < GW_MAX_WORKERS * 2; i++) if (M.w[i].pid == pid) break;
+            if (i == GW_MAX_WORKERS * 2) continue;
+            int old = M.w[i].old;
+            M.w[i].pid = 0;
+            if (gw_stats) memset(&gw_stats->workers[i], 0, sizeof gw_stats->workers[i]);
+            if (M.stopping || old) {
+                gw_info("worker %d exited", pid);
+                continue;
+            }
+            if (WIFSIGNALED(status))
+                gw_err("worker %d died on signal %d, respawning", pid, WTERMSIG(status));
+            else
+                gw_err("worker %d exited with status %d, respawning", pid, WEXITSTATUS(status));
+            spawn(i);
+        }
+        if (M.stopping && live_workers() == 0) event_base_loopbreak(M.base);
+        break;
+    }
+    }
+}
+
+/* ---- admin API: a small HTTP/1.1 server whose handler is lua/gw/admin.lua --------------- */
+
+typedef struct { struct bufferevent *bev; char buf[65536]; } admin_conn;
+
+static void admin_free(admin_conn *a) { bufferevent_free(a->bev); free(a); }
+
+static void admin_reply(admin_conn *a, int status, const char *ctype, const char *body, size_t bl, int close_after)
+{
+    struct evbuffer *out = bufferevent_get_output(a->bev);
+    evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nServer: gw\r\n%s\r\n",
+                        status, status < 300 ? "OK" : status < 500 ? "Client Error" : "Server Error",
+                        ctype, bl, close_after ? "Connection: close\r\n" : "");
+    evbuffer_add(out, body, bl);
+}
+
+static void admin_read_cb(struct bufferevent *bev, void *arg)
+{
+    admin_conn *a = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    for (;;) {
+        size_t avail = evbuffer_get_length(in);
+        if (!avail) return;
+        size_t n = avail < sizeof a->buf ? avail : sizeof a->buf;
+        evbuffer_copyout(in, a->buf, n);
+        gw_http_request req;
+        gw_header hdrs[100];
+        gw_http_limits lim = { 8192, 32768, 100 };
+        int rc = gw_http_parse_request(a->buf, n, &req, hdrs, 100, &lim);
+        if (rc == GW_HTTP_AGAIN) {
+            if (n == sizeof a->buf) { admin_reply(a, 431, "application/json", "{\"message\":\"head too large\"}", 28, 1); }
+            return;
+        }
+        if (rc < 0) {
+            char m[256];
+            int ml = snprintf(m, sizeof m, "{\"message\":\"%s\"}", req.error ? req.error : "Bad request");
+            admin_reply(a, req.status ? req.status : 400, "application/json", m, ml, 1);
+            bufferevent_disable(bev, EV_READ);
+            return;
+        }
+        if (req.chunked) {
+            admin_reply(a, 411, "application/json", "{\"message\":\"send a Content-Length\"}", 35, 1);
+            bufferevent_disable(bev, EV_READ);
+            return;
+        }
+        size_t blen = req.content_length > 0 ? (size_t)req.content_length : 0;
+        if (blen > 256u * 1024 * 1024) {
+            admin_reply(a, 413, "application/json", "{\"message\":\"body too large\"}", 28, 1);
+            bufferevent_disable(bev, EV_READ);
+            return;
+        }
+        if (avail < (size_t)rc + blen) return; /* wait for the whole body */
+        lua_State *L = M.L;
+        int top = lua_gettop(L);
+        lua_getglobal(L, "require");
+        lua_pushliteral(L, "gw.admin");
+        if (gw_vm_pcall(L, 1, 1, "gw.admin") != 0) { lua_settop(L, top); admin_reply(a, 500, "application/json", "{}", 2, 1); return; }
+        lua_getfield(L, -1, "handle");
+        lua_createtable(L, 0, 6);
+        lua_pushlstring(L, req.method.p, req.method.n); lua_setfield(L, -2, "method");
+        lua_pushlstring(L, req.path.p, req.path.n); lua_setfield(L, -2, "path");
+        lua_pushlstring(L, req.query.p, req.query.n); lua_setfield(L, -2, "query");
+        lua_newtable(L);
+        for (int i = 0; i < req.nheaders; i++) {
+            char name[128];
+            size_t nl = req.headers[i].name.n < sizeof name - 1 ? req.headers[i].name.n : sizeof name - 1;
+            for (size_t k = 0; k < nl; k++) {
+                char ch = req.headers[i].name.p[k];
+                name[k] = ch >= 'A' && ch <= 'Z' ? ch + 32 : ch;
+            }
+            lua_pushlstring(L, name, nl);
+            lua_pushlstring(L, req.headers[i].value.p, req.headers[i].value.n);
+            lua_rawset(L, -3);
+        }
+        lua_setfield(L, -2, "headers");
+        evbuffer_drain(in, rc);
+        char *body = malloc(blen + 1);
+        evbuffer_remove(in, body, blen);
+        lua_pushlstring(L, body, blen);
+        free(body);
+        lua_setfield(L, -2, "body");
+        int keep = req.keepalive;
+        if (gw_vm_pcall(L, 1, 3, "admin") != 0) {
+            admin_reply(a, 500, "application/json", "{\"message\":\"admin handler failed\"}", 34, !keep);
+        } else {
+            size_t bl;
+            const char *b = lua_tolstring(L, -2, &bl);
+            const char *ct = lua_isstring(L, -1) ? lua_tostring(L, -1) : "application/json";
+            admin_reply(a, (int)lua_tointeger(L, -3), ct, b ? b : "", b ? bl : 0, !keep);
+        }
+        lua_settop(L, top);
+        if (!keep) { bufferevent_disable(bev, EV_READ); return; }
+    }
+}
+
+static void admin_write_cb(struct bufferevent *bev, void *arg)
+{
+    admin_conn *a = arg;
+    if (!(bufferevent_get_enabled(bev) & EV_READ)) admin_free(a);
+}
+
+static void admin_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    (void)bev; (void)what;
+    admin_free(arg);
+}
+
+static void admin_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int sl, void *arg)
+{
+    (void)l; (void)sa; (void)sl; (void)arg;
+    admin_conn *a = calloc(1, sizeof *a);
+    if (!a) { close(fd); return; }
+    a->bev = bufferevent_socket_new(M.base, fd, BEV_OPT_CLOSE_ON_FREE);
+    bufferevent_setcb(a->bev, admin_read_cb, admin_write_cb, admin_event_cb, a);
+    struct timeval tv = { 60, 0 };
+    bufferevent_set_timeouts(a->bev, &tv, &tv);
+    bufferevent_enable(a->bev, EV_READ | EV_WRITE);
+}
+
+/* gw.master: what lua/gw/admin.lua may ask of the master. */
+static int l_apply(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    char err[1024];
+    lua_pushvalue(L, 1);
+    if (gw_master_apply(L, err, sizeof err) != 0) {
+        lua_pop(L, 1);
+        lua_pushnil(L);
+        lua_pushstring(L, err);
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_reload(lua_State *L)
+{
+    char err[8192];
+    if (reload_file(err, sizeof err) != 0) {
+        M.last_reload = gw_now();
+        M.last_reload_ok = 0;
+        snprintf(M.last_reload_msg, sizeof M.last_reload_msg, "%s", err);
+        lua_pushnil(L);
+        lua_pushstring(L, err);
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_current(lua_State *L)
+{
+    lua_rawgeti(L, LUA_REGISTRYINDEX, M.compiled_ref);
+    return 1;
+}
+
+static int l_status(lua_State *L)
+{
+    lua_newtable(L);
+    lua_pushstring(L, GW_VERSION); lua_setfield(L, -2, "version");
+    lua_pushnumber(L, gw_now() - M.started); lua_setfield(L, -2, "uptime");
+    lua_pushinteger(L, M.gen); lua_setfield(L, -2, "generation");
+    lua_pushinteger(L, getpid()); lua_setfield(L, -2, "pid");
+    lua_pushstring(L, M.file); lua_setfield(L, -2, "config_file");
+    lua_newtable(L);
+    lua_pushnumber(L, M.last_reload); lua_setfield(L, -2, "time");
+    lua_pushboolean(L, M.last_reload_ok); lua_setfield(L, -2, "ok");
+    lua_pushstring(L, M.last_reload_msg); lua_setfield(L, -2, "message");
+    lua_setfield(L, -2, "last_reload");
+    lua_newtable(L);
+    int k = 0;
+    for (int i = 0; i < GW_MAX_WORKERS * 2; i++) {
+        if (M.w[i].pid <= 0) continue;
+        lua_newtable(L);
+        lua_pushinteger(L, M.w[i].pid); lua_setfield(L, -2, "pid");
+        lua_pushinteger(L, M.w[i].gen); lua_setfield(L, -2, "generation");
+        lua_pushboolean(L, M.w[i].old); lua_setfield(L, -2, "draining");
+        if (gw_stats && gw_stats->workers[i].pid == M.w[i].pid) {
+            gw_worker_stats *s = &gw_stats->workers[i];
+            lua_pushnumber(L, (lua_Number)s->connections); lua_setfield(L, -2, "connections");
+            lua_pushnumber(L, (lua_Number)s->accepted); lua_setfield(L, -2, "accepted");
+            lua_pushnumber(L, (lua_Number)s->requests); lua_setfield(L, -2, "requests");
+            lua_pushnumber(L, (lua_Number)s->lua_kb); lua_setfield(L, -2, "lua_memory_kb");
+        }
+        lua_rawseti(L, -2, ++k);
+    }
+    lua_setfield(L, -2, "workers");
+    return 1;
+}
+
+int luaopen_gw_master(lua_State *L)
+{
+    static const luaL_Reg fns[] = {
+        { "apply", l_apply }, { "reload", l_reload }, { "current", l_current }, { "status", l_status },
+        { NULL, NULL }
+    };
+    lua_newtable(L);
+    luaL_register(L, NULL, fns);
+    return 1;
+}
+
+int gw_master_run(const char *file)
+{
+    signal(SIGPIPE, SIG_IGN);
+    memset(&M, 0, sizeof M);
+    M.file = file;
+    M.admin_fd = -1;
+    M.compiled_ref = LUA_NOREF;
+    M.started = gw_now();
+    lua_State *L = gw_vm_new();
+    M.L = L;
+    lua_getfield(L, LUA_GLOBALSINDEX, "package");
+    lua_getfield(L, -1, "preload");
+    lua_pushcfunction(L, luaopen_gw_master);
+    lua_setfield(L, -2, "gw.master");
+    lua_pop(L, 2);
+
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "gw.config");
+    if (gw_vm_pcall(L, 1, 1, "gw.config") != 0) return 1;
+    lua_getfield(L, -1, "load_file");
+    lua_pushstring(L, file);
+    if (gw_vm_pcall(L, 1, 2, "config") != 0) return 1;
+    if (lua_isnil(L, -2)) {
+        int n = lua_istable(L, -1) ? (int)lua_objlen(L, -1) : 0;
+        for (int i = 1; i <= n; i++) {
+            lua_rawgeti(L, -1, i);
+            fprintf(stderr, "%s\n", lua_tostring(L, -1));
+            lua_pop(L, 1);
+        }
+        fprintf(stderr, "gw: %s: configuration rejected\n", file);
+        return 1;
+    }
+    lua_pop(L, 1);
+    int ci = lua_gettop(L);
+    set_compiled_globals(L, ci);
+
+    if (gw_shm_stats_init() != 0) { gw_err("cannot create shared memory"); return 1; }
+    char err[512];
+    lua_getfield(L, ci, "gw");
+    int gwi = lua_gettop(L);
+    lua_getfield(L, gwi, "shared_dicts");
+    if (lua_istable(L, -1)) {
+        lua_pushnil(L);
+        while (lua_next(L, -2)) {
+            if (gw_dict_create(lua_tostring(L, -2), (size_t)lua_tonumber(L, -1)) != 0) return 1;
+            lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 1);
+    lua_getfield(L, gwi, "listen");
+    int n = lua_istable(L, -1) ? (int)lua_objlen(L, -1) : 0;
+    for (int i = 1; i <= n && M.nls < 16; i++) {
+        lua_rawgeti(L, -1, i);
+        lua_getfield(L, -1, "host");
+        lua_getfield(L, -2, "port");
+        const char *h = lua_tostring(L, -2);
+        int port = (int)lua_tointeger(L, -1);
+        int fd = open_listener(h, port, err, sizeof err);
+        if (fd < 0) { gw_err("%s", err); return 1; }
+        M.ls[M.nls].fd = fd;
+        M.ls[M.nls].port = port;
+        M.nls++;
+        gw_notice("proxy listening on %s:%d", h, port);
+        lua_pop(L, 3);
+    }
+    lua_pop(L, 1);
+    M.base = event_base_new();
+    lua_getfield(L, gwi, "admin_listen");
+    if (lua_istable(L, -1)) {
+        lua_getfield(L, -1, "host");
+        lua_getfield(L, -2, "port");
+        const char *h = lua_tostring(L, -2);
+        int port = (int)lua_tointeger(L, -1);
+        M.admin_fd = open_listener(h, port, err, sizeof err);
+        if (M.admin_fd < 0) { gw_err("admin: %s", err); return 1; }
+        M.admin = evconnlistener_new(M.base, admin_accept, NULL, 0, -1, M.admin_fd);
+        gw_notice("admin listening on %s:%d", h, port);
+        lua_pop(L, 2);
+    }
+    lua_pop(L, 2);
+
+    int sigs[] = { SIGHUP, SIGTERM, SIGINT, SIGQUIT, SIGCHLD, 0 };
+    for (int i = 0; sigs[i]; i++) event_add(evsignal_new(M.base, sigs[i], sig_cb, NULL), NULL);
+
+    /* compiled config is at the top of the stack */
+    if (gw_master_apply(L, err, sizeof err) != 0) {
+        gw_err("%s: %s", file, err);
+        return 1;
+    }
+    gw_notice("gw %s started, master pid %d", GW_VERSION, getpid());
+    event_base_dispatch(M.base);
+    /* wait for whatever is left (SIGTERM'd workers) */
+    while (live_workers() > 0) {
+        int status;
+        pid_t pid = wait(&status);
+        if (pid < 0) break;
+        for (int i = 0; i < GW_MAX_WORKERS * 2; i++) if (M.w[i].pid == pid) M.w[i].pid = 0;
+    }
+    gw_notice("gw stopped");
+    return 0;
+}

@@ -1,0 +1,660 @@
+/* proxy.c — the upstream half of a request: balancer, keep-alive pool, connect with retries,
+ * request head and body up, response head and body down, both directions streamed with
+ * backpressure (a side whose peer's output passes HIGH_WATER stops reading until it drains). */
+#include <errno.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <event2/bufferevent.h>
+#include <event2/buffer.h>
+#include "gw.h"
+#include "conn.h"
+#include "worker.h"
+#include "api.h"
+
+#define HIGH_WATER (256 * 1024)
+
+struct gw_upconn {
+    struct bufferevent *bev;
+    gw_req *r;                  /* NULL while idle in the pool */
+    gw_target *target;
+    struct sockaddr_storage addr;
+    socklen_t alen;
+    int requests;
+    int connected;
+    int got_bytes;              /* response bytes seen for the current request */
+    int64_t resp_cl;            /* upstream Content-Length (HEAD answers keep it) */
+    int no_body, until_close, keepalive;
+    gw_upconn *next, *prev;     /* idle list */
+};
+
+struct gw_pool { gw_upconn *idle; int nidle; };
+static struct gw_pool pool;
+
+static void up_read_cb(struct bufferevent *bev, void *arg);
+static void up_write_cb(struct bufferevent *bev, void *arg);
+static void up_event_cb(struct bufferevent *bev, short what, void *arg);
+static void idle_event_cb(struct bufferevent *bev, short what, void *arg);
+static void idle_read_cb(struct bufferevent *bev, void *arg);
+static void pump_response(gw_req *r);
+static void try_connect(gw_req *r);
+
+/* ---- request body framing, shared with api.c (buffering) ------------------------------ */
+
+/* Moves request body bytes from `in` to `dst`. rechunk: write chunked framing around the data.
+ * Returns 0 (progress, maybe done: see r->body_done), -400 malformed, -413 over the limit. */
+int gw_req_pull_body(gw_req *r, struct evbuffer *in, struct evbuffer *dst, int rechunk)
+{
+    int64_t max = r->gen->max_body_size;
+    if (r->body_left > 0) {
+        size_t n = evbuffer_get_length(in);
+        if ((int64_t)n > r->body_left) n = (size_t)r->body_left;
+        if (n) {
+            evbuffer_remove_buffer(in, dst, n);
+            r->body_left -= (int64_t)n;
+            r->body_read += (int64_t)n;
+        }
+        if (r->body_left == 0) r->body_done = 1;
+        return 0;
+    }
+    if (r->body_left != -1) { r->body_done = 1; return 0; }
+    for (;;) {
+        size_t avail = evbuffer_get_length(in);
+        if (avail == 0) return 0;
+        struct evbuffer_iovec v;
+        evbuffer_peek(in, -1, NULL, &v, 1);
+        size_t consumed = 0, dlen = 0;
+        int rc = gw_chunked_step(&r->chunk, v.iov_base, v.iov_len, &consumed, &dlen);
+        if (rc == GW_CHUNK_AGAIN && v.iov_len < avail) {
+            /* a framing line split across buffer chains: make it contiguous (bounded) */
+            size_t want = avail < 8192 ? avail : 8192;
+            char *p = (char *)evbuffer_pullup(in, (ssize_t)want);
+            rc = gw_chunked_step(&r->chunk, p, want, &consumed, &dlen);
+        }
+        switch (rc) {
+        case GW_CHUNK_DATA:
+            if (max > 0 && r->body_read + (int64_t)dlen > max) return -413;
+            if (rechunk) evbuffer_add_printf(dst, "%zx\r\n", dlen);
+            evbuffer_remove_buffer(in, dst, dlen);
+            if (rechunk) evbuffer_add(dst, "\r\n", 2);
+            r->body_read += (int64_t)dlen;
+            break;
+        case GW_CHUNK_MORE:
+            evbuffer_drain(in, consumed);
+            break;
+        case GW_CHUNK_DONE:
+            evbuffer_drain(in, consumed);
+            if (rechunk) evbuffer_add(dst, "0\r\n\r\n", 5);
+            r->body_done = 1;
+            r->body_left = 0;
+            return 0;
+        case GW_CHUNK_AGAIN:
+            return 0;
+        default:
+            return -400;
+        }
+    }
+}
+
+/* ---- balancer ------------------------------------------------------------------------- */
+
+static gw_target *balance(gw_req *r)
+{
+    if (r->has_override) return &r->override;
+    gw_upstream *u = r->ups;
+    if (!u || u->ntargets == 0) return NULL;
+    if (u->ntargets == 1) {
+        gw_target *t = &u->targets[0];
+        /* a lone target is tried even when marked down: there is nothing better */
+        return t;
+    }
+    uint64_t now = gw_now_ms();
+    gw_target *best = NULL;
+    int total = 0;
+    for (int pass = 0; pass < 2 && !best; pass++) {
+        total = 0;
+        for (int i = 0; i < u->ntargets; i++) {
+            gw_target *t = &u->targets[i];
+            if (t->weight <= 0) continue;
+            if (pass == 0 && t->down_until_ms > now) continue;
+            t->current_weight += t->weight;
+            total += t->weight;
+            if (!best || t->current_weight > best->current_weight) best = t;
+        }
+        if (pass == 0 && !best) break; /* every target cooling down */
+    }
+    if (best) best->current_weight -= total;
+    return best;
+}
+
+static void target_result(gw_req *r, gw_target *t, int ok)
+{
+    if (!t || t == &r->override) return;
+    gw_upstream *u = r->ups;
+    if (ok) { t->fails = 0; return; }
+    t->fails++;
+    if (u && u->passive_failures > 0 && t->fails >= u->passive_failures) {
+        t->down_until_ms = gw_now_ms() + (uint64_t)u->cooldown_ms;
+        t->fails = 0;
+        gw_warn("upstream target %s:%d marked down for %d ms after %d failures",
+                t->host, t->port, u->cooldown_ms, u->passive_failures);
+    }
+}
+
+/* ---- pool ----------------------------------------------------------------------------- */
+
+static void up_free(gw_upconn *u)
+{
+    if (u->bev) bufferevent_free(u->bev);
+    free(u);
+}
+
+static void pool_remove(gw_upconn *u)
+{
+    if (u->prev) u->prev->next = u->next; else pool.idle = u->next;
+    if (u->next) u->next->prev = u->prev;
+    u->next = u->prev = NULL;
+    pool.nidle--;
+}
+
+static gw_upconn *pool_get(const struct sockaddr_storage *a, socklen_t al)
+{
+    for (gw_upconn *u = pool.idle; u; u = u->next) {
+        if (u->alen == al && memcmp(&u->addr, a, al) == 0) {
+            pool_remove(u);
+            return u;
+        }
+    }
+    return NULL;
+}
+
+static void pool_put(gw_req *r, gw_upconn *u)
+{
+    gw_gen *g = r->gen;
+    int same = 0;
+    for (gw_upconn *x = pool.idle; x; x = x->next)
+        if (x->alen == u->alen && memcmp(&x->addr, &u->addr, u->alen) == 0) same++;
+    if (gw_W->draining || same >= g->ka_max_idle || u->requests >= g->ka_max_requests) { up_free(u); return; }
+    u->r = NULL;
+    bufferevent_setcb(u->bev, idle_read_cb, NULL, idle_event_cb, u);
+    struct timeval tv = { g->ka_idle_timeout / 1000, (g->ka_idle_timeout % 1000) * 1000 };
+    bufferevent_set_timeouts(u->bev, &tv, NULL);
+    bufferevent_enable(u->bev, EV_READ);
+    u->prev = NULL;
+    u->next = pool.idle;
+    if (pool.idle) pool.idle->prev = u;
+    pool.idle = u;
+    pool.nidle++;
+}
+
+static void idle_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    (void)bev; (void)what;
+    gw_upconn *u = arg;
+    pool_remove(u);
+    up_free(u);
+}
+
+static void idle_read_cb(struct bufferevent *bev, void *arg)
+{
+    /* an idle upstream connection must not talk: whatever it sent makes it unusable */
+    (void)bev;
+    gw_upconn *u = arg;
+    pool_remove(u);
+    up_free(u);
+}
+
+void gw_pool_close_all(gw_worker *w)
+{
+    (void)w;
+    while (pool.idle) {
+        gw_upconn *u = pool.idle;
+        pool_remove(u);
+        up_free(u);
+    }
+}
+
+/* ---- sending the request -------------------------------------------------------------- */
+
+static int gw_str_ieq_n(gw_str a, gw_str b)
+{
+    return a.n == b.n && strncasecmp(a.p, b.p, a.n) == 0;
+}
+
+static int name_is(gw_str n, const char *s)
+{
+    size_t l = strlen(s);
+    return n.n == l && strncasecmp(n.p, s, l) == 0;
+}
+
+/* Is header `n` named in the client's Connection header (so hop-by-hop)? */
+static int in_connection(gw_req *r, gw_str n)
+{
+    for (int i = 0; i < r->h.nheaders; i++) {
+        if (!name_is(r->hdrs[i].name, "connection")) continue;
+        const char *p = r->hdrs[i].value.p, *e = p + r->hdrs[i].value.n;
+        while (p < e) {
+            while (p < e && (*p == ' ' || *p == ',' || *p == '\t')) p++;
+            const char *s = p;
+            while (p < e && *p != ',' && *p != ' ' && *p != '\t') p++;
+            if ((size_t)(p - s) == n.n && n.n && strncasecmp(s, n.p, n.n) == 0) return 1;
+        }
+    }
+    return 0;
+}
+
+/* Headers never copied upstream: hop-by-hop ones, the framing gw sets itself, and the
+ * X-Forwarded-* / X-Real-IP set that gw writes from what it saw. */
+static int not_forwarded(gw_str n)
+{
+    static const char *names[] = { "te", "host", "expect", "upgrade", "trailer", "connection", "keep-alive",
+        "content-length", "x-forwarded-host", "x-forwarded-port", "x-forwarded-proto", "proxy-connection",
+        "transfer-encoding", "x-real-ip", NULL };
+    for (int i = 0; names[i]; i++)
+        if (name_is(n, names[i])) return 1;
+    return 0;
+}
+
+static void write_request_head(gw_req *r, struct evbuffer *out)
+{
+    gw_service *s = r->svc;
+    gw_target *t = r->target;
+    evbuffer_add(out, r->up_method.p, r->up_method.n);
+    evbuffer_add(out, " ", 1);
+    evbuffer_add(out, r->up_path.p, r->up_path.n);
+    if (r->up_query.n) {
+        evbuffer_add(out, "?", 1);
+        evbuffer_add(out, r->up_query.p, r->up_query.n);
+    }
+    evbuffer_add(out, " HTTP/1.1\r\nHost: ", 17);
+    if (r->route->preserve_host && r->h.host.n) {
+        evbuffer_add(out, r->h.host.p, r->h.host.n);
+    } else if (r->has_override || s->upstream != &s->single) {
+        int dflt = t->port == 80 || (s->protocol == GW_PROTO_HTTPS && t->port == 443);
+        if (r->has_override || r->ups != s->upstream) {
+            if (dflt) evbuffer_add_printf(out, "%s", t->host);
+            else evbuffer_add_printf(out, "%s:%d", t->host, t->port);
+        } else if (dflt) evbuffer_add_printf(out, "%s", s->host);
+        else evbuffer_add_printf(out, "%s:%d", s->host, t->port);
+    } else {
+        int dflt = s->port == 80 || (s->protocol == GW_PROTO_HTTPS && s->port == 443);
+        if (dflt) evbuffer_add_printf(out, "%s", s->host);
+        else evbuffer_add_printf(out, "%s:%d", s->host, s->port);
+    }
+    evbuffer_add(out, "\r\n", 2);
+    gw_str xff = { NULL, 0 };
+    for (int i = 0; i < r->h.nheaders; i++) {
+        gw_header *h = &r->hdrs[i];
+        gw_str n = h->name;
+        if (name_is(n, "x-forwarded-for")) { xff = h->value; continue; }
+        if (not_forwarded(n)) continue;
+        if (in_connection(r, n)) continue;
+        evbuffer_add(out, n.p, n.n);
+        evbuffer_add(out, ": ", 2);
+        evbuffer_add(out, h->value.p, h->value.n);
+        evbuffer_add(out, "\r\n", 2);
+    }
+    gw_conn *c = r->c;
+    if (xff.n) evbuffer_add_printf(out, "X-Forwarded-For: %.*s, %s\r\n", (int)xff.n, xff.p, c->peer_ip);
+    else evbuffer_add_printf(out, "X-Forwarded-For: %s\r\n", c->peer_ip);
+    evbuffer_add_printf(out, "X-Real-IP: %s\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: ", c->peer_ip);
+    size_t hn = 0;
+    while (hn < r->h.host.n && r->h.host.p[hn] != ':') hn++;
+    evbuffer_add(out, r->h.host.p, hn);
+    evbuffer_add_printf(out, "\r\nX-Forwarded-Port: %d\r\n", c->local_port);
+    if (r->body_buffered) {
+        evbuffer_add_printf(out, "Content-Length: %zu\r\n\r\n", evbuffer_get_length(r->body));
+    } else if (r->h.chunked) {
+        evbuffer_add(out, "Transfer-Encoding: chunked\r\n\r\n", 30);
+    } else if (r->h.content_length >= 0 && (r->h.content_length > 0 || !name_is(r->up_method, "GET"))) {
+        evbuffer_add_printf(out, "Content-Length: %lld\r\n\r\n", (long long)r->h.content_length);
+    } else {
+        evbuffer_add(out, "\r\n", 2);
+    }
+    if (r->body_buffered) {
+        /* keep a copy: a retry on a fresh connection sends it again */
+        size_t n = evbuffer_get_length(r->body);
+        evbuffer_add(out, evbuffer_pullup(r->body, n), n);
+    }
+}
+
+/* Pumps client body bytes upstream; called when the client has data or the upstream drained. */
+static void pump_request(gw_req *r)
+{
+    gw_upconn *u = r->up;
+    if (!u || !u->connected || r->body_done || r->body_buffered) return;
+    struct evbuffer *out = bufferevent_get_output(u->bev);
+    struct evbuffer *in = bufferevent_get_input(r->c->bev);
+    if (evbuffer_get_length(in)) r->up_body_started = 1;
+    int rc = gw_req_pull_body(r, in, out, r->h.chunked);
+    if (rc < 0) {
+        /* the client sent a broken body: the upstream request cannot be completed */
+        gw_proxy_abort(r);
+        r->resp_close = 1;
+        r->body_done = 1;
+        if (!r->head_sent) gw_req_error(r, rc == -413 ? 413 : 400, rc == -413 ? "Request body too large" : "Invalid chunked body");
+        else gw_conn_abort(r->c);
+        return;
+    }
+    if (r->body_done) return;
+    if (evbuffer_get_length(out) > HIGH_WATER) bufferevent_disable(r->c->bev, EV_READ);
+    else bufferevent_enable(r->c->bev, EV_READ);
+}
+
+void gw_proxy_client_readable(gw_req *r)
+{
+    if (!r->body_done && !r->body_buffered) { pump_request(r); return; }
+    /* body complete: pipelined bytes wait until this response is done */
+    if (evbuffer_get_length(bufferevent_get_input(r->c->bev)) > HIGH_WATER)
+        bufferevent_disable(r->c->bev, EV_READ);
+}
+
+static void fail(gw_req *r, int status, const char *msg)
+{
+    gw_proxy_abort(r);
+    if (r->head_sent) { gw_conn_abort(r->c); return; }
+    if (!r->body_done) r->resp_close = 1;
+    gw_req_error(r, status, msg);
+}
+
+static void attach(gw_req *r, gw_upconn *u)
+{
+    u->r = r;
+    u->got_bytes = 0;
+    r->up = u;
+    gw_service *s = r->svc;
+    bufferevent_setcb(u->bev, up_read_cb, up_write_cb, up_event_cb, r);
+    bufferevent_setwatermark(u->bev, EV_WRITE, 0, 0);
+    struct timeval rt = { s->read_timeout / 1000, (s->read_timeout % 1000) * 1000 };
+    struct timeval wt = { s->write_timeout / 1000, (s->write_timeout % 1000) * 1000 };
+    if (u->connected) bufferevent_set_timeouts(u->bev, &rt, &wt);
+    else {
+        struct timeval ct = { s->connect_timeout / 1000, (s->connect_timeout % 1000) * 1000 };
+        bufferevent_set_timeouts(u->bev, &ct, &ct);
+    }
+    write_request_head(r, bufferevent_get_output(u->bev));
+    bufferevent_enable(u->bev, EV_READ | EV_WRITE);
+    if (u->connected) pump_request(r);
+}
+
+static void try_connect(gw_req *r)
+{
+    r->tries++;
+    gw_target *t = balance(r);
+    if (!t) { fail(r, 503, "failure to get a peer from the ring-balancer"); return; }
+    r->target = t;
+    gw_upconn *u = pool_get(&t->addr, t->addrlen);
+    if (u) {
+        u->target = t;
+        u->requests++;
+        r->up_reused = 1;
+        attach(r, u);
+        return;
+    }
+    r->up_reused = 0;
+    u = calloc(1, sizeof *u);
+    if (!u) { fail(r, 502, "out of memory"); return; }
+    u->target = t;
+    u->addr = t->addr;
+    u->alen = t->addrlen;
+    u->requests = 1;
+    u->bev = bufferevent_socket_new(gw_W->base, -1, BEV_OPT_CLOSE_ON_FREE);
+    if (!u->bev) { free(u); fail(r, 502, "cannot create socket"); return; }
+    attach(r, u);
+    if (bufferevent_socket_connect(u->bev, (struct sockaddr *)&t->addr, (int)t->addrlen) != 0) {
+        /* immediate failure: the event callback is not called, handle it here */
+        r->up = NULL;
+        up_free(u);
+        target_result(r, t, 0);
+        if (r->tries <= r->svc->retries) { try_connect(r); return; }
+        fail(r, 502, "An invalid response was received from the upstream server");
+    }
+}
+
+void gw_proxy_start(gw_req *r)
+{
+    r->state = GW_RS_UPSTREAM;
+    if (r->h.expect_continue && !r->body_done && !r->body_buffered &&
+        evbuffer_get_length(bufferevent_get_input(r->c->bev)) == 0)
+        evbuffer_add(bufferevent_get_output(r->c->bev), "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    try_connect(r);
+}
+
+void gw_proxy_abort(gw_req *r)
+{
+    if (!r->up) return;
+    gw_upconn *u = r->up;
+    r->up = NULL;
+    up_free(u);
+}
+
+/* ---- upstream events ------------------------------------------------------------------ */
+
+static void up_write_cb(struct bufferevent *bev, void *arg)
+{
+    (void)bev;
+    gw_req *r = arg;
+    if (!r->body_done) {
+        bufferevent_enable(r->c->bev, EV_READ);
+        pump_request(r);
+    }
+}
+
+static int can_replay(gw_req *r)
+{
+    return !r->up_body_started && !r->head_sent;
+}
+
+static void up_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    (void)bev;
+    gw_req *r = arg;
+    gw_upconn *u = r->up;
+    if (what & BEV_EVENT_CONNECTED) {
+        u->connected = 1;
+        int one = 1;
+        setsockopt(bufferevent_getfd(u->bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        gw_service *s = r->svc;
+        struct timeval rt = { s->read_timeout / 1000, (s->read_timeout % 1000) * 1000 };
+        struct timeval wt = { s->write_timeout / 1000, (s->write_timeout % 1000) * 1000 };
+        bufferevent_set_timeouts(u->bev, &rt, &wt);
+        pump_request(r);
+        return;
+    }
+    if (!u->connected) {
+        /* connect failed or timed out: nothing was sent, any method may go to the next target */
+        int timeout = (what & BEV_EVENT_TIMEOUT) != 0;
+        gw_target *t = r->target;
+        gw_warn("upstream %s:%d connect %s (try %d), request %s", t->host, t->port,
+                timeout ? "timed out" : "failed", r->tries, r->id_str);
+        gw_proxy_abort(r);
+        target_result(r, t, 0);
+        if (r->tries <= r->svc->retries) { try_connect(r); return; }
+        if (timeout) fail(r, 504, "The upstream server is timing out");
+        else fail(r, 502, "An invalid response was received from the upstream server");
+        return;
+    }
+    if (what & BEV_EVENT_TIMEOUT) {
+        gw_warn("upstream %s:%d timed out, request %s", r->target->host, r->target->port, r->id_str);
+        target_result(r, r->target, 0);
+        fail(r, 504, "The upstream server is timing out");
+        return;
+    }
+    /* EOF or error */
+    if ((what & BEV_EVENT_EOF) && r->head_sent && r->resp_left == -2) {
+        /* close-delimited body: EOF is its end */
+        u->keepalive = 0;
+        pump_response(r);
+        r->resp_left = 0;
+        pump_response(r);
+        return;
+    }
+    if (!u->got_bytes && r->up_reused && can_replay(r)) {
+        /* a pooled connection the upstream had closed: replay on a fresh one */
+        gw_proxy_abort(r);
+        r->tries--;
+        try_connect(r);
+        return;
+    }
+    if (!r->head_sent) gw_warn("upstream %s:%d closed the connection before a response, request %s",
+                              r->target->host, r->target->port, r->id_str);
+    target_result(r, r->target, 0);
+    fail(r, 502, "An invalid response was received from the upstream server");
+}
+
+static void up_read_cb(struct bufferevent *bev, void *arg)
+{
+    gw_req *r = arg;
+    gw_upconn *u = r->up;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    if (evbuffer_get_length(in)) u->got_bytes = 1;
+    if (r->head_sent || r->state != GW_RS_UPSTREAM) {
+        if (r->head_sent) pump_response(r);
+        else bufferevent_disable(bev, EV_READ); /* header_filter running: wait */
+        return;
+    }
+    gw_conn *c = r->c;
+    gw_gen *g = r->gen;
+    for (;;) {
+        size_t avail = evbuffer_get_length(in);
+        size_t n = avail < c->hcap ? avail : c->hcap;
+        if (n == 0) return;
+        evbuffer_copyout(in, c->rbuf, n);
+        gw_http_response resp;
+        /* headers a plugin set during rewrite/access are already in rhdrs: the upstream's go after
+         * them, and an upstream header of the same name gives way */
+        int pend = r->nrhdrs;
+        int rc = gw_http_parse_response(c->rbuf, n, &resp, r->rhdrs + pend, c->hdr_cap - pend, g->limits.max_header_size);
+        if (rc == GW_HTTP_AGAIN) {
+            if (n >= c->hcap) { target_result(r, r->target, 0); fail(r, 502, "upstream response head too large"); }
+            return;
+        }
+        if (rc < 0) {
+            gw_warn("upstream %s:%d sent an invalid response head (%s), request %s", r->target->host,
+                    r->target->port, resp.error ? resp.error : "?", r->id_str);
+            target_result(r, r->target, 0);
+            fail(r, 502, "An invalid response was received from the upstream server");
+            return;
+        }
+        evbuffer_drain(in, rc);
+        if (resp.status >= 100 && resp.status < 200 && resp.status != 101) continue; /* interim */
+        target_result(r, r->target, 1);
+        r->status = resp.status;
+        r->nrhdrs = pend + resp.nheaders;
+        for (int i = 0; i < pend; i++) {
+            int j = pend;
+            for (int k = pend; k < r->nrhdrs; k++)
+                if (!gw_str_ieq_n(r->rhdrs[k].name, r->rhdrs[i].name)) r->rhdrs[j++] = r->rhdrs[k];
+            r->nrhdrs = j;
+        }
+        int head = r->h.method.n == 4 && memcmp(r->h.method.p, "HEAD", 4) == 0;
+        u->no_body = head || resp.status == 204 || resp.status == 304 || resp.status < 200;
+        u->resp_cl = resp.content_length;
+        u->keepalive = resp.keepalive;
+        if (u->no_body) r->resp_left = 0;
+        else if (resp.chunked) { r->resp_left = -1; gw_chunked_init(&r->rchunk); }
+        else if (resp.content_length >= 0) r->resp_left = resp.content_length;
+        else { r->resp_left = -2; u->keepalive = 0; }
+        /* the response head is copied: the rbuf slices stay valid, the next read will not reuse
+         * rbuf until this response is done */
+        bufferevent_disable(bev, EV_READ);
+        gw_api_response_ready(r);
+        return;
+    }
+}
+
+void gw_proxy_head_filtered(gw_req *r)
+{
+    gw_upconn *u = r->up;
+    r->state = GW_RS_UPSTREAM;
+    int64_t len;
+    if (u->no_body) len = u->resp_cl >= 0 ? u->resp_cl : 0;
+    else len = r->resp_left >= 0 ? r->resp_left : -1;
+    gw_req_write_head(r, len, u->no_body);
+    bufferevent_setwatermark(r->c->bev, EV_WRITE, HIGH_WATER / 2, 0);
+    bufferevent_enable(u->bev, EV_READ);
+    pump_response(r);
+}
+
+static void response_finished(gw_req *r)
+{
+    gw_upconn *u = r->up;
+    r->up = NULL;
+    struct evbuffer *in = bufferevent_get_input(u->bev);
+    if (u->keepalive && r->body_done && evbuffer_get_length(in) == 0 &&
+        evbuffer_get_length(bufferevent_get_output(u->bev)) == 0)
+        pool_put(r, u);
+    else
+        up_free(u);
+    if (!r->body_done) r->resp_close = 1;
+    bufferevent_setwatermark(r->c->bev, EV_WRITE, 0, 0);
+    gw_req_response_done(r);
+}
+
+static void pump_response(gw_req *r)
+{
+    gw_upconn *u = r->up;
+    if (!u) return;
+    struct evbuffer *in = bufferevent_get_input(u->bev);
+    struct evbuffer *out = bufferevent_get_output(r->c->bev);
+    int chunk_out = r->resp_chunked_out;
+    if (r->resp_left > 0) {
+        size_t n = evbuffer_get_length(in);
+        if ((int64_t)n > r->resp_left) n = (size_t)r->resp_left;
+        if (n) { evbuffer_remove_buffer(in, out, n); r->resp_left -= (int64_t)n; r->bytes_sent += (int64_t)n; }
+    } else if (r->resp_left == -2) {
+        size_t n = evbuffer_get_length(in);
+        if (n) {
+            if (chunk_out) evbuffer_add_printf(out, "%zx\r\n", n);
+            evbuffer_remove_buffer(in, out, n);
+            if (chunk_out) evbuffer_add(out, "\r\n", 2);
+            r->bytes_sent += (int64_t)n;
+        }
+    } else if (r->resp_left == -1) {
+        for (;;) {
+            size_t avail = evbuffer_get_length(in);
+            if (!avail) break;
+            struct evbuffer_iovec v;
+            evbuffer_peek(in, -1, NULL, &v, 1);
+            size_t consumed = 0, dlen = 0;
+            int rc = gw_chunked_step(&r->rchunk, v.iov_base, v.iov_len, &consumed, &dlen);
+            if (rc == GW_CHUNK_AGAIN && v.iov_len < avail) {
+                size_t want = avail < 8192 ? avail : 8192;
+                rc = gw_chunked_step(&r->rchunk, (char *)evbuffer_pullup(in, (ssize_t)want), want, &consumed, &dlen);
+            }
+            if (rc == GW_CHUNK_AGAIN) break;
+            if (rc == GW_CHUNK_DATA) {
+                if (chunk_out) evbuffer_add_printf(out, "%zx\r\n", dlen);
+                evbuffer_remove_buffer(in, out, dlen);
+                if (chunk_out) evbuffer_add(out, "\r\n", 2);
+                r->bytes_sent += (int64_t)dlen;
+            } else if (rc == GW_CHUNK_MORE) {
+                evbuffer_drain(in, consumed);
+            } else if (rc == GW_CHUNK_DONE) {
+                evbuffer_drain(in, consumed);
+                r->resp_left = 0;
+                break;
+            } else {
+                gw_warn("upstream sent an invalid chunked body, request %s", r->id_str);
+                gw_proxy_abort(r);
+                gw_conn_abort(r->c);
+                return;
+            }
+        }
+    }
+    if (r->resp_left == 0) {
+        if (chunk_out) evbuffer_add(out, "0\r\n\r\n", 5);
+        response_finished(r);
+        return;
+    }
+    if (evbuffer_get_length(out) > HIGH_WATER) bufferevent_disable(u->bev, EV_READ);
+}
+
+void gw_proxy_client_drained(gw_req *r)
+{
+    if (r->up && r->head_sent) {
+        bufferevent_enable(r->up->bev, EV_READ);
+        pump_response(r);
+    }
+}

@@ -1,0 +1,32 @@
+/* shm.h — memory shared by the master and every worker: worker stats slots and the gw.shared
+ * dicts. Created by the master before it forks, so it survives reloads and worker restarts. */
+#ifndef GW_SHM_H
+#define GW_SHM_H
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define GW_MAX_WORKERS 64
+
+typedef struct {
+    pid_t pid;
+    int generation;
+    double started;
+    uint64_t connections;       /* open now */
+    uint64_t accepted;
+    uint64_t requests;
+    uint64_t lua_kb;
+} gw_worker_stats;
+
+typedef struct {
+    gw_worker_stats workers[GW_MAX_WORKERS * 2];   /* old generation drains beside the new one */
+} gw_shm_stats;
+
+extern gw_shm_stats *gw_stats;
+int gw_shm_stats_init(void);
+
+/* Shared dicts (shared.c). Created by the master from config.gw.shared_dicts before forking. */
+typedef struct gw_dict gw_dict;
+int gw_dict_create(const char *name, size_t bytes);   /* 0 ok, -1 error (logged) */
+gw_dict *gw_dict_find(const char *name, size_t len);
+#endif

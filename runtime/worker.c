@@ -1,0 +1,125 @@
+/* worker.c — a worker process: builds its generation from the inherited compiled config, accepts
+ * on the inherited listeners, runs init_worker, and serves until told to stop (SIGTERM: now;
+ * SIGQUIT: stop accepting, finish in-flight requests, then exit). */
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <event2/listener.h>
+#include "gw.h"
+#include "worker.h"
+#include "conn.h"
+#include "api.h"
+
+struct gw_worker *gw_W;
+static struct gw_worker W;
+
+static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
+{
+    (void)l;
+    gw_listen *ls = arg;
+    gw_conn_accept(&W, fd, sa, salen, ls->port);
+}
+
+static void accept_error_cb(struct evconnlistener *l, void *arg)
+{
+    (void)arg;
+    int e = EVUTIL_SOCKET_ERROR();
+    gw_err("accept: %s", evutil_socket_error_to_string(e));
+    /* out of file descriptors: pause accepting briefly instead of spinning */
+    evconnlistener_disable(l);
+    struct timeval tv = { 0, 100000 };
+    event_base_once(W.base, -1, EV_TIMEOUT, (event_callback_fn)(void (*)(void))evconnlistener_enable, l, &tv);
+}
+
+void gw_worker_maybe_exit(void)
+{
+    if (W.draining && W.nconns == 0) event_base_loopbreak(W.base);
+}
+
+static void drain_tick(evutil_socket_t fd, short ev, void *arg)
+{
+    (void)fd; (void)ev; (void)arg;
+    /* connections that stayed idle through the grace period are closed now */
+    gw_conn *c = W.live;
+    while (c) {
+        gw_conn *next = c->next_live;
+        if (c->req.state == GW_RS_IDLE && evbuffer_get_length(bufferevent_get_input(c->bev)) == 0)
+            gw_conn_close(c);
+        c = next;
+    }
+    gw_worker_maybe_exit();
+}
+
+static void start_drain(void)
+{
+    if (W.draining) return;
+    W.draining = 1;
+    for (int i = 0; i < W.nlev; i++) evconnlistener_disable(W.lev[i]);
+    gw_conn_drain_all(&W);
+    gw_pool_close_all(&W);
+    W.drain_timer = event_new(W.base, -1, EV_PERSIST, drain_tick, NULL);
+    struct timeval tv = { 1, 0 };
+    event_add(W.drain_timer, &tv);
+    gw_worker_maybe_exit();
+}
+
+static void sig_cb(evutil_socket_t sig, short ev, void *arg)
+{
+    (void)ev; (void)arg;
+    if (sig == SIGQUIT) { start_drain(); return; }
+    event_base_loopbreak(W.base);
+}
+
+static void stats_tick(evutil_socket_t fd, short ev, void *arg)
+{
+    (void)fd; (void)ev; (void)arg;
+    if (W.stats) W.stats->lua_kb = (uint64_t)lua_gc(W.L, LUA_GCCOUNT, 0);
+}
+
+int gw_worker_run(lua_State *L, int compiled_idx, gw_listen *ls, int nls, int slot)
+{
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
+    signal(SIGCHLD, SIG_DFL);
+    memset(&W, 0, sizeof W);
+    gw_W = &W;
+    W.L = L;
+    W.slot = slot;
+    W.base = event_base_new();
+    if (!W.base) { gw_err("worker: cannot create event base"); return 1; }
+    lua_pushvalue(L, compiled_idx);
+    char err[512];
+    W.gen = gw_gen_build(L, err, sizeof err);
+    lua_pop(L, 1);
+    if (!W.gen) { gw_err("worker: %s", err); return 1; }
+    W.stats = gw_stats ? &gw_stats->workers[slot] : NULL;
+    if (W.stats) {
+        memset(W.stats, 0, sizeof *W.stats);
+        W.stats->pid = getpid();
+        W.stats->generation = W.gen->id;
+        W.stats->started = gw_now();
+    }
+    W.lev = calloc(nls ? nls : 1, sizeof *W.lev);
+    for (int i = 0; i < nls; i++) {
+        W.lev[i] = evconnlistener_new(W.base, accept_cb, &ls[i], 0, -1, ls[i].fd);
+        if (!W.lev[i]) { gw_err("worker: cannot listen on fd %d", ls[i].fd); return 1; }
+        evconnlistener_set_error_cb(W.lev[i], accept_error_cb);
+        W.nlev++;
+    }
+    struct event *sigs[4];
+    int sl[4] = { SIGTERM, SIGINT, SIGQUIT, 0 };
+    for (int i = 0; sl[i]; i++) {
+        sigs[i] = evsignal_new(W.base, sl[i], sig_cb, NULL);
+        event_add(sigs[i], NULL);
+    }
+    struct event *st = event_new(W.base, -1, EV_PERSIST, stats_tick, NULL);
+    struct timeval one = { 1, 0 };
+    event_add(st, &one);
+    if (gw_api_init_worker() != 0) gw_err("worker: init_worker failed");
+    stats_tick(-1, 0, NULL);
+    gw_info("worker %d started (generation %d)", getpid(), W.gen->id);
+    event_base_dispatch(W.base);
+    gw_info("worker %d exiting", getpid());
+    return 0;
+}
