@@ -445,6 +445,20 @@ static int hop_by_hop(gw_str n)
     return 0;
 }
 
+/* Is `n` named by a Connection header of the response (so hop-by-hop, RFC 9110 7.6.1)? */
+static int connection_listed(gw_req *r, gw_str n)
+{
+    for (int i = 0; i < r->nrhdrs; i++) {
+        if (!name_eq(r->rhdrs[i].name, "connection", 10)) continue;
+        char tok[128];
+        if (n.n >= sizeof tok) continue;
+        memcpy(tok, n.p, n.n);
+        tok[n.n] = 0;
+        if (gw_http_has_token(r->rhdrs[i].value, tok)) return 1;
+    }
+    return 0;
+}
+
 /* Writes the response head to the client: status line, response headers (plugins may have changed
  * them), then the framing headers gw owns. body_len >= 0: Content-Length; -1: chunked to an
  * HTTP/1.1 client, or close-delimited for HTTP/1.0. */
@@ -462,7 +476,7 @@ void gw_req_write_head(gw_req *r, int64_t body_len, int no_body)
     evbuffer_add(out, line, ln);
     for (int i = 0; i < r->nrhdrs; i++) {
         gw_header *h = &r->rhdrs[i];
-        if (hop_by_hop(h->name)) continue;
+        if (hop_by_hop(h->name) || connection_listed(r, h->name)) continue;
         evbuffer_add(out, h->name.p, h->name.n);
         evbuffer_add(out, ": ", 2);
         evbuffer_add(out, h->value.p, h->value.n);

@@ -270,24 +270,29 @@ static void write_request_head(gw_req *r, struct evbuffer *out)
     evbuffer_add(out, " HTTP/1.1\r\nHost: ", 17);
     if (r->route->preserve_host && r->h.host.n) {
         evbuffer_add(out, r->h.host.p, r->h.host.n);
-    } else if (r->has_override || s->upstream != &s->single) {
+    } else if (r->has_override) {
+        /* gw.service.set_target: the host and port the request really goes to */
         int dflt = t->port == 80 || (s->protocol == GW_PROTO_HTTPS && t->port == 443);
-        if (r->has_override || r->ups != s->upstream) {
-            if (dflt) evbuffer_add_printf(out, "%s", t->host);
-            else evbuffer_add_printf(out, "%s:%d", t->host, t->port);
-        } else if (dflt) evbuffer_add_printf(out, "%s", s->host);
-        else evbuffer_add_printf(out, "%s:%d", s->host, t->port);
+        if (dflt) evbuffer_add_printf(out, "%s", t->host);
+        else evbuffer_add_printf(out, "%s:%d", t->host, t->port);
+    } else if (r->ups && r->ups != &s->single) {
+        /* a named upstream (Kong): Host is the upstream name with the service's port, not the
+         * target's — every target of the balancer must see the same virtual host */
+        const char *name = r->ups != s->upstream && r->ups->name ? r->ups->name : s->host;
+        int dflt = s->port == 80 || (s->protocol == GW_PROTO_HTTPS && s->port == 443);
+        if (dflt) evbuffer_add_printf(out, "%s", name);
+        else evbuffer_add_printf(out, "%s:%d", name, s->port);
     } else {
         int dflt = s->port == 80 || (s->protocol == GW_PROTO_HTTPS && s->port == 443);
         if (dflt) evbuffer_add_printf(out, "%s", s->host);
         else evbuffer_add_printf(out, "%s:%d", s->host, s->port);
     }
     evbuffer_add(out, "\r\n", 2);
-    gw_str xff = { NULL, 0 };
+    int nxff = 0;
     for (int i = 0; i < r->h.nheaders; i++) {
         gw_header *h = &r->hdrs[i];
         gw_str n = h->name;
-        if (name_is(n, "x-forwarded-for")) { xff = h->value; continue; }
+        if (name_is(n, "x-forwarded-for")) { nxff++; continue; }
         if (not_forwarded(n)) continue;
         if (in_connection(r, n)) continue;
         evbuffer_add(out, n.p, n.n);
@@ -296,8 +301,16 @@ static void write_request_head(gw_req *r, struct evbuffer *out)
         evbuffer_add(out, "\r\n", 2);
     }
     gw_conn *c = r->c;
-    if (xff.n) evbuffer_add_printf(out, "X-Forwarded-For: %.*s, %s\r\n", (int)xff.n, xff.p, c->peer_ip);
-    else evbuffer_add_printf(out, "X-Forwarded-For: %s\r\n", c->peer_ip);
+    /* every X-Forwarded-For line the client sent, in order (a repeated header is one list,
+     * RFC 9110 5.3), then this hop */
+    evbuffer_add(out, "X-Forwarded-For: ", 17);
+    for (int i = 0; nxff && i < r->h.nheaders; i++) {
+        gw_header *h = &r->hdrs[i];
+        if (!name_is(h->name, "x-forwarded-for") || !h->value.n) continue;
+        evbuffer_add(out, h->value.p, h->value.n);
+        evbuffer_add(out, ", ", 2);
+    }
+    evbuffer_add_printf(out, "%s\r\n", c->peer_ip);
     evbuffer_add_printf(out, "X-Real-IP: %s\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: ", c->peer_ip);
     size_t hn = 0;
     while (hn < r->h.host.n && r->h.host.p[hn] != ':') hn++;

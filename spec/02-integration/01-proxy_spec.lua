@@ -1,0 +1,507 @@
+-- spec/02-integration/01-proxy_spec.lua — the proxy core end to end: a real gw in front of the
+-- real mock upstream (spec/fixtures/mock_upstream.py), real sockets. Covers routing, the headers
+-- gw adds and removes, query passing, upstream keep-alive, error mapping (502/504), failures after
+-- the response head, retries, passive health checks and weighted balancing.
+local helpers = require "spec.helpers"
+local socket = require "socket"
+
+local function echo_of(res)
+  return assert(helpers.json_decode(res.body), "not JSON: " .. tostring(res and res.body))
+end
+
+local function count(s, pat)
+  local n = 0
+  for _ in s:gmatch(pat) do n = n + 1 end
+  return n
+end
+
+describe("proxy: routing", function()
+  local up, client
+
+  lazy_setup(function()
+    up = helpers.start_mock_upstream{ name = "route" }
+    local base = "http://127.0.0.1:" .. up[1]
+    local function svc(name, path, routes)
+      return { name = name, url = base .. path, routes = routes }
+    end
+    helpers.start_gw{ config = {
+      services = {
+        svc("short", "/short", { { name = "short", paths = { "/r" } } }),
+        svc("long", "/long", { { name = "long", paths = { "/r/long" } } }),
+        svc("longer", "/longer", { { name = "longer", paths = { "/r/long/er" } } }),
+        svc("regex", "/regex", { { name = "regex", paths = { "~/users/\\d+$" }, strip_path = false } }),
+        svc("regex-strip", "/rs", { { name = "regex-strip", paths = { "~/items/[a-z]+" } } }),
+        svc("host-exact", "/host-exact", { { name = "host-exact", hosts = { "example.com" }, paths = { "/h" } } }),
+        svc("host-wild", "/host-wild", { { name = "host-wild", hosts = { "*.example.org" }, paths = { "/h" } } }),
+        svc("host-prefix", "/host-prefix", { { name = "host-prefix", hosts = { "api.*" }, paths = { "/h" } } }),
+        svc("no-host", "/no-host", { { name = "no-host", paths = { "/h" } } }),
+        svc("m-post", "/m-post", { { name = "m-post", paths = { "/m" }, methods = { "POST" } } }),
+        svc("m-get", "/m-get", { { name = "m-get", paths = { "/m" }, methods = { "GET", "HEAD" } } }),
+        svc("hdr-v2", "/hdr-v2", { { name = "hdr-v2", paths = { "/hdr" }, headers = { ["x-version"] = { "2", "2.1" } } } }),
+        svc("hdr-any", "/hdr-any", { { name = "hdr-any", paths = { "/hdr" } } }),
+        svc("keep", "/keep-svc", { { name = "keep", paths = { "/keep" }, strip_path = false } }),
+        svc("strip", "", { { name = "strip", paths = { "/strip" } } }),
+        svc("join", "/base", { { name = "join", paths = { "/join" } } }),
+        svc("join-slash", "/base/", { { name = "join-slash", paths = { "/jslash" } } }),
+        svc("ph", "", { { name = "ph", paths = { "/ph" }, preserve_host = true } }),
+        svc("noph", "", { { name = "noph", paths = { "/noph" } } }),
+      },
+    } }
+  end)
+  lazy_teardown(helpers.stop_all)
+  before_each(function() client = helpers.proxy_client() end)
+  after_each(function() client:close() end)
+
+  local function path_for(method, path, headers)
+    local res = assert(client:send{ method = method, path = path, headers = headers })
+    assert.res_status(200, res)
+    return echo_of(res).path, res
+  end
+
+  it("longest prefix wins", function()
+    assert.equal("/short", path_for("GET", "/r"))
+    assert.equal("/short/x", path_for("GET", "/r/x"))
+    assert.equal("/long", path_for("GET", "/r/long"))
+    assert.equal("/long/y", path_for("GET", "/r/long/y"))
+    assert.equal("/longer/z", path_for("GET", "/r/long/er/z"))
+  end)
+
+  it("regex paths (~) take precedence over prefixes and can keep the path", function()
+    assert.equal("/regex/users/42", path_for("GET", "/users/42"))
+    -- anchored at the end: no match, and no other route covers /users
+    local res = assert(client:get("/users/42/x"))
+    assert.res_status(404, res)
+    -- strip_path with a regex strips what the regex matched
+    assert.equal("/rs/rest", path_for("GET", "/items/abc/rest"))
+  end)
+
+  it("matches hosts exactly, by *.suffix and by prefix.*, ignoring the port and case", function()
+    assert.equal("/host-exact", path_for("GET", "/h", { Host = "example.com" }))
+    assert.equal("/host-exact", path_for("GET", "/h", { Host = "EXAMPLE.com:8080" }))
+    assert.equal("/host-wild", path_for("GET", "/h", { Host = "a.example.org" }))
+    assert.equal("/host-wild", path_for("GET", "/h", { Host = "x.y.example.org" }))
+    -- "*.example.org" does not cover the bare domain
+    assert.equal("/no-host", path_for("GET", "/h", { Host = "example.org" }))
+    assert.equal("/host-prefix", path_for("GET", "/h", { Host = "api.anything.net" }))
+    assert.equal("/no-host", path_for("GET", "/h", { Host = "other.test" }))
+  end)
+
+  it("matches methods", function()
+    assert.equal("/m-post", path_for("POST", "/m"))
+    assert.equal("/m-get", path_for("GET", "/m"))
+    local res = assert(client:send{ method = "PUT", path = "/m" })
+    assert.res_status(404, res)
+  end)
+
+  it("matches header conditions (any listed value, case-insensitive)", function()
+    assert.equal("/hdr-v2", path_for("GET", "/hdr", { ["X-Version"] = "2" }))
+    assert.equal("/hdr-v2", path_for("GET", "/hdr", { ["x-version"] = "2.1" }))
+    assert.equal("/hdr-any", path_for("GET", "/hdr", { ["X-Version"] = "3" }))
+    assert.equal("/hdr-any", path_for("GET", "/hdr"))
+  end)
+
+  it("strip_path false keeps the matched prefix, after the service path", function()
+    assert.equal("/keep-svc/keep/a", path_for("GET", "/keep/a"))
+    assert.equal("/keep-svc/keep", path_for("GET", "/keep"))
+  end)
+
+  it("strip_path true removes the prefix; an empty rest becomes /", function()
+    assert.equal("/a/b", path_for("GET", "/strip/a/b"))
+    assert.equal("/", path_for("GET", "/strip"))
+    assert.equal("/", path_for("GET", "/strip/"))
+  end)
+
+  it("joins the service path and the rest with exactly one slash", function()
+    assert.equal("/base", path_for("GET", "/join"))
+    assert.equal("/base/x", path_for("GET", "/join/x"))
+    assert.equal("/base/x/y/", path_for("GET", "/join/x/y/"))
+    assert.equal("/base/", path_for("GET", "/jslash"))
+    assert.equal("/base/x", path_for("GET", "/jslash/x"))
+  end)
+
+  it("rewrites Host to the service's unless preserve_host", function()
+    local _, res = path_for("GET", "/noph", { Host = "client.test" })
+    assert.equal("127.0.0.1:" .. up[1], assert.request(res).has.header("host"))
+    _, res = path_for("GET", "/ph", { Host = "client.test:1234" })
+    assert.equal("client.test:1234", assert.request(res).has.header("host"))
+  end)
+
+  it("passes the query string through untouched", function()
+    local res = assert(client:get("/strip/q?a=1&b=%20x&c&d=%C3%A9&e=a+b"))
+    assert.res_status(200, res)
+    local e = echo_of(res)
+    assert.equal("/q", e.path)
+    assert.equal("a=1&b=%20x&c&d=%C3%A9&e=a+b", e.query)
+    -- an empty query (bare "?") is not invented into anything else
+    res = assert(client:get("/strip/q2"))
+    assert.equal("", echo_of(res).query)
+  end)
+
+  it("answers 404 with a JSON message when no route matches", function()
+    local res = assert(client:get("/nothing/here"))
+    assert.res_status(404, res)
+    assert.truthy(res.headers["content-type"]:find("application/json", 1, true))
+    local body = assert.jsonbody(res)
+    assert.equal("no Route matched with those values", body.message)
+    -- the connection is still usable
+    res = assert(client:get("/strip/after"))
+    assert.res_status(200, res)
+  end)
+end)
+
+describe("proxy: header forwarding", function()
+  local up, client, gw
+
+  lazy_setup(function()
+    up = helpers.start_mock_upstream{ name = "hdrs" }
+    gw = helpers.start_gw{ config = {
+      services = { { name = "s", url = "http://127.0.0.1:" .. up[1], routes = { { paths = { "/" } } } } },
+    } }
+  end)
+  lazy_teardown(helpers.stop_all)
+  before_each(function() client = helpers.proxy_client() end)
+  after_each(function() client:close() end)
+
+  it("removes hop-by-hop and Connection-listed request headers", function()
+    local res = assert(client:get("/x", { headers = {
+      Connection = "keep-alive, X-Drop-Me, x-drop-too",
+      ["X-Drop-Me"] = "1", ["X-Drop-Too"] = "2", ["X-Keep"] = "3",
+      ["Keep-Alive"] = "timeout=5", TE = "trailers", ["Proxy-Connection"] = "keep-alive",
+    } }))
+    assert.res_status(200, res)
+    for _, name in ipairs({ "x-drop-me", "x-drop-too", "keep-alive", "te", "proxy-connection" }) do
+      assert.request(res).has.no.header(name)
+    end
+    assert.equal("3", assert.request(res).has.header("x-keep"))
+    local conn = echo_of(res).headers.connection
+    assert.is_true(conn == nil or not tostring(conn):lower():find("drop", 1, true))
+  end)
+
+  it("appends the client address to X-Forwarded-For and sets X-Real-IP and X-Forwarded-*", function()
+    local res = assert(client:get("/x", { headers = {
+      Host = "front.test:9999", ["X-Forwarded-For"] = "1.2.3.4",
+      ["X-Real-IP"] = "9.9.9.9", ["X-Forwarded-Proto"] = "https", ["X-Forwarded-Host"] = "evil",
+      ["X-Forwarded-Port"] = "1",
+    } }))
+    assert.res_status(200, res)
+    local h = echo_of(res).headers
+    assert.equal("1.2.3.4, 127.0.0.1", h["x-forwarded-for"])
+    assert.equal("127.0.0.1", h["x-real-ip"])
+    assert.equal("http", h["x-forwarded-proto"])
+    assert.equal("front.test", h["x-forwarded-host"])
+    assert.equal(tostring(gw.proxy_port), h["x-forwarded-port"])
+    assert.equal("127.0.0.1:" .. up[1], h["host"])
+  end)
+
+  it("keeps every earlier X-Forwarded-For hop when the header is repeated", function()
+    local res = assert(client:get("/x", { headers = { ["X-Forwarded-For"] = { "1.1.1.1", "2.2.2.2, 3.3.3.3" } } }))
+    assert.res_status(200, res)
+    assert.equal("1.1.1.1, 2.2.2.2, 3.3.3.3, 127.0.0.1", assert.request(res).has.header("x-forwarded-for"))
+  end)
+
+  it("sets X-Forwarded-For when the client sent none", function()
+    local res = assert(client:get("/x"))
+    assert.equal("127.0.0.1", assert.request(res).has.header("x-forwarded-for"))
+  end)
+
+  it("forwards end-to-end response headers, drops hop-by-hop and Connection-listed ones", function()
+    local res = assert(client:get("/headers?set=X-Up:1&set=Keep-Alive:timeout%3D9" ..
+      "&set=Connection:X-Secret&set=X-Secret:s&set=Proxy-Connection:x&set=Upgrade:h2c"))
+    assert.res_status(200, res)
+    assert.equal("1", res.headers["x-up"])
+    assert.is_nil(res.headers["keep-alive"])
+    assert.is_nil(res.headers["x-secret"])
+    assert.is_nil(res.headers["proxy-connection"])
+    assert.is_nil(res.headers["upgrade"])
+    assert.is_nil(res.headers["connection"])
+    -- the connection is still fine for the next request
+    res = assert(client:get("/x"))
+    assert.res_status(200, res)
+  end)
+
+  it("passes a request body with Content-Length", function()
+    local res = assert(client:post("/x", { body = "hello=world", headers = { ["Content-Type"] = "text/plain" } }))
+    assert.res_status(200, res)
+    local e = echo_of(res)
+    assert.equal("hello=world", e.body)
+    assert.equal("11", e.headers["content-length"])
+  end)
+end)
+
+describe("proxy: upstream keep-alive", function()
+  local up
+
+  lazy_setup(function()
+    up = helpers.start_mock_upstream{ name = "ka" }
+    helpers.start_gw{ config = {
+      services = { { name = "s", url = "http://127.0.0.1:" .. up[1], routes = { { paths = { "/" } } } } },
+    } }
+  end)
+  lazy_teardown(helpers.stop_all)
+
+  it("reuses upstream connections across requests and client connections", function()
+    helpers.mock_stats(up[1], true)
+    local client = helpers.proxy_client()
+    for i = 1, 25 do
+      local res = assert(client:get("/ka/" .. i))
+      assert.res_status(200, res)
+    end
+    client:close()
+    for i = 1, 25 do
+      client = helpers.proxy_client()
+      local res = assert(client:post("/ka/" .. i, { body = "x" }))
+      assert.res_status(200, res)
+      client:close()
+    end
+    local stats = helpers.mock_stats(up[1])
+    -- the stats request itself is one connection and one request
+    assert.equal(51, stats.requests)
+    assert.is_true(stats.connections - 1 <= 2, "upstream connections: " .. (stats.connections - 1))
+  end)
+
+  it("does not reuse a connection the upstream closed (Connection: close)", function()
+    local client = helpers.proxy_client()
+    for _ = 1, 5 do
+      local res = assert(client:get("/close"))
+      assert.res_status(200, res)
+      res = assert(client:get("/after-close"))
+      assert.res_status(200, res)
+    end
+    client:close()
+  end)
+end)
+
+describe("proxy: upstream failures", function()
+  local up, closed_port, client
+
+  lazy_setup(function()
+    up = helpers.start_mock_upstream{ name = "fail" }
+    closed_port = helpers.get_free_port()
+    local base = "http://127.0.0.1:" .. up[1]
+    helpers.start_gw{ config = {
+      services = {
+        { name = "refused", url = "http://127.0.0.1:" .. closed_port, retries = 2,
+          routes = { { paths = { "/refused" } } } },
+        { name = "ok", url = base, read_timeout = 300, routes = { { paths = { "/" } } } },
+      },
+    } }
+  end)
+  lazy_teardown(helpers.stop_all)
+  before_each(function() client = helpers.proxy_client() end)
+  after_each(function() client:close() end)
+
+  it("answers 502 when the upstream refuses the connection", function()
+    local t0 = socket.gettime()
+    local res = assert(client:get("/refused"))
+    assert.res_status(502, res)
+    assert.truthy(res.headers["content-type"]:find("json", 1, true))
+    assert.is_true(socket.gettime() - t0 < 2)
+    -- the client connection stays usable
+    res = assert(client:get("/fine"))
+    assert.res_status(200, res)
+  end)
+
+  it("answers 502 when the upstream resets the connection", function()
+    for _ = 1, 3 do
+      local res = assert(client:get("/reset"))
+      assert.res_status(502, res)
+    end
+    local res = assert(client:get("/fine"))
+    assert.res_status(200, res)
+  end)
+
+  it("answers 504 when the upstream does not answer within read_timeout", function()
+    local t0 = socket.gettime()
+    local res = assert(client:get("/hang"))
+    local dt = socket.gettime() - t0
+    assert.res_status(504, res)
+    assert.is_true(dt >= 0.25 and dt < 2, "took " .. dt)
+    res = assert(client:get("/fine"))
+    assert.res_status(200, res)
+  end)
+
+  it("answers 200 when the upstream answers within read_timeout", function()
+    local res = assert(client:get("/delay/100"))
+    assert.res_status(200, res)
+  end)
+
+  it("aborts the client connection when the upstream fails after the response head", function()
+    for _ = 1, 3 do
+      local c = helpers.proxy_client()
+      local res, err = c:get("/reset-after-head")
+      assert.is_nil(res, "got a clean response for a truncated upstream body")
+      assert.truthy(err)
+      c:close()
+    end
+    local res = assert(client:get("/fine"))
+    assert.res_status(200, res)
+  end)
+end)
+
+describe("proxy: connect timeout", function()
+  local server, fillers = nil, {}
+
+  lazy_setup(function()
+    -- A listener with backlog 0 that never accepts: once its accept queue holds a connection,
+    -- the kernel drops further SYNs, so a connect neither succeeds nor fails until it times out.
+    server = assert(socket.tcp())
+    assert(server:bind("127.0.0.1", 0))
+    assert(server:listen(0))
+    local _, port = server:getsockname()
+    for _ = 1, 3 do
+      local c = socket.tcp()
+      c:settimeout(0.2)
+      c:connect("127.0.0.1", port)
+      fillers[#fillers + 1] = c
+    end
+    helpers.start_gw{ config = {
+      services = {
+        { name = "blackhole", url = "http://127.0.0.1:" .. port, connect_timeout = 300, retries = 0,
+          routes = { { paths = { "/" } } } },
+      },
+    } }
+  end)
+  lazy_teardown(function()
+    helpers.stop_all()
+    for _, c in ipairs(fillers) do c:close() end
+    if server then server:close() end
+  end)
+
+  it("answers 504 when connecting to the upstream times out", function()
+    -- make sure the trick works on this kernel: a plain connect must hang too
+    local probe = socket.tcp()
+    probe:settimeout(0.3)
+    local _, server_port = server:getsockname()
+    local ok, perr = probe:connect("127.0.0.1", server_port)
+    probe:close()
+    if ok or perr ~= "timeout" then
+      pending("a full accept queue does not make connect() hang here (" .. tostring(perr) .. ")")
+      return
+    end
+    local client = helpers.proxy_client()
+    local t0 = socket.gettime()
+    local res = assert(client:get("/x"))
+    local dt = socket.gettime() - t0
+    client:close()
+    assert.res_status(504, res)
+    assert.is_true(dt >= 0.25 and dt < 2, "took " .. dt)
+  end)
+end)
+
+describe("proxy: balancing", function()
+  local up, closed_port, gw
+
+  lazy_setup(function()
+    up = helpers.start_mock_upstream{ name = "lb", ports = 2 }
+    closed_port = helpers.get_free_port()
+    gw = helpers.start_gw{ config = {
+      gw = { log_level = "info" },
+      upstreams = {
+        { name = "weighted", targets = { { target = "127.0.0.1:" .. up[1], weight = 300 },
+                                         { target = "127.0.0.1:" .. up[2], weight = 100 } } },
+        { name = "half-dead", targets = { { target = "127.0.0.1:" .. up[1] },
+                                          { target = "127.0.0.1:" .. closed_port } } },
+        { name = "health", targets = { { target = "127.0.0.1:" .. up[2] },
+                                       { target = "127.0.0.1:" .. closed_port } },
+          healthchecks = { passive = { failures = 2, cooldown = 30 } } },
+      },
+      services = {
+        { name = "w", host = "weighted", port = 80, protocol = "http", routes = { { paths = { "/w" } } } },
+        { name = "hd", host = "half-dead", port = 80, protocol = "http", retries = 3,
+          routes = { { paths = { "/hd" } } } },
+        { name = "hc", host = "health", port = 80, protocol = "http", retries = 3,
+          routes = { { paths = { "/hc" } } } },
+      },
+    } }
+  end)
+  lazy_teardown(helpers.stop_all)
+
+  it("distributes by weight (3:1 over 40 requests)", function()
+    local client = helpers.proxy_client()
+    local seen = {}
+    for _ = 1, 40 do
+      local res = assert(client:get("/w"))
+      assert.res_status(200, res)
+      local p = echo_of(res).port
+      seen[p] = (seen[p] or 0) + 1
+    end
+    client:close()
+    assert.equal(30, seen[up[1]] or 0)
+    assert.equal(10, seen[up[2]] or 0)
+  end)
+
+  it("sends the upstream name as Host for a balanced service", function()
+    local client = helpers.proxy_client()
+    local res = assert(client:get("/w"))
+    client:close()
+    assert.res_status(200, res)
+    assert.equal("weighted", assert.request(res).has.header("host"))
+  end)
+
+  it("retries a refused connect on the other target: every request succeeds", function()
+    local client = helpers.proxy_client()
+    for i = 1, 20 do
+      local res = assert(client:post("/hd", { body = "n=" .. i }))
+      assert.res_status(200, res)
+      assert.equal("n=" .. i, echo_of(res).body)
+    end
+    client:close()
+  end)
+
+  it("skips a target marked down by passive health checks during its cooldown", function()
+    helpers.clean_gw_log()
+    local client = helpers.proxy_client()
+    for _ = 1, 30 do
+      local res = assert(client:get("/hc"))
+      assert.res_status(200, res)
+    end
+    client:close()
+    assert.logfile().has.line("marked down", true)
+    local log = helpers.gw_log()
+    local tries = count(log, "127%.0%.0%.1:" .. closed_port .. " connect failed")
+    -- without health checks about half of the 30 requests would try the dead target first
+    assert.is_true(tries >= 2 and tries <= 3, "connect attempts to the dead target: " .. tries .. "\n" .. log)
+  end)
+end)
+
+describe("proxy: gw.service from a plugin", function()
+  local up, client
+
+  lazy_setup(function()
+    up = helpers.start_mock_upstream{ name = "plug" }
+    local dir = helpers.tmpdir("plugins")
+    assert(os.execute("mkdir -p " .. dir .. "/set-path") == 0 or true)
+    helpers.write_file(dir .. "/set-path/handler.lua", [[
+      return { PRIORITY = 10, VERSION = "1.0.0",
+        access = function(self, conf) gw.service.request.set_path(conf.path) end }
+    ]])
+    helpers.write_file(dir .. "/set-path/schema.lua", [[
+      return { name = "set-path", fields = { { path = { type = "string", required = true } } } }
+    ]])
+    helpers.start_gw{ config = {
+      gw = { plugins_path = { dir } },
+      services = {
+        { name = "s", url = "http://127.0.0.1:" .. up[1] .. "/svc/base",
+          routes = { { paths = { "/sp" }, plugins = { { name = "set-path", config = { path = "/exact/path" } } } },
+                     { paths = { "/plain" } } } },
+      },
+    } }
+  end)
+  lazy_teardown(helpers.stop_all)
+  before_each(function() client = helpers.proxy_client() end)
+  after_each(function() client:close() end)
+
+  it("set_path replaces the whole upstream path (service path included), query kept", function()
+    local res = assert(client:get("/sp/ignored?k=v"))
+    assert.res_status(200, res)
+    local e = echo_of(res)
+    assert.equal("/exact/path", e.path)
+    assert.equal("k=v", e.query)
+  end)
+
+  it("without it the service url path is prefixed", function()
+    local res = assert(client:get("/plain/x?k=v"))
+    assert.res_status(200, res)
+    assert.equal("/svc/base/x", echo_of(res).path)
+  end)
+end)
