@@ -1,0 +1,427 @@
+-- spec/02-integration/02-protocol_spec.lua — HTTP/1.x on the client side of gw, byte for byte:
+-- malformed requests and limits (400/413/414/431), pipelining, HTTP/1.0, bodiless responses,
+-- Expect: 100-continue and the keep-alive timeout. Requests are written raw so that nothing in the
+-- test client can tidy them up.
+local helpers = require "spec.helpers"
+local socket = require "socket"
+
+-- Sends `bytes` on a fresh connection and reads until gw closes it (or `timeout` s pass).
+-- Returns everything read and whether the connection was closed by gw.
+local function exchange(port, bytes, timeout)
+  local s = assert(socket.tcp())
+  s:settimeout(timeout or 3)
+  assert(s:connect("127.0.0.1", port))
+  assert(s:send(bytes))
+  local data, err, partial = s:receive("*a")
+  s:close()
+  if data then return data, true end
+  return partial or "", err == "closed"
+end
+
+local function status_of(raw)
+  return tonumber(raw:match("^HTTP/1%.%d (%d%d%d)"))
+end
+
+-- True when gw closes the client's connection within `timeout` seconds (no bytes expected).
+local function closed_by_peer(client, timeout)
+  if not client.sock then return true end
+  client.sock:settimeout(timeout or 2)
+  local data, err, partial = client.sock:receive(1)
+  if data or (partial and #partial > 0) then return false, "unexpected bytes: " .. tostring(data or partial) end
+  return err == "closed", err
+end
+
+local function echo_of(res)
+  return assert(helpers.json_decode(res.body), "not JSON: " .. tostring(res and res.body))
+end
+
+describe("protocol: malformed requests", function()
+  local up, gw
+
+  lazy_setup(function()
+    up = helpers.start_mock_upstream{ name = "proto" }
+    gw = helpers.start_gw{ config = {
+      services = { { name = "s", url = "http://127.0.0.1:" .. up[1], routes = { { paths = { "/" } } } } },
+    } }
+  end)
+  lazy_teardown(helpers.stop_all)
+
+  local function expect_status(status, bytes)
+    local raw, closed = exchange(gw.proxy_port, bytes)
+    assert.equal(status, status_of(raw), "response:\n" .. raw)
+    assert.is_true(closed, "gw kept the connection open after a " .. status)
+    assert.truthy(raw:find("\r\nConnection: close\r\n", 1, true), raw)
+    -- nothing after the one error response: a smuggled second request is never answered
+    assert.equal(1, select(2, raw:gsub("HTTP/1%.1 %d%d%d", "")), raw)
+    return raw
+  end
+
+  local H = "Host: t\r\n"
+
+  it("400 for Content-Length together with Transfer-Encoding", function()
+    expect_status(400, "POST / HTTP/1.1\r\n" .. H .. "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n" ..
+      "0\r\n\r\nGET /smuggled HTTP/1.1\r\n" .. H .. "\r\n")
+  end)
+
+  it("400 for differing duplicate Content-Length", function()
+    expect_status(400, "POST / HTTP/1.1\r\n" .. H .. "Content-Length: 5\r\nContent-Length: 6\r\n\r\nhello!")
+    expect_status(400, "POST / HTTP/1.1\r\n" .. H .. "Content-Length: 5, 6\r\n\r\nhello!")
+  end)
+
+  it("accepts identical duplicate Content-Length", function()
+    local raw = exchange(gw.proxy_port, "POST /dup HTTP/1.1\r\n" .. H ..
+      "Content-Length: 5\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello")
+    assert.equal(200, status_of(raw), raw)
+    assert.truthy(raw:find('"body": "hello"', 1, true) or raw:find('"body":"hello"', 1, true), raw)
+  end)
+
+  for _, case in ipairs({ { "0x5", "0x5" }, { "+5", "+5" }, { "overflow", "1ffffffffffffffff0" },
+                          { "empty", "" }, { "negative", "-5" } }) do
+    it("400 for a bad chunk size (" .. case[1] .. ")", function()
+      expect_status(400, "POST / HTTP/1.1\r\n" .. H .. "Transfer-Encoding: chunked\r\n\r\n" ..
+        case[2] .. "\r\nhello\r\n0\r\n\r\n")
+    end)
+  end
+
+  it("400 for obs-fold (a header line continued on the next line)", function()
+    expect_status(400, "GET / HTTP/1.1\r\n" .. H .. "X-A: 1\r\n  continued\r\n\r\n")
+  end)
+
+  it("400 for a bare CR", function()
+    expect_status(400, "GET / HTTP/1.1\r\n" .. H .. "X-A: a\rb\r\n\r\n")
+  end)
+
+  it("400 for whitespace between the field name and the colon", function()
+    expect_status(400, "GET / HTTP/1.1\r\n" .. H .. "X-A : 1\r\n\r\n")
+  end)
+
+  it("400 for a NUL in a field value", function()
+    expect_status(400, "GET / HTTP/1.1\r\n" .. H .. "X-A: a\0b\r\n\r\n")
+  end)
+
+  it("400 for HTTP/1.1 without Host, and for two Host headers", function()
+    expect_status(400, "GET / HTTP/1.1\r\nX-A: 1\r\n\r\n")
+    expect_status(400, "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n")
+  end)
+
+  it("accepts HTTP/1.0 without Host", function()
+    local raw = exchange(gw.proxy_port, "GET /ten HTTP/1.0\r\n\r\n")
+    assert.equal(200, status_of(raw), raw)
+  end)
+
+  it("414 for a request line over 8 KiB", function()
+    expect_status(414, "GET /" .. string.rep("a", 8300) .. " HTTP/1.1\r\n" .. H .. "\r\n")
+  end)
+
+  it("accepts a request line just under 8 KiB", function()
+    local path = "/" .. string.rep("a", 8000)
+    local raw = exchange(gw.proxy_port, "GET " .. path .. " HTTP/1.1\r\n" .. H .. "Connection: close\r\n\r\n")
+    assert.equal(200, status_of(raw), raw:sub(1, 300))
+  end)
+
+  it("431 for more than 100 header fields", function()
+    local hs = {}
+    for i = 1, 101 do hs[i] = "X-H" .. i .. ": v\r\n" end
+    expect_status(431, "GET / HTTP/1.1\r\n" .. H .. table.concat(hs) .. "\r\n")
+  end)
+
+  it("accepts 99 header fields (100 with Host)", function()
+    local hs = {}
+    for i = 1, 98 do hs[i] = "X-H" .. i .. ": v\r\n" end
+    local raw = exchange(gw.proxy_port, "GET / HTTP/1.1\r\n" .. H .. table.concat(hs) .. "Connection: close\r\n\r\n")
+    assert.equal(200, status_of(raw), raw:sub(1, 300))
+  end)
+
+  it("431 for a head over 32 KiB", function()
+    local hs = {}
+    for i = 1, 5 do hs[i] = "X-Big" .. i .. ": " .. string.rep("b", 7000) .. "\r\n" end
+    expect_status(431, "GET / HTTP/1.1\r\n" .. H .. table.concat(hs) .. "\r\n")
+  end)
+
+  it("431 for an oversized head that never ends (no blank line)", function()
+    local s = assert(socket.tcp())
+    s:settimeout(3)
+    assert(s:connect("127.0.0.1", gw.proxy_port))
+    s:send("GET / HTTP/1.1\r\n" .. H)
+    for _ = 1, 10 do s:send("X-Fill: " .. string.rep("f", 4000) .. "\r\n") end
+    local data, err, partial = s:receive("*a")
+    s:close()
+    local raw = data or partial
+    assert.equal(431, status_of(raw), tostring(err) .. ": " .. raw)
+  end)
+
+  it("413 when Content-Length is over max_body_size (default 100m), without reading the body", function()
+    local raw = exchange(gw.proxy_port, "POST / HTTP/1.1\r\n" .. H .. "Content-Length: 104857601\r\n\r\nxx")
+    assert.equal(413, status_of(raw), raw)
+  end)
+end)
+
+describe("protocol: configurable limits", function()
+  local up, gw
+
+  lazy_setup(function()
+    up = helpers.start_mock_upstream{ name = "limits" }
+    gw = helpers.start_gw{ config = {
+      gw = { limits = { max_request_line = 1024, max_header_size = "4k", max_headers = 10, max_body_size = "1k" } },
+      services = { { name = "s", url = "http://127.0.0.1:" .. up[1], routes = { { paths = { "/" } } } } },
+    } }
+  end)
+  lazy_teardown(helpers.stop_all)
+
+  local function status(bytes)
+    local raw = exchange(gw.proxy_port, bytes)
+    return status_of(raw), raw
+  end
+
+  it("max_request_line", function()
+    assert.equal(414, (status("GET /" .. string.rep("a", 1100) .. " HTTP/1.1\r\nHost: t\r\n\r\n")))
+    assert.equal(200, (status("GET /" .. string.rep("a", 900) .. " HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")))
+  end)
+
+  it("max_headers", function()
+    local hs = {}
+    for i = 1, 10 do hs[i] = "X-H" .. i .. ": v\r\n" end
+    assert.equal(431, (status("GET / HTTP/1.1\r\nHost: t\r\n" .. table.concat(hs) .. "\r\n")))
+    assert.equal(200, (status("GET / HTTP/1.1\r\nHost: t\r\n" .. table.concat(hs, "", 1, 8) ..
+      "Connection: close\r\n\r\n")))
+  end)
+
+  it("max_header_size", function()
+    assert.equal(431, (status("GET / HTTP/1.1\r\nHost: t\r\nX-Big: " .. string.rep("b", 4200) .. "\r\n\r\n")))
+    assert.equal(200, (status("GET / HTTP/1.1\r\nHost: t\r\nX-Big: " .. string.rep("b", 3000) ..
+      "\r\nConnection: close\r\n\r\n")))
+  end)
+
+  it("413 for a Content-Length over max_body_size", function()
+    local code, raw = status("POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 1025\r\n\r\n" .. string.rep("x", 1025))
+    assert.equal(413, code, raw)
+    assert.equal(200, (status("POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 1024\r\nConnection: close\r\n\r\n" ..
+      string.rep("x", 1024))))
+  end)
+
+  it("413 for a chunked body growing over max_body_size", function()
+    local chunk = string.rep("y", 600)
+    local c600 = string.format("%x\r\n%s\r\n", #chunk, chunk)
+    local code, raw = status("POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n" .. c600 .. c600 .. "0\r\n\r\n")
+    assert.equal(413, code, raw)
+    assert.truthy(raw:find("Connection: close", 1, true), raw)
+    code = status("POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n" .. c600 .. "0\r\n\r\n")
+    assert.equal(200, code)
+  end)
+
+  it("413 for a chunked body over the limit when sent slowly (after the upstream request started)", function()
+    local client = helpers.proxy_client()
+    assert(client:raw("POST /slow HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"))
+    socket.sleep(0.2)
+    local chunk = string.rep("z", 700)
+    assert(client:raw(string.format("%x\r\n%s\r\n", #chunk, chunk)))
+    socket.sleep(0.2)
+    client:raw(string.format("%x\r\n%s\r\n0\r\n\r\n", #chunk, chunk))
+    local res, err = client:read_response()
+    client:close()
+    assert(res, err)
+    assert.res_status(413, res)
+  end)
+end)
+
+describe("protocol: connection handling", function()
+  local up, gw, client
+
+  lazy_setup(function()
+    up = helpers.start_mock_upstream{ name = "conn" }
+    gw = helpers.start_gw{ config = {
+      gw = { timeouts = { keepalive = 500, client_header = 600 } },
+      services = { { name = "s", url = "http://127.0.0.1:" .. up[1], routes = { { paths = { "/" } } } } },
+    } }
+  end)
+  lazy_teardown(helpers.stop_all)
+  before_each(function() client = helpers.proxy_client() end)
+  after_each(function() client:close() end)
+
+  it("answers pipelined requests in order", function()
+    assert(client:raw("GET /p1 HTTP/1.1\r\nHost: t\r\n\r\n" ..
+                      "POST /p2 HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc" ..
+                      "GET /p3 HTTP/1.1\r\nHost: t\r\n\r\n"))
+    local paths = {}
+    for i = 1, 3 do
+      local res = assert(client:read_response())
+      assert.res_status(200, res)
+      paths[i] = echo_of(res).path
+      if i == 2 then assert.equal("abc", echo_of(res).body) end
+    end
+    assert.same({ "/p1", "/p2", "/p3" }, paths)
+  end)
+
+  it("answers pipelined requests in order when the first is slow", function()
+    assert(client:raw("GET /delay/200 HTTP/1.1\r\nHost: t\r\n\r\n" ..
+                      "GET /chunked/3 HTTP/1.1\r\nHost: t\r\n\r\n" ..
+                      "HEAD /p3 HTTP/1.1\r\nHost: t\r\n\r\n" ..
+                      "GET /p4 HTTP/1.1\r\nHost: t\r\n\r\n"))
+    local r1 = assert(client:read_response())
+    assert.equal("/delay/200", echo_of(r1).path)
+    local r2 = assert(client:read_response())
+    assert.equal("/chunked/3", echo_of(r2).path)
+    local r3 = assert(client:read_response{ method = "HEAD" })
+    assert.res_status(200, r3)
+    local r4 = assert(client:read_response())
+    assert.equal("/p4", echo_of(r4).path)
+  end)
+
+  it("HTTP/1.0: closes after the response unless keep-alive is asked for", function()
+    local raw, closed = exchange(gw.proxy_port, "GET /ten HTTP/1.0\r\nHost: t\r\n\r\n")
+    assert.equal(200, status_of(raw))
+    assert.is_true(closed)
+    assert.truthy(raw:find("\r\nConnection: close\r\n", 1, true), raw)
+  end)
+
+  it("HTTP/1.0: keeps the connection with Connection: keep-alive", function()
+    assert(client:raw("GET /ka1 HTTP/1.0\r\nHost: t\r\nConnection: keep-alive\r\n\r\n"))
+    local res = assert(client:read_response())
+    assert.res_status(200, res)
+    assert.equal("keep-alive", res.headers["connection"]:lower())
+    assert.truthy(res.headers["content-length"])
+    assert(client:raw("GET /ka2 HTTP/1.0\r\nHost: t\r\nConnection: keep-alive\r\n\r\n"))
+    res = assert(client:read_response())
+    assert.equal("/ka2", echo_of(res).path)
+    -- the upstream sees HTTP/1.1 regardless
+    assert.equal("1.1", echo_of(res).http_version)
+  end)
+
+  it("HTTP/1.0: a chunked upstream response is not sent chunked", function()
+    for _, conn in ipairs({ "", "Connection: keep-alive\r\n" }) do
+      local raw, closed = exchange(gw.proxy_port, "GET /chunked/4 HTTP/1.0\r\nHost: t\r\n" .. conn .. "\r\n")
+      assert.equal(200, status_of(raw))
+      local head, body = raw:match("^(.-\r\n)\r\n(.*)$")
+      assert.is_nil(head:lower():find("transfer-encoding", 1, true), head)
+      local cl = head:match("\r\n[Cc]ontent%-[Ll]ength: (%d+)")
+      if cl then
+        assert.equal(tonumber(cl), #body)
+      else
+        assert.is_true(closed, "close-delimited body but the connection stayed open")
+      end
+      local e = assert(helpers.json_decode(body), body)
+      assert.equal("/chunked/4", e.path)
+    end
+  end)
+
+  it("HEAD: no body, Content-Length of the GET kept, connection usable", function()
+    local res = assert(client:send{ method = "HEAD", path = "/bytes/1000" })
+    assert.res_status(200, res)
+    assert.equal("1000", res.headers["content-length"])
+    -- pipelined HEAD + GET: any stray body byte after the HEAD response would break the next one
+    assert(client:raw("HEAD /x HTTP/1.1\r\nHost: t\r\n\r\nHEAD /chunked/3 HTTP/1.1\r\nHost: t\r\n\r\n" ..
+                      "GET /y HTTP/1.1\r\nHost: t\r\n\r\n"))
+    assert.res_status(200, assert(client:read_response{ method = "HEAD" }))
+    assert.res_status(200, assert(client:read_response{ method = "HEAD" }))
+    local r = assert(client:read_response())
+    assert.equal("/y", echo_of(r).path)
+  end)
+
+  it("204 and 304: no body, connection usable", function()
+    assert(client:raw("GET /status/204 HTTP/1.1\r\nHost: t\r\n\r\nGET /status/304 HTTP/1.1\r\nHost: t\r\n\r\n" ..
+                      "GET /z HTTP/1.1\r\nHost: t\r\n\r\n"))
+    local r1 = assert(client:read_response())
+    assert.res_status(204, r1)
+    assert.is_nil(r1.headers["transfer-encoding"])
+    local r2 = assert(client:read_response())
+    assert.res_status(304, r2)
+    assert.is_nil(r2.headers["transfer-encoding"])
+    local r3 = assert(client:read_response())
+    assert.equal("/z", echo_of(r3).path)
+  end)
+
+  it("Expect: 100-continue gets 100 Continue, then the final response", function()
+    assert(client:raw("POST /cont HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"))
+    client.sock:settimeout(2)
+    local line = client.sock:receive("*l")
+    assert.equal("HTTP/1.1 100 Continue", line)
+    assert.equal("", client.sock:receive("*l"))
+    assert(client:raw("hello"))
+    local res = assert(client:read_response())
+    assert.res_status(200, res)
+    local e = echo_of(res)
+    assert.equal("hello", e.body)
+    assert.is_nil(e.headers.expect)
+    -- exactly one 100 (the upstream's own 100 Continue is not passed on)
+    res = assert(client:get("/after"))
+    assert.res_status(200, res)
+    assert.same({}, res.informational)
+  end)
+
+  it("Expect: 100-continue with the body already sent gets no 100", function()
+    assert(client:raw("POST /cont HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\nhello"))
+    local res = assert(client:read_response())
+    assert.res_status(200, res)
+    assert.equal("hello", echo_of(res).body)
+  end)
+
+  it("Expect: 100-continue on a request refused up front gets the final status, no 100", function()
+    assert(client:raw("POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 999999999999\r\nExpect: 100-continue\r\n\r\n"))
+    local res = assert(client:read_response())
+    assert.res_status(413, res)
+    assert.same({}, res.informational)
+  end)
+
+  it("closes a keep-alive connection idle longer than timeouts.keepalive", function()
+    local res = assert(client:get("/idle"))
+    assert.res_status(200, res)
+    local t0 = socket.gettime()
+    local closed, err = closed_by_peer(client, 3)
+    local dt = socket.gettime() - t0
+    assert.is_true(closed, tostring(err))
+    assert.is_true(dt >= 0.3 and dt < 2, "closed after " .. dt)
+  end)
+
+  it("does not close a connection that is busy longer than timeouts.keepalive", function()
+    local res = assert(client:get("/delay/800"))
+    assert.res_status(200, res)
+    res = assert(client:get("/again"))
+    assert.res_status(200, res)
+  end)
+
+  it("skips empty lines between pipelined requests", function()
+    assert(client:raw("GET /e1 HTTP/1.1\r\nHost: t\r\n\r\n\r\n\r\nGET /e2 HTTP/1.1\r\nHost: t\r\n\r\n"))
+    assert.equal("/e1", echo_of(assert(client:read_response())).path)
+    assert.equal("/e2", echo_of(assert(client:read_response())).path)
+  end)
+
+  it("Connection: close from the client closes after the response", function()
+    local res = assert(client:get("/bye", { headers = { Connection = "close" } }))
+    assert.res_status(200, res)
+    assert.equal("close", res.headers["connection"])
+  end)
+
+  it("parses a request head that arrives one byte at a time", function()
+    local req = "POST /bytewise?q=1 HTTP/1.1\r\nHost: t\r\nX-A: 1\r\nContent-Length: 4\r\n\r\nbody"
+    for i = 1, #req do
+      assert(client:raw(req:sub(i, i)))
+      if i % 16 == 0 then socket.sleep(0.001) end
+    end
+    local res = assert(client:read_response())
+    assert.res_status(200, res)
+    local e = echo_of(res)
+    assert.equal("/bytewise", e.path)
+    assert.equal("q=1", e.query)
+    assert.equal("body", e.body)
+    assert.equal("1", e.headers["x-a"])
+  end)
+
+  it("408 and close when a request head is not finished within timeouts.client_header", function()
+    assert(client:raw("GET /slow HTTP/1.1\r\nHost: t\r\n"))
+    local t0 = socket.gettime()
+    local res, err = client:read_response()
+    local dt = socket.gettime() - t0
+    assert(res, err)
+    assert.res_status(408, res)
+    assert.is_true(dt >= 0.4 and dt < 3, "after " .. dt)
+    assert.is_true((closed_by_peer(client, 2)))
+  end)
+
+  it("closes a fresh connection that sends nothing within timeouts.client_header", function()
+    local t0 = socket.gettime()
+    local closed = closed_by_peer(client, 3)
+    local dt = socket.gettime() - t0
+    assert.is_true(closed)
+    assert.is_true(dt >= 0.4 and dt < 2, "after " .. dt)
+  end)
+end)
