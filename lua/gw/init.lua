@@ -43,7 +43,21 @@ for i = 0, 8 do P[PHASES[i]] = lshift(1, i) end
 gw.PHASES = PHASES
 
 local in_init_worker = false
-local current_plugin -- name of the plugin whose handler runs
+-- The plugin whose handler runs, per coroutine: a handler that yields (gw.sleep, reading the
+-- body) lets other requests' plugins run meanwhile, so one global variable would be wrong
+-- when it resumes. The main thread (init_worker) uses `main_plugin`.
+local co_running = coroutine.running
+local plugin_of = setmetatable({}, { __mode = "k" })
+local main_plugin
+local function current_plugin()
+  local co = co_running()
+  if co then return plugin_of[co] end
+  return main_plugin
+end
+local function set_current_plugin(name)
+  local co = co_running()
+  if co then plugin_of[co] = name else main_plugin = name end
+end
 
 local function phase_no()
   local ph = C.gw_ffi_phase()
@@ -407,6 +421,10 @@ function response.exit(status, body, headers)
     error("gw.response.exit: status must be an integer between 100 and 599", 2)
   end
   if headers ~= nil and type(headers) ~= "table" then error("gw.response.exit: headers must be a table", 2) end
+  -- the yield below must end the handler's own coroutine, not one the plugin created
+  if plugin_of[co_running() or 0] == nil then
+    error("gw.response.exit: must be called from the plugin handler itself, not from a coroutine of its own", 2)
+  end
   local ctype
   if type(body) == "table" then
     local err
@@ -422,6 +440,7 @@ function response.exit(status, body, headers)
   if ctype and not get_header(1, "content-type") then set_header(1, "gw.response.exit", "Content-Type", ctype, false) end
   body = body or ""
   C.gw_ffi_exit(status, body, #body)
+  set_current_plugin(nil)
   coroutine.yield(EXIT) -- never resumed: the request continues with the response
 end
 
@@ -474,14 +493,18 @@ end
 ---------------------------------------------------------------------------------------------------
 --- gw.ctx: per-request tables. gw.ctx.shared is shared by every plugin of the request;
 -- gw.ctx.plugin is private to the running plugin.
+-- private tables: ctx.shared table -> { plugin name -> table }, so they never show in shared
+local private = setmetatable({}, { __mode = "k" })
 gw.ctx = setmetatable({}, { __index = function(_, k)
   local t = core.ctx()
   if not t then return nil end
   if k == "shared" then return t end
   if k == "plugin" then
-    local pk = "\0plugin:" .. tostring(current_plugin)
-    local p = rawget(t, pk)
-    if not p then p = {} rawset(t, pk, p) end
+    local by_plugin = private[t]
+    if not by_plugin then by_plugin = {} private[t] = by_plugin end
+    local name = current_plugin() or ""
+    local p = by_plugin[name]
+    if not p then p = {} by_plugin[name] = p end
     return p
   end
 end })
@@ -496,7 +519,8 @@ for name, lv in pairs(LEVELS) do
     local parts = {}
     for i = 1, n do parts[i] = tostring((select(i, ...))) end
     local msg = concat(parts)
-    if current_plugin then msg = "[" .. current_plugin .. "] " .. msg end
+    local cp = current_plugin()
+    if cp then msg = "[" .. cp .. "] " .. msg end
     core.log(lv, msg)
   end
 end
@@ -592,9 +616,9 @@ function gw._run_phase(phase, chain)
     local p = chain[i]
     local fn = p.handler[name]
     if fn then
-      current_plugin = p.name
+      set_current_plugin(p.name)
       local ok, err = xpcall(fn, traceback, p.handler, p.conf)
-      current_plugin = nil
+      set_current_plugin(nil)
       if not ok then
         core.log(0, "plugin '" .. p.name .. "' failed in the " .. name .. " phase: " .. tostring(err))
         return 2
@@ -617,9 +641,9 @@ function gw._init_worker(compiled)
         seen[p.name] = true
         if p.handler.init_worker then
           in_init_worker = true
-          current_plugin = p.name
+          set_current_plugin(p.name)
           local ok, err = xpcall(p.handler.init_worker, traceback, p.handler)
-          current_plugin = nil
+          set_current_plugin(nil)
           in_init_worker = false
           if not ok then core.log(0, "plugin '" .. p.name .. "' failed in init_worker: " .. tostring(err)) end
         end

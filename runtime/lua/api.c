@@ -25,6 +25,15 @@ static int phase_bit(gw_req *r, int phase)
     return r->route && (r->route->phase_mask & (1u << phase));
 }
 
+/* Drops r's coroutine where it stands (after gw.response.exit, an error, or a body read that
+ * failed): the next phase starts on a fresh one. */
+static void abandon_co(gw_req *r)
+{
+    if (r->co_ref >= 0) luaL_unref(gw_W->L, LUA_REGISTRYINDEX, r->co_ref);
+    r->co_ref = LUA_NOREF;
+    r->co = NULL;
+}
+
 /* Resumes r's coroutine. RUN_SUSPENDED when it yielded (a timer or I/O will resume it). */
 static int co_resume(gw_req *r, int nargs)
 {
@@ -34,17 +43,15 @@ static int co_resume(gw_req *r, int nargs)
     gw_cur = NULL;
     if (rc == LUA_YIELD) {
         if (!r->exited) return RUN_SUSPENDED;
-        /* gw.response.exit: the coroutine is abandoned where it yielded */
-        luaL_unref(gw_W->L, LUA_REGISTRYINDEX, r->co_ref);
-        r->co_ref = LUA_NOREF;
-        r->co = NULL;
+        /* gw.response.exit: the coroutine is abandoned where it yielded. The flag is consumed
+         * here, so a later phase of this request (log) may yield in gw.sleep again. */
+        r->exited = 0;
+        abandon_co(r);
         return RUN_EXIT;
     }
     if (rc != 0) {
         gw_err("[%s] request %s: %s", gw_phase_names[r->phase], r->id_str, lua_tostring(co, -1));
-        luaL_unref(gw_W->L, LUA_REGISTRYINDEX, r->co_ref);
-        r->co_ref = LUA_NOREF;
-        r->co = NULL;
+        abandon_co(r);
         return RUN_ERROR;
     }
     int res = (int)lua_tointeger(co, 1);
@@ -174,7 +181,12 @@ void gw_api_run_log(gw_req *r)
 void gw_api_req_cleanup(gw_req *r)
 {
     lua_State *L = gw_W->L;
-    if (r->wait_ev) { event_free(r->wait_ev); r->wait_ev = NULL; }
+    if (r->wait_ev) {
+        /* a gw.sleep that will never fire: its sleeper goes with it */
+        free(event_get_callback_arg(r->wait_ev));
+        event_free(r->wait_ev);
+        r->wait_ev = NULL;
+    }
     if (r->co_ref >= 0) luaL_unref(L, LUA_REGISTRYINDEX, r->co_ref);
     if (r->ctx_ref >= 0) luaL_unref(L, LUA_REGISTRYINDEX, r->ctx_ref);
     r->co_ref = r->ctx_ref = LUA_NOREF;
@@ -193,6 +205,9 @@ void gw_api_body_readable(gw_req *r)
         if (rc < 0) {
             r->resp_close = 1;
             r->body_done = 1;  /* nothing more will be read from this connection */
+            /* a handler waiting in gw.request.get_raw_body never resumes: the request ends here
+             * (a fresh coroutine runs header_filter and log) */
+            if (r->co && lua_status(r->co) == LUA_YIELD) abandon_co(r);
             gw_req_error(r, rc == -413 ? 413 : 400, rc == -413 ? "Request body too large" : "Invalid request body");
             return;
         }
@@ -215,7 +230,34 @@ static void body_ready(gw_req *r)
     gw_echo_respond(r);
 }
 
-/* gw.request.get_raw_body(): the body as a string, reading it first when needed (yields). */
+/* Ends the running phase like gw.response.exit with gw's JSON error body: the yield is taken
+ * by co_resume as an exit. */
+static int exit_with_error(lua_State *L, gw_req *r, int status, const char *msg)
+{
+    char body[256];
+    int n = snprintf(body, sizeof body, "{\"message\":\"%s\"}", msg);
+    r->nrhdrs = 0;
+    gw_req_set_header(r, r->rhdrs, &r->nrhdrs, "Content-Type", 12, "application/json", 16, 0);
+    if (!r->lbody) r->lbody = evbuffer_new();
+    evbuffer_drain(r->lbody, evbuffer_get_length(r->lbody));
+    evbuffer_add(r->lbody, body, (size_t)n);
+    r->status = status;
+    r->local = 1;
+    r->exited = 1;
+    r->resp_close = 1;
+    return lua_yield(L, 0);
+}
+
+/* Functions that suspend the request (gw.sleep, reading the body) must run in the request's
+ * own coroutine: the event that resumes it resumes that one, not a coroutine of the plugin's. */
+static int check_own_co(lua_State *L, gw_req *r, const char *fname)
+{
+    if (r->co == L) return 0;
+    return luaL_error(L, "%s: cannot suspend a coroutine created by the plugin (call it from the handler itself)", fname);
+}
+
+/* gw.request.get_raw_body(): the body as a string, reading it first when needed (yields). A body
+ * over max_body_size or with broken framing ends the request with 413 / 400. */
 static int l_read_body(lua_State *L)
 {
     gw_req *r = gw_cur;
@@ -226,15 +268,13 @@ static int l_read_body(lua_State *L)
         return 1;
     }
     if (r->body_done && !r->body_buffered) { lua_pushliteral(L, ""); return 1; }
+    check_own_co(L, r, "gw.request.get_raw_body");
     r->body_buffered = 1;
     if (!r->body) r->body = evbuffer_new();
     int rc = gw_req_pull_body(r, bufferevent_get_input(r->c->bev), r->body, 0);
     if (rc < 0) {
-        r->resp_close = 1;
         r->body_done = 1;
-        lua_pushnil(L);
-        lua_pushstring(L, rc == -413 ? "request body too large" : "invalid request body");
-        return 2;
+        return exit_with_error(L, r, rc == -413 ? 413 : 400, rc == -413 ? "Request body too large" : "Invalid request body");
     }
     if (r->body_done) {
         size_t n = evbuffer_get_length(r->body);
@@ -312,6 +352,7 @@ static int l_sleep(lua_State *L)
 {
     double sec = luaL_checknumber(L, 1);
     gw_req *r = gw_cur;
+    if (r) check_own_co(L, r, "gw.sleep");
     sleeper *s = calloc(1, sizeof *s);
     if (!s) return luaL_error(L, "no memory");
     s->r = r;
@@ -324,7 +365,13 @@ static int l_sleep(lua_State *L)
     s->ev = evtimer_new(gw_W->base, sleep_fire, s);
     struct timeval tv = tv_of(sec);
     evtimer_add(s->ev, &tv);
-    if (r) { r->wait_ev = s->ev; r->state = r->phase == GW_PHASE_LOG ? GW_RS_LOG : GW_RS_LUA; }
+    if (r) {
+        r->wait_ev = s->ev;
+        r->state = r->phase == GW_PHASE_LOG ? GW_RS_LOG : GW_RS_LUA;
+        /* The response is out: a client that closes now must not cut the log phase short.
+         * Not reading hides its EOF; the next request (req_start) reads again. */
+        if (r->phase == GW_PHASE_LOG) bufferevent_disable(r->c->bev, EV_READ);
+    }
     return lua_yield(L, 0);
 }
 
