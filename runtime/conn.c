@@ -279,6 +279,17 @@ static void bad_request(gw_conn *c, int status, const char *msg)
     bufferevent_disable(c->bev, EV_READ);
 }
 
+/* Client timeouts while a request is in progress. Reading times out (client_body) only while
+ * body bytes are owed: once the body is in, the client may rightly stay silent for as long as the
+ * upstream takes or the response lasts; sending is bounded by send_timeout. */
+void gw_req_client_timeouts(gw_req *r)
+{
+    gw_gen *g = r->c->w->gen;
+    struct timeval tv = { g->client_body_timeout / 1000, (g->client_body_timeout % 1000) * 1000 };
+    struct timeval wt = { g->send_timeout / 1000, (g->send_timeout % 1000) * 1000 };
+    bufferevent_set_timeouts(r->c->bev, r->body_done ? NULL : &tv, &wt);
+}
+
 static void process_head(gw_conn *c, size_t avail)
 {
     gw_req *r = &c->req;
@@ -316,10 +327,7 @@ static void process_head(gw_conn *c, size_t avail)
         gw_req_error(r, 413, "Request body too large");
         return;
     }
-    /* read timeout while a request is in progress: the body timeout */
-    struct timeval tv = { g->client_body_timeout / 1000, (g->client_body_timeout % 1000) * 1000 };
-    struct timeval wt = { g->send_timeout / 1000, (g->send_timeout % 1000) * 1000 };
-    bufferevent_set_timeouts(c->bev, &tv, &wt);
+    gw_req_client_timeouts(r);
 
     size_t strip = 0;
     r->route = gw_router_match(g->router, &r->h, &strip);

@@ -132,6 +132,7 @@ void gw_pool_close_all(gw_worker *w);
 /* conn.c entry points used by proxy.c / api.c */
 void gw_req_respond_local(gw_req *r, int status, const char *ctype, const char *body, size_t len);
 void gw_req_error(gw_req *r, int status, const char *msg);
+void gw_req_client_timeouts(gw_req *r);
 void gw_req_response_head_ready(gw_req *r);
 void gw_req_response_done(gw_req *r);
 void gw_req_lua_resume(gw_req *r, int nargs);

@@ -44,7 +44,17 @@ static void try_connect(gw_req *r);
 
 /* Moves request body bytes from `in` to `dst`. rechunk: write chunked framing around the data.
  * Returns 0 (progress, maybe done: see r->body_done), -400 malformed, -413 over the limit. */
+static int pull_body(gw_req *r, struct evbuffer *in, struct evbuffer *dst, int rechunk);
+
 int gw_req_pull_body(gw_req *r, struct evbuffer *in, struct evbuffer *dst, int rechunk)
+{
+    int was_done = r->body_done;
+    int rc = pull_body(r, in, dst, rechunk);
+    if (rc == 0 && !was_done && r->body_done) gw_req_client_timeouts(r);
+    return rc;
+}
+
+static int pull_body(gw_req *r, struct evbuffer *in, struct evbuffer *dst, int rechunk)
 {
     int64_t max = r->gen->max_body_size;
     if (r->body_left > 0) {
@@ -332,6 +342,17 @@ static void write_request_head(gw_req *r, struct evbuffer *out)
     }
 }
 
+/* Timeouts of a connected upstream. read_timeout is how long the upstream may take to answer,
+ * so it runs once the request is fully sent: while a slow client is still uploading, the wait is
+ * the client's (client_body timeout), not the upstream's. */
+static void set_up_timeouts(gw_req *r, gw_upconn *u)
+{
+    gw_service *s = r->svc;
+    struct timeval rt = { s->read_timeout / 1000, (s->read_timeout % 1000) * 1000 };
+    struct timeval wt = { s->write_timeout / 1000, (s->write_timeout % 1000) * 1000 };
+    bufferevent_set_timeouts(u->bev, r->body_done || r->body_buffered ? &rt : NULL, &wt);
+}
+
 /* Pumps client body bytes upstream; called when the client has data or the upstream drained. */
 static void pump_request(gw_req *r)
 {
@@ -350,7 +371,7 @@ static void pump_request(gw_req *r)
         else gw_conn_abort(r->c);
         return;
     }
-    if (r->body_done) return;
+    if (r->body_done) { set_up_timeouts(r, u); return; }
     if (evbuffer_get_length(out) > HIGH_WATER) bufferevent_disable(r->c->bev, EV_READ);
     else bufferevent_enable(r->c->bev, EV_READ);
 }
@@ -379,9 +400,7 @@ static void attach(gw_req *r, gw_upconn *u)
     gw_service *s = r->svc;
     bufferevent_setcb(u->bev, up_read_cb, up_write_cb, up_event_cb, r);
     bufferevent_setwatermark(u->bev, EV_WRITE, 0, 0);
-    struct timeval rt = { s->read_timeout / 1000, (s->read_timeout % 1000) * 1000 };
-    struct timeval wt = { s->write_timeout / 1000, (s->write_timeout % 1000) * 1000 };
-    if (u->connected) bufferevent_set_timeouts(u->bev, &rt, &wt);
+    if (u->connected) set_up_timeouts(r, u);
     else {
         struct timeval ct = { s->connect_timeout / 1000, (s->connect_timeout % 1000) * 1000 };
         bufferevent_set_timeouts(u->bev, &ct, &ct);
@@ -468,10 +487,7 @@ static void up_event_cb(struct bufferevent *bev, short what, void *arg)
         u->connected = 1;
         int one = 1;
         setsockopt(bufferevent_getfd(u->bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        gw_service *s = r->svc;
-        struct timeval rt = { s->read_timeout / 1000, (s->read_timeout % 1000) * 1000 };
-        struct timeval wt = { s->write_timeout / 1000, (s->write_timeout % 1000) * 1000 };
-        bufferevent_set_timeouts(u->bev, &rt, &wt);
+        set_up_timeouts(r, u);
         pump_request(r);
         return;
     }

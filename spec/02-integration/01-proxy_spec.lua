@@ -505,3 +505,244 @@ describe("proxy: gw.service from a plugin", function()
     assert.equal("/svc/base/x", echo_of(res).path)
   end)
 end)
+
+-- A scripted upstream for behaviour the well-mannered mock never shows: each path answers with
+-- fixed bytes. Every response carries X-Conn (connection number) and X-Req (request number on it).
+local RAW_UPSTREAM = [=[
+import asyncio, sys
+port = int(sys.argv[1])
+conns = 0
+
+def resp(conn, req, status="200 OK", headers=(), body=b"ok", cl=True):
+    h = ["HTTP/1.1 " + status, "X-Conn: %d" % conn, "X-Req: %d" % req]
+    h += list(headers)
+    if cl:
+        h.append("Content-Length: %d" % len(body))
+    return ("\r\n".join(h) + "\r\n\r\n").encode() + body
+
+async def handle(reader, writer):
+    global conns
+    conns += 1
+    conn, nreq = conns, 0
+    try:
+        while True:
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except Exception:
+                return
+            nreq += 1
+            lines = head.decode("latin-1").split("\r\n")
+            path = lines[0].split(" ")[1].split("?")[0]
+            cl = 0
+            for l in lines[1:]:
+                if l.lower().startswith("content-length:"):
+                    cl = int(l.split(":", 1)[1])
+            if path == "/early":
+                writer.write(resp(conn, nreq, "413 Payload Too Large", ["Connection: close"], b"early"))
+                await writer.drain()
+                left = cl
+                while left > 0:
+                    d = await reader.read(min(left, 65536))
+                    if not d:
+                        break
+                    left -= len(d)
+                return
+            body = await reader.readexactly(cl) if cl else b""
+            if path == "/big-head":
+                writer.write(resp(conn, nreq, headers=["X-Big: " + "a" * 40000]))
+            elif path == "/cl-te":
+                writer.write(resp(conn, nreq, headers=["Transfer-Encoding: chunked", "Content-Length: 5"],
+                                  body=b"0\r\n\r\n", cl=False))
+            elif path == "/bad-status":
+                writer.write(b"HTTP/1.1 2xx Whatever\r\nContent-Length: 0\r\n\r\n")
+            elif path == "/bad-chunk":
+                writer.write(resp(conn, nreq, headers=["Transfer-Encoding: chunked"],
+                                  body=b"5\r\nhello\r\nzz\r\n", cl=False))
+                await writer.drain()
+                await asyncio.sleep(5)
+                return
+            elif path == "/stale":
+                if nreq >= 2:
+                    return          # an idle keep-alive connection closed just as a request came
+                writer.write(resp(conn, nreq))
+            elif path == "/extra":
+                writer.write(resp(conn, nreq) + b"GARBAGE")
+            elif path == "/interim":
+                writer.write(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n" +
+                             resp(conn, nreq))
+            elif path == "/http10":
+                writer.write(b"HTTP/1.0 200 OK\r\nX-Conn: %d\r\nContent-Length: 2\r\n\r\nok" % conn)
+            elif path == "/split-head":
+                r = resp(conn, nreq, headers=["X-Split: yes"])
+                for i in range(0, len(r), 7):
+                    writer.write(r[i:i + 7])
+                    await writer.drain()
+                    await asyncio.sleep(0.005)
+            elif path == "/body":
+                writer.write(resp(conn, nreq, body=b"%d" % len(body)))
+            else:
+                writer.write(resp(conn, nreq))
+            await writer.drain()
+            if path == "/http10":
+                return
+    finally:
+        writer.close()
+
+async def main():
+    await asyncio.start_server(handle, "127.0.0.1", port)
+    print("ready", flush=True)
+    await asyncio.Event().wait()
+
+asyncio.run(main())
+]=]
+
+describe("proxy: misbehaving upstreams", function()
+  local port, client, proc
+
+  lazy_setup(function()
+    local dir = helpers.tmpdir("rawup")
+    helpers.write_file(dir .. "/raw_upstream.py", RAW_UPSTREAM)
+    port = helpers.get_free_port()
+    proc = helpers.spawn{ kind = "rawup", marker = "raw_upstream.py",
+      cmd = "python3 " .. dir .. "/raw_upstream.py " .. port }
+    helpers.wait_until(function() return helpers.port_open(port) end, 10)
+    helpers.start_gw{ config = {
+      services = { { name = "raw", url = "http://127.0.0.1:" .. port, read_timeout = 2000,
+                     routes = { { paths = { "/" } } } } },
+    } }
+  end)
+  lazy_teardown(function()
+    helpers.stop_all()
+    helpers.stop_process(proc)
+  end)
+  before_each(function() client = helpers.proxy_client() end)
+  after_each(function() client:close() end)
+
+  it("502 for a response head over the header size limit", function()
+    local res = assert(client:get("/big-head"))
+    assert.res_status(502, res)
+    assert.res_status(200, assert(client:get("/ok")))
+  end)
+
+  it("502 for Content-Length together with Transfer-Encoding", function()
+    assert.res_status(502, assert(client:get("/cl-te")))
+    assert.res_status(200, assert(client:get("/ok")))
+  end)
+
+  it("502 for a malformed status line", function()
+    assert.res_status(502, assert(client:get("/bad-status")))
+    assert.res_status(200, assert(client:get("/ok")))
+  end)
+
+  it("aborts the client connection on a malformed chunked body after the head", function()
+    local res, err = client:get("/bad-chunk")
+    assert.is_nil(res, "a broken upstream body reached the client as a clean response")
+    assert.truthy(err)
+  end)
+
+  it("replays an idempotent request when a pooled connection turns out closed", function()
+    local res = assert(client:get("/stale"))
+    assert.res_status(200, res)
+    local conn1 = res.headers["x-conn"]
+    res = assert(client:get("/stale"))
+    assert.res_status(200, res)
+    assert.not_equal(conn1, res.headers["x-conn"])
+    assert.equal("1", res.headers["x-req"])
+  end)
+
+  it("never pools a connection that sent more than its Content-Length", function()
+    local res = assert(client:get("/extra"))
+    assert.res_status(200, res)
+    assert.equal("ok", res.body)
+    local conn1 = res.headers["x-conn"]
+    res = assert(client:get("/ok"))
+    assert.res_status(200, res)
+    assert.equal("ok", res.body)
+    assert.not_equal(conn1, res.headers["x-conn"])
+  end)
+
+  it("skips interim 1xx responses from the upstream", function()
+    local res = assert(client:get("/interim"))
+    assert.res_status(200, res)
+    assert.equal("ok", res.body)
+    assert.same({}, res.informational)
+  end)
+
+  it("does not pool an HTTP/1.0 upstream connection without keep-alive", function()
+    local res = assert(client:get("/http10"))
+    assert.res_status(200, res)
+    local conn1 = res.headers["x-conn"]
+    res = assert(client:get("/http10"))
+    assert.res_status(200, res)
+    assert.not_equal(conn1, res.headers["x-conn"])
+  end)
+
+  it("parses a response head that arrives in small pieces", function()
+    local res = assert(client:get("/split-head"))
+    assert.res_status(200, res)
+    assert.equal("yes", res.headers["x-split"])
+    assert.equal("ok", res.body)
+  end)
+
+  it("forwards an early upstream response and closes the client connection", function()
+    local body = string.rep("e", 200000)
+    local res, err = client:post("/early", { body = body })
+    assert(res, err)
+    assert.res_status(413, res)
+    assert.equal("early", res.body)
+  end)
+
+  it("does not time out a slow upload against read_timeout while the body is still coming", function()
+    -- read_timeout (2 s) is about waiting for the response: a body that takes longer to arrive
+    -- than that must not turn into a 504
+    assert(client:raw("POST /body HTTP/1.1\r\nHost: t\r\nContent-Length: 6\r\n\r\nab"))
+    socket.sleep(1.2)
+    assert(client:raw("cd"))
+    socket.sleep(1.2)
+    assert(client:raw("ef"))
+    local res = assert(client:read_response())
+    assert.res_status(200, res)
+    assert.equal("6", res.body)
+  end)
+end)
+
+describe("proxy: the echo service", function()
+  local client
+
+  lazy_setup(function()
+    helpers.start_gw{ config = {
+      gw = { limits = { max_body_size = "1k" } },
+      services = { { name = "echo", url = "echo://", routes = { { name = "er", paths = { "/e" } } } } },
+    } }
+  end)
+  lazy_teardown(helpers.stop_all)
+  before_each(function() client = helpers.proxy_client() end)
+  after_each(function() client:close() end)
+
+  it("answers with the request as JSON", function()
+    local res = assert(client:post("/e/x?a=1", { body = "b\"ody\n", headers = { ["X-T"] = "v" } }))
+    assert.res_status(200, res)
+    local e = echo_of(res)
+    assert.equal("POST", e.method)
+    assert.equal("/x", e.path)
+    assert.equal("a=1", e.query)
+    assert.equal("echo", e.service)
+    assert.equal("er", e.route)
+    assert.equal("v", e.headers["x-t"])
+    assert.equal("b\"ody\n", e.body)
+    assert.equal(6, e.body_size)
+    assert.equal("127.0.0.1", e.client_ip)
+  end)
+
+  it("reads a chunked body, then keeps the connection", function()
+    local res = assert(client:post("/e", { chunks = { "ab", "cd" } }))
+    assert.equal("abcd", echo_of(res).body)
+    res = assert(client:get("/e/again"))
+    assert.equal("/again", echo_of(res).path)
+  end)
+
+  it("413 for a chunked body over max_body_size", function()
+    local res = assert(client:post("/e", { chunks = { string.rep("a", 800), string.rep("b", 800) } }))
+    assert.res_status(413, res)
+  end)
+end)

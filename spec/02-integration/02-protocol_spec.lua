@@ -425,3 +425,44 @@ describe("protocol: connection handling", function()
     assert.is_true(dt >= 0.4 and dt < 2, "after " .. dt)
   end)
 end)
+
+describe("protocol: client timeouts while a request is in progress", function()
+  local up, client
+
+  lazy_setup(function()
+    up = helpers.start_mock_upstream{ name = "tmo" }
+    helpers.start_gw{ config = {
+      gw = { timeouts = { client_body = 500, client_header = 500, keepalive = 500 } },
+      services = { { name = "s", url = "http://127.0.0.1:" .. up[1], read_timeout = 5000,
+                     routes = { { paths = { "/" } } } } },
+    } }
+  end)
+  lazy_teardown(helpers.stop_all)
+  before_each(function() client = helpers.proxy_client() end)
+  after_each(function() client:close() end)
+
+  it("a client that waits longer than client_body for a slow upstream keeps its response", function()
+    local res = assert(client:get("/delay/1200"))
+    assert.res_status(200, res)
+    assert.res_status(200, assert(client:get("/again")))
+  end)
+
+  it("a streamed response longer than client_body is delivered whole", function()
+    local res = assert(client:get("/chunked/5?delay=300"))
+    assert.res_status(200, res)
+    assert.equal(5, echo_of(res).chunks)
+  end)
+
+  it("a request body that stops coming is cut off after client_body", function()
+    assert(client:raw("POST /stalled HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc"))
+    local t0 = socket.gettime()
+    client.sock:settimeout(3)
+    local data, err, partial = client.sock:receive("*a")
+    local dt = socket.gettime() - t0
+    assert.is_true(err == nil or err == "closed", tostring(err))
+    local raw = data or partial or ""
+    -- either a 408 or a plain close, but never the upstream's answer to a truncated body
+    assert.is_nil(raw:find("HTTP/1.1 200", 1, true), raw)
+    assert.is_true(dt >= 0.4 and dt < 2, "after " .. dt)
+  end)
+end)
