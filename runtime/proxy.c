@@ -598,7 +598,9 @@ void gw_proxy_head_filtered(gw_req *r)
     gw_upconn *u = r->up;
     r->state = GW_RS_UPSTREAM;
     int64_t len;
-    if (u->no_body) len = u->resp_cl >= 0 ? u->resp_cl : 0;
+    /* a HEAD answer keeps the GET's Content-Length when the upstream gave one; a chunked or
+     * close-delimited resource gets no framing header rather than a made-up "0" */
+    if (u->no_body) len = u->resp_cl;
     else len = r->resp_left >= 0 ? r->resp_left : -1;
     gw_req_write_head(r, len, u->no_body);
     bufferevent_setwatermark(r->c->bev, EV_WRITE, HIGH_WATER / 2, 0);

@@ -271,6 +271,62 @@ describe("proxy: upstream keep-alive", function()
   end)
 end)
 
+describe("proxy: upstream keep-alive limits", function()
+  local up
+
+  lazy_setup(function()
+    up = helpers.start_mock_upstream{ name = "kalim" }
+    helpers.start_gw{ config = {
+      gw = { upstream_keepalive = { idle_timeout = 300, max_requests = 3, max_idle = 2 } },
+      services = { { name = "s", url = "http://127.0.0.1:" .. up[1], routes = { { paths = { "/" } } } } },
+    } }
+  end)
+  lazy_teardown(helpers.stop_all)
+
+  it("max_requests: a connection serves at most that many requests", function()
+    local client = helpers.proxy_client()
+    local per_conn = {}
+    for _ = 1, 9 do
+      local e = echo_of(assert(client:get("/mr")))
+      per_conn[e.connection_id] = math.max(per_conn[e.connection_id] or 0, e.request_no_on_connection)
+    end
+    client:close()
+    local n = 0
+    for _, max in pairs(per_conn) do
+      n = n + 1
+      assert.is_true(max <= 3, "a connection served " .. max .. " requests")
+    end
+    assert.equal(3, n)
+  end)
+
+  it("idle_timeout: an idle pooled connection is closed", function()
+    local client = helpers.proxy_client()
+    local e1 = echo_of(assert(client:get("/it")))
+    socket.sleep(0.6)
+    local e2 = echo_of(assert(client:get("/it")))
+    client:close()
+    assert.not_equal(e1.connection_id, e2.connection_id)
+    helpers.wait_until(function() return helpers.mock_stats(up[1]).active <= 2 end, 3)
+  end)
+
+  it("serves concurrent requests in parallel, then keeps at most max_idle connections", function()
+    local clients = {}
+    local t0 = socket.gettime()
+    for i = 1, 10 do
+      clients[i] = helpers.proxy_client()
+      assert(clients[i]:raw("GET /delay/300 HTTP/1.1\r\nHost: t\r\n\r\n"))
+    end
+    for i = 1, 10 do
+      assert.res_status(200, assert(clients[i]:read_response()))
+      clients[i]:close()
+    end
+    local dt = socket.gettime() - t0
+    assert.is_true(dt < 1.5, "10 concurrent 300 ms requests took " .. dt .. " s")
+    -- the 10 upstream connections shrink to max_idle (2) kept in the pool
+    helpers.wait_until(function() return helpers.mock_stats(up[1]).active <= 3 end, 3)
+  end)
+end)
+
 describe("proxy: upstream failures", function()
   local up, closed_port, client
 
@@ -299,6 +355,14 @@ describe("proxy: upstream failures", function()
     -- the client connection stays usable
     res = assert(client:get("/fine"))
     assert.res_status(200, res)
+  end)
+
+  it("tries a refused target 1 + retries times", function()
+    helpers.clean_gw_log()
+    local res = assert(client:get("/refused"))
+    assert.res_status(502, res)
+    assert.logfile().has.line("connect failed (try 3)", true)
+    assert.equal(3, count(helpers.gw_log(), "connect failed"))
   end)
 
   it("answers 502 when the upstream resets the connection", function()
@@ -389,11 +453,12 @@ describe("proxy: connect timeout", function()
 end)
 
 describe("proxy: balancing", function()
-  local up, closed_port, gw
+  local up, closed_port, closed2, gw
 
   lazy_setup(function()
     up = helpers.start_mock_upstream{ name = "lb", ports = 2 }
     closed_port = helpers.get_free_port()
+    closed2 = helpers.get_free_port()
     gw = helpers.start_gw{ config = {
       gw = { log_level = "info" },
       upstreams = {
@@ -404,6 +469,12 @@ describe("proxy: balancing", function()
         { name = "health", targets = { { target = "127.0.0.1:" .. up[2] },
                                        { target = "127.0.0.1:" .. closed_port } },
           healthchecks = { passive = { failures = 2, cooldown = 30 } } },
+        { name = "short-cool", targets = { { target = "127.0.0.1:" .. up[2] },
+                                           { target = "127.0.0.1:" .. closed2 } },
+          healthchecks = { passive = { failures = 1, cooldown = 1 } } },
+        { name = "all-dead", targets = { { target = "127.0.0.1:" .. closed_port },
+                                         { target = "127.0.0.1:" .. closed2 } },
+          healthchecks = { passive = { failures = 1, cooldown = 30 } } },
       },
       services = {
         { name = "w", host = "weighted", port = 80, protocol = "http", routes = { { paths = { "/w" } } } },
@@ -411,6 +482,10 @@ describe("proxy: balancing", function()
           routes = { { paths = { "/hd" } } } },
         { name = "hc", host = "health", port = 80, protocol = "http", retries = 3,
           routes = { { paths = { "/hc" } } } },
+        { name = "sc", host = "short-cool", port = 8080, protocol = "http", retries = 3,
+          routes = { { paths = { "/sc" } } } },
+        { name = "ad", host = "all-dead", port = 8080, protocol = "http", retries = 3,
+          routes = { { paths = { "/ad" } } } },
       },
     } }
   end)
@@ -461,6 +536,35 @@ describe("proxy: balancing", function()
     local tries = count(log, "127%.0%.0%.1:" .. closed_port .. " connect failed")
     -- without health checks about half of the 30 requests would try the dead target first
     assert.is_true(tries >= 2 and tries <= 3, "connect attempts to the dead target: " .. tries .. "\n" .. log)
+  end)
+
+  it("tries a target again once its cooldown is over", function()
+    helpers.clean_gw_log()
+    local client = helpers.proxy_client()
+    local function run(n)
+      for _ = 1, n do assert.res_status(200, assert(client:get("/sc"))) end
+      return count(helpers.gw_log(), "127%.0%.0%.1:" .. closed2 .. " connect failed")
+    end
+    assert.equal(1, run(10))
+    socket.sleep(1.2)
+    assert.equal(2, run(10))
+    client:close()
+  end)
+
+  it("503 when every target is cooling down", function()
+    local client = helpers.proxy_client()
+    local res = assert(client:get("/ad"))
+    assert.is_true(res.status == 502 or res.status == 503, "status " .. res.status)
+    res = assert(client:get("/ad"))
+    assert.res_status(503, res)
+    client:close()
+  end)
+
+  it("sends the service port with the upstream name when it is not 80", function()
+    local client = helpers.proxy_client()
+    local res = assert(client:get("/sc"))
+    client:close()
+    assert.equal("short-cool:8080", assert.request(res).has.header("host"))
   end)
 end)
 

@@ -317,6 +317,26 @@ describe("protocol: connection handling", function()
     assert.equal("/y", echo_of(r).path)
   end)
 
+  it("HEAD of a chunked or close-delimited resource invents no Content-Length", function()
+    for _, path in ipairs({ "/chunked/3", "/no-length" }) do
+      local res = assert(client:send{ method = "HEAD", path = path })
+      assert.res_status(200, res)
+      assert.is_nil(res.headers["content-length"], path .. ": Content-Length " .. tostring(res.headers["content-length"]))
+    end
+    assert.res_status(200, assert(client:get("/after")))
+  end)
+
+  it("absolute-form request target: routed by its authority, sent upstream in origin-form", function()
+    assert(client:raw("GET http://abs.test:8080/abs/path?q=1 HTTP/1.1\r\nHost: ignored.test\r\n\r\n"))
+    local res = assert(client:read_response())
+    assert.res_status(200, res)
+    local e = echo_of(res)
+    assert.equal("/abs/path", e.path)
+    assert.equal("q=1", e.query)
+    assert.equal("/abs/path?q=1", e.uri)
+    assert.equal("abs.test", e.headers["x-forwarded-host"])
+  end)
+
   it("204 and 304: no body, connection usable", function()
     assert(client:raw("GET /status/204 HTTP/1.1\r\nHost: t\r\n\r\nGET /status/304 HTTP/1.1\r\nHost: t\r\n\r\n" ..
                       "GET /z HTTP/1.1\r\nHost: t\r\n\r\n"))
