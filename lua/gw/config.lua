@@ -436,6 +436,12 @@ local function compile_gw(g, E, base_dir)
   end
   out.access_log = al
   out.admin_token = g.admin_token
+  if out.admin_listen and not out.admin_token then
+    local h = out.admin_listen.host
+    if not (h == "localhost" or h == "::1" or h == "[::1]" or h:match("^127%.")) then
+      E.add("gw.admin_listen", "a non-loopback admin_listen requires gw.admin_token")
+    end
+  end
 
   out.limits = {}
   for k, v in pairs(g.limits or {}) do

@@ -1,0 +1,140 @@
+--- gw.admin — the admin API, served by the master process (runtime/master.c calls handle()).
+-- Every endpoint reads the running generation; POST /config and POST /reload replace it
+-- atomically through the master (a new worker set, the old one drained) or leave it untouched.
+local cjson = require "cjson.safe"
+local config = require "gw.config"
+local master = require "gw.master"
+local yaml = require "gw.yaml"
+
+local M = {}
+
+local function json(status, v)
+  local body = cjson.encode(v)
+  return status, body, "application/json"
+end
+
+local function wants_yaml(req)
+  local a = req.headers.accept or ""
+  return a:find("yaml", 1, true) ~= nil
+end
+
+local function array(t)
+  return setmetatable(t, cjson.array_mt)
+end
+
+-- plugin chain entries without the handler functions
+local function plugin_view(p)
+  return { name = p.name, priority = p.priority, config = p.conf }
+end
+
+local function views(c)
+  local services, routes, plugins = {}, {}, {}
+  for i, s in ipairs(c.services or {}) do
+    services[#services + 1] = {
+      name = s.name, protocol = s.protocol, host = s.host, port = s.port, path = s.path,
+      connect_timeout = s.connect_timeout, write_timeout = s.write_timeout, read_timeout = s.read_timeout,
+      retries = s.retries, upstream = s.upstream,
+    }
+  end
+  for _, r in ipairs(c.routes or {}) do
+    local svc = r.service and c.services[r.service]
+    local chain = {}
+    for _, p in ipairs(r.plugins or {}) do chain[#chain + 1] = plugin_view(p) end
+    routes[#routes + 1] = {
+      name = r.name, service = svc and svc.name, paths = array(r.paths or {}), hosts = array(r.hosts or {}),
+      methods = array(r.methods or {}), headers = r.headers, strip_path = r.strip_path,
+      preserve_host = r.preserve_host, plugins = array(chain),
+    }
+  end
+  for _, p in ipairs(c.global_plugins or {}) do plugins[#plugins + 1] = plugin_view(p) end
+  return array(services), array(routes), array(plugins)
+end
+
+local function authorized(req, c)
+  local token = c.gw and c.gw.admin_token
+  if not token then return true end
+  local h = req.headers.authorization or ""
+  return h == "Bearer " .. token
+end
+
+local function apply_text(text, name)
+  local compiled, errs = config.load_string(text, name)
+  if not compiled then return json(400, { message = "invalid config", errors = errs }) end
+  local current = master.current()
+  if current and current.hash == compiled.hash then
+    return json(200, { message = "unchanged", hash = compiled.hash })
+  end
+  local ok, err = master.apply(compiled)
+  if not ok then return json(400, { message = "invalid config", errors = { err } }) end
+  return json(201, { message = "applied", hash = compiled.hash, generation = master.status().generation })
+end
+
+--- Handles one admin request: req = {method, path, query, headers, body}.
+-- @return status, body, content type
+function M.handle(req)
+  local c = master.current() or {}
+  if not authorized(req, c) then
+    return json(401, { message = "unauthorized: send Authorization: Bearer <admin_token>" })
+  end
+  local m, path = req.method, req.path:gsub("/+$", "")
+  if path == "" then path = "/" end
+
+  if path == "/status" and m == "GET" then
+    local st = master.status()
+    st.config_hash = c.hash
+    st.workers = array(st.workers or {})
+    return json(200, st)
+  end
+
+  if path == "/config" then
+    if m == "GET" then
+      if wants_yaml(req) then return 200, yaml.dump(c.source or {}), "application/yaml" end
+      return json(200, c.source or {})
+    elseif m == "POST" then
+      if req.body == "" then return json(400, { message = "empty body: send a YAML or JSON config" }) end
+      return apply_text(req.body, "POST /config")
+    end
+    return json(405, { message = "method not allowed" })
+  end
+
+  if path == "/reload" then
+    if m ~= "POST" then return json(405, { message = "method not allowed" }) end
+    local ok, err = master.reload()
+    if not ok then
+      local errs = {}
+      for line in tostring(err):gmatch("[^\n]+") do errs[#errs + 1] = line end
+      return json(400, { message = "reload rejected, the running config stays", errors = errs })
+    end
+    return json(200, { message = "reloaded", generation = master.status().generation })
+  end
+
+  if m ~= "GET" then return json(405, { message = "method not allowed" }) end
+  local services, routes, plugins = views(c)
+  if path == "/services" then return json(200, { data = services }) end
+  if path == "/routes" then return json(200, { data = routes }) end
+  if path == "/plugins" then return json(200, { data = plugins }) end
+  if path == "/consumers" then
+    local out = {}
+    for _, k in ipairs(c.consumers or {}) do out[#out + 1] = { username = k.username, custom_id = k.custom_id } end
+    return json(200, { data = array(out) })
+  end
+  if path == "/plugins/available" then
+    local plugins_mod = require "gw.plugins"
+    local names = plugins_mod.available(plugins_mod.default_dirs(c.gw and c.gw.plugins_path))
+    return json(200, { data = array(names) })
+  end
+  local uname = path:match("^/upstreams/([^/]+)/health$")
+  if uname then
+    local u = c.upstreams and c.upstreams[uname]
+    if not u then return json(404, { message = "no upstream named '" .. uname .. "'" }) end
+    local targets = {}
+    for _, t in ipairs(u.targets or {}) do
+      targets[#targets + 1] = { target = t.host .. ":" .. t.port, weight = t.weight }
+    end
+    return json(200, { name = uname, passive = u.passive, data = array(targets),
+                       note = "per-worker passive health state is not reported yet" })
+  end
+  return json(404, { message = "not found" })
+end
+
+return M
