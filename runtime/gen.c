@@ -11,6 +11,7 @@
 #include "router.h"
 
 static int gen_counter;
+static void free_route(lua_State *L, gw_route *rt);
 
 int gw_resolve(const char *host, int port, struct sockaddr_storage *ss, socklen_t *len)
 {
@@ -152,6 +153,7 @@ gw_gen *gw_gen_build(lua_State *L, char *err, size_t errlen)
     gw_gen *g = calloc(1, sizeof *g);
     g->refs = 1;
     g->id = ++gen_counter;
+    g->lua_ref = LUA_NOREF;
 
     lua_getfield(L, c, "gw");
     int gwi = lua_gettop(L);
@@ -188,7 +190,7 @@ gw_gen *gw_gen_build(lua_State *L, char *err, size_t errlen)
             gw_upstream *u = &g->upstreams[g->nupstreams++];
             u->name = str_field(L, lua_gettop(L), "name");
             if (!u->name) u->name = strdup(lua_tostring(L, -2));
-            if (build_targets(L, lua_gettop(L), u, err, errlen) != 0) { lua_settop(L, top); return NULL; }
+            if (build_targets(L, lua_gettop(L), u, err, errlen) != 0) { lua_settop(L, top); gw_gen_free(L, g); return NULL; }
             lua_pop(L, 1);
         }
     }
@@ -234,6 +236,7 @@ gw_gen *gw_gen_build(lua_State *L, char *err, size_t errlen)
             if (!sv->host || gw_resolve(sv->host, sv->port, &t->addr, &t->addrlen) != 0) {
                 snprintf(err, errlen, "service %s: cannot resolve host %s", sv->name, sv->host ? sv->host : "?");
                 lua_settop(L, top);
+                gw_gen_free(L, g);
                 return NULL;
             }
         }
@@ -246,12 +249,14 @@ gw_gen *gw_gen_build(lua_State *L, char *err, size_t errlen)
     lua_getfield(L, c, "routes");
     int ri = lua_gettop(L);
     int nr = lua_istable(L, ri) ? (int)lua_objlen(L, ri) : 0;
+    g->routes = calloc(nr ? nr : 1, sizeof(gw_route *));
     for (int i = 1; i <= nr; i++) {
         lua_rawgeti(L, ri, i);
         int r = lua_gettop(L);
         lua_getfield(L, r, "plugins");
         gw_route *rt = new_route(L, lua_gettop(L));
         lua_pop(L, 1);
+        g->routes[g->nroutes++] = rt;
         rt->index = i - 1;
         rt->name = str_field(L, r, "name");
         int svc = int_field(L, r, "service", 0);
@@ -291,7 +296,7 @@ gw_gen *gw_gen_build(lua_State *L, char *err, size_t errlen)
         free(sp.paths);
         free(sp.methods);
         lua_pop(L, 2);
-        if (rc != 0) { lua_settop(L, top); return NULL; }
+        if (rc != 0) { lua_settop(L, top); gw_gen_free(L, g); return NULL; }
     }
     lua_pop(L, 1);
     gw_router_finish(g->router);
@@ -305,6 +310,40 @@ gw_gen *gw_gen_build(lua_State *L, char *err, size_t errlen)
     g->lua_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_settop(L, top);
     return g;
+}
+
+static void free_route(lua_State *L, gw_route *rt)
+{
+    if (!rt) return;
+    if (rt->chain_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, rt->chain_ref);
+    free(rt->name);
+    free(rt);
+}
+
+void gw_gen_free(lua_State *L, gw_gen *g)
+{
+    if (!g) return;
+    for (int i = 0; i < g->nroutes; i++) free_route(L, g->routes[i]);
+    free(g->routes);
+    free_route(L, g->fallback);
+    gw_router_free(g->router);
+    for (int i = 0; i < g->nservices; i++) {
+        gw_service *s = &g->services[i];
+        if (s->upstream == &s->single) free(s->single.targets);
+        free(s->name);
+        free(s->host);
+        free(s->path);
+    }
+    free(g->services);
+    for (int i = 0; i < g->nupstreams; i++) {
+        gw_upstream *u = &g->upstreams[i];
+        for (int k = 0; k < u->ntargets; k++) free(u->targets[k].host);
+        free(u->targets);
+        free(u->name);
+    }
+    free(g->upstreams);
+    if (g->lua_ref != LUA_NOREF && g->lua_ref != 0) luaL_unref(L, LUA_REGISTRYINDEX, g->lua_ref);
+    free(g);
 }
 
 void gw_gen_release(gw_gen *g)

@@ -62,6 +62,8 @@ typedef struct gw_gen {
     gw_upstream *upstreams;
     int nupstreams;
     gw_route *fallback;         /* global plugins, used when no route matched */
+    gw_route **routes;
+    int nroutes;
     /* limits and timeouts */
     gw_http_limits limits;
     int64_t max_body_size;
@@ -82,6 +84,8 @@ struct lua_State;
 /* Builds a generation from the compiled table at the top of L's stack. NULL + message on error. */
 gw_gen *gw_gen_build(struct lua_State *L, char *err, size_t errlen);
 void gw_gen_release(gw_gen *g);
+/* Frees a generation and drops its Lua refs (the compiled table and plugin chains). */
+void gw_gen_free(struct lua_State *L, gw_gen *g);
 
 /* Router */
 typedef struct gw_router gw_router;

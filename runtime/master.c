@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -25,7 +26,8 @@
 #include "vm.h"
 #include "http_parser.h"
 
-typedef struct { pid_t pid; int slot; int gen; int old; } wproc;
+/* pid > 0: running; 0: free slot; -1: reserved for a delayed respawn */
+typedef struct { pid_t pid; int slot; int gen; int old; double started; } wproc;
 
 static struct {
     lua_State *L;
@@ -68,25 +70,78 @@ static int free_slot(void)
     return -1;
 }
 
+/* The signals the master and the workers handle through their loops. */
+void gw_loop_signals(sigset_t *set)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGHUP);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGQUIT);
+    sigaddset(set, SIGCHLD);
+}
+
 static pid_t spawn(int slot)
 {
+    /* Until the worker has its own signal events, a signal sent to it would run the master's
+     * libevent handler, which writes into the master's loop (the socketpair is inherited): the
+     * master would act on the worker's SIGQUIT. They stay blocked until gw_worker_run unblocks. */
+    sigset_t sigs, old;
+    gw_loop_signals(&sigs);
+    sigprocmask(SIG_BLOCK, &sigs, &old);
+    pid_t master = getpid();
     pid_t pid = fork();
-    if (pid < 0) { gw_err("fork: %s", strerror(errno)); return -1; }
+    if (pid < 0) {
+        sigprocmask(SIG_SETMASK, &old, NULL);
+        gw_err("fork: %s", strerror(errno));
+        return -1;
+    }
     if (pid == 0) {
-        /* child: the master's loop and admin listener are not ours */
+        /* a master killed without a chance to stop its workers still takes them along: they
+         * drain and exit instead of holding the listeners forever */
+        prctl(PR_SET_PDEATHSIG, SIGQUIT);
+        if (getppid() != master) _exit(1);
+        /* child: the master's loop and admin listener are not ours. No evconnlistener_disable:
+         * the epoll instance is shared with the master, deleting from it would stop the
+         * master's admin listener; closing our copy of the fd leaves the master's alone. */
         signal(SIGHUP, SIG_DFL);
         signal(SIGCHLD, SIG_DFL);
-        if (M.admin) evconnlistener_disable(M.admin);
         if (M.admin_fd >= 0) close(M.admin_fd);
         lua_rawgeti(M.L, LUA_REGISTRYINDEX, M.compiled_ref);
         int rc = gw_worker_run(M.L, lua_gettop(M.L), M.ls, M.nls, slot);
         _exit(rc);
     }
+    sigprocmask(SIG_SETMASK, &old, NULL);
     M.w[slot].pid = pid;
     M.w[slot].slot = slot;
     M.w[slot].gen = M.gen;
     M.w[slot].old = 0;
+    M.w[slot].started = gw_now();
     return pid;
+}
+
+/* A worker that dies right after it started would die again at once: wait a second before
+ * respawning it, so a broken worker does not turn into a fork loop. */
+static void respawn_later_cb(evutil_socket_t fd, short ev, void *arg)
+{
+    (void)fd; (void)ev;
+    int slot = (int)(intptr_t)arg;
+    if (M.w[slot].pid != -1) return;
+    M.w[slot].pid = 0;
+    if (M.stopping || M.w[slot].gen != M.gen) return;
+    if (spawn(slot) < 0) gw_err("cannot respawn worker slot %d", slot);
+}
+
+static void respawn(int slot)
+{
+    if (gw_now() - M.w[slot].started >= 1.0) {
+        if (spawn(slot) < 0) gw_err("cannot respawn worker slot %d", slot);
+        return;
+    }
+    gw_err("worker slot %d died within a second of starting; respawning in 1 s", slot);
+    M.w[slot].pid = -1;
+    struct timeval tv = { 1, 0 };
+    event_base_once(M.base, -1, EV_TIMEOUT, respawn_later_cb, (void *)(intptr_t)slot, &tv);
 }
 
 static void set_compiled_globals(lua_State *L, int idx)
@@ -111,6 +166,7 @@ int gw_master_apply(lua_State *L, char *err, size_t errlen)
      * regex PCRE2 refuses must reject the reload, not kill the new workers */
     gw_gen *probe = gw_gen_build(L, err, errlen);
     if (!probe) return -1;
+    gw_gen_free(L, probe);
     int ref = luaL_ref(L, LUA_REGISTRYINDEX);
     int old_ref = M.compiled_ref;
     M.compiled_ref = ref;
@@ -120,8 +176,10 @@ int gw_master_apply(lua_State *L, char *err, size_t errlen)
     M.gen++;
     /* old set: every live worker of an earlier generation */
     int oldset[GW_MAX_WORKERS * 2], nold = 0;
-    for (int i = 0; i < GW_MAX_WORKERS * 2; i++)
+    for (int i = 0; i < GW_MAX_WORKERS * 2; i++) {
         if (M.w[i].pid > 0 && M.w[i].gen != M.gen) { M.w[i].old = 1; oldset[nold++] = i; }
+        if (M.w[i].pid == -1) M.w[i].pid = 0;  /* a delayed respawn of the old set: dropped */
+    }
     for (int k = 0; k < M.nworkers; k++) {
         int slot = free_slot();
         if (slot < 0) { snprintf(err, errlen, "too many workers"); break; }
@@ -226,7 +284,7 @@ static void sig_cb(evutil_socket_t sig, short ev, void *arg)
                 gw_err("worker %d died on signal %d, respawning", pid, WTERMSIG(status));
             else
                 gw_err("worker %d exited with status %d, respawning", pid, WEXITSTATUS(status));
-            spawn(i);
+            respawn(i);
         }
         if (M.stopping && live_workers() == 0) event_base_loopbreak(M.base);
         break;
@@ -434,9 +492,20 @@ int luaopen_gw_master(lua_State *L)
     return 1;
 }
 
+/* libevent's own messages go to the error log. Its warning about a second event base taking
+ * over signal handling is expected: each worker's loop replaces the master's it inherited. */
+static void libevent_log(int severity, const char *msg)
+{
+    if (strstr(msg, "Added a signal to event base")) return;
+    if (severity >= EVENT_LOG_ERR) gw_err("libevent: %s", msg);
+    else if (severity >= EVENT_LOG_WARN) gw_warn("libevent: %s", msg);
+    else gw_debug("libevent: %s", msg);
+}
+
 int gw_master_run(const char *file)
 {
     signal(SIGPIPE, SIG_IGN);
+    event_set_log_callback(libevent_log);
     memset(&M, 0, sizeof M);
     M.file = file;
     M.admin_fd = -1;
