@@ -16,7 +16,7 @@ DEB_PKGS := build-essential pkg-config git ca-certificates curl openssl python3 
             libjwt-dev libyaml-dev libpcre2-dev lua-busted lua-socket lua-filesystem \
             redis-server nginx libnginx-mod-http-lua haproxy wrk
 
-.PHONY: all deps build run test ctest spec bench fuzz lint clean check
+.PHONY: all deps build run test ctest spec bench bench-router fuzz lint clean check
 all: build
 build: bin/gw
 
@@ -52,3 +52,10 @@ bench: deps build
 
 clean:
 	rm -rf build bin/gw
+
+build/bench/router_bench: bench/router_bench.c $(filter-out build/runtime/main.o,$(OBJ))
+	@mkdir -p build/bench
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -o $@ $^ $(LDFLAGS) $(PKG_LIBS)
+
+bench-router: build/bench/router_bench
+	build/bench/router_bench 10000

@@ -2,8 +2,13 @@
  * Every (route, path) pair becomes one entry; entries are sorted most specific first: routes with
  * an exact host, then a wildcard host, then none; within those regex paths, then longer prefixes,
  * then routes with methods and with more header conditions; ties keep config order. The first entry
- * whose conditions all hold wins. Entries are bucketed by their first path byte after '/', so a
- * lookup scans only the entries that can match. */
+ * (lowest index) whose conditions all hold wins.
+ * Lookups do not scan every entry: prefix paths go into a hash table keyed by (length, bytes), and
+ * one pass over the request path hashes each of its prefixes whose length some route uses, so only
+ * entries whose prefix really matches are candidates. A regex path is indexed by its leading
+ * literal text (it is anchored, so a path must start with that). Entries without either (routes
+ * matching on host/method/headers only, regexes starting with a metacharacter) are always
+ * candidates. */
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <ctype.h>
 #include <pcre2.h>
@@ -26,20 +31,44 @@ typedef struct {
     host_pat *hosts; int nhosts;
     char *prefix; size_t plen;  /* prefix path, or NULL */
     pcre2_code *re;             /* regex path, or NULL */
+    char *lit; size_t litlen;   /* the regex's leading literal text: a path must start with it */
     pcre2_match_data *md;
     char **methods; int nmethods;
     hdr_cond *hdrs; int nhdrs;
     int order;
 } entry;
 
+typedef struct {
+    uint64_t h;
+    uint32_t len;               /* 0 = empty slot */
+    const char *key;
+    int *idx;                   /* entry indexes with this prefix, ascending */
+    int n;
+} pslot;
+
 struct gw_router {
     entry *entries;
     int n;
-    /* bucket[c] lists entry indexes, sorted, that can match a path whose byte after the leading
-     * '/' is c; entries with an empty prefix, a regex or no path go in every bucket. */
-    int *bucket[256];
-    int nbucket[256];
+    int *generic;               /* entries without a prefix path, ascending */
+    int ngeneric;
+    pslot *slots;               /* open addressing, nslots a power of two */
+    size_t nslots;
+    unsigned char *haslen;      /* haslen[k]: some prefix has length k */
+    size_t maxlen;
 };
+
+#define FNV_OFF 1469598103934665603ULL
+#define FNV_PRIME 1099511628211ULL
+
+static pslot *slot_find(gw_router *r, uint64_t h, const char *key, uint32_t len)
+{
+    size_t m = r->nslots - 1;
+    for (size_t i = (size_t)h & m;; i = (i + 1) & m) {
+        pslot *sl = &r->slots[i];
+        if (sl->len == 0) return sl;
+        if (sl->h == h && sl->len == len && memcmp(sl->key, key, len) == 0) return sl;
+    }
+}
 
 static int cmp_entry(const void *a, const void *b)
 {
@@ -55,6 +84,19 @@ static int cmp_entry(const void *a, const void *b)
 gw_router *gw_router_new(void)
 {
     return calloc(1, sizeof(gw_router));
+}
+
+/* Leading literal characters of an anchored regex, so it can be indexed like a prefix. Stops at
+ * the first metacharacter; a literal followed by a quantifier is not required, so it is dropped. */
+static char *literal_prefix(const char *re, size_t *len)
+{
+    size_t n = 0;
+    *len = 0;
+    if (strchr(re, '|')) return NULL; /* an alternative may start with anything */
+    while (re[n] && !strchr("\\.[](){}*+?|^$", re[n])) n++;
+    if (n && re[n] && strchr("*?{", re[n])) n--;
+    *len = n;
+    return n ? strndup(re, n) : NULL;
 }
 
 int gw_router_add(gw_router *r, gw_route *route, const gw_route_spec *spec, char *err, size_t errlen)
@@ -94,6 +136,7 @@ int gw_router_add(gw_router *r, gw_route *route, const gw_route_spec *spec, char
                     return -1;
                 }
                 pcre2_jit_compile(e->re, PCRE2_JIT_COMPLETE);
+                e->lit = literal_prefix(p + 1, &e->litlen);
                 e->md = pcre2_match_data_create_from_pattern(e->re, NULL);
             } else {
                 e->prefix = strdup(p);
@@ -120,18 +163,36 @@ int gw_router_add(gw_router *r, gw_route *route, const gw_route_spec *spec, char
 int gw_router_finish(gw_router *r)
 {
     qsort(r->entries, r->n, sizeof(entry), cmp_entry);
-    for (int c = 0; c < 256; c++) {
-        r->bucket[c] = malloc(sizeof(int) * (r->n ? r->n : 1));
-        r->nbucket[c] = 0;
-    }
+    r->generic = malloc(sizeof(int) * (r->n ? r->n : 1));
+    r->nslots = 16;
+    while (r->nslots < (size_t)r->n * 2) r->nslots <<= 1;
+    r->slots = calloc(r->nslots, sizeof(pslot));
+    r->maxlen = 0;
     for (int i = 0; i < r->n; i++) {
         entry *e = &r->entries[i];
-        if (e->prefix && e->plen >= 2) {
-            unsigned char c = (unsigned char)e->prefix[1];
-            r->bucket[c][r->nbucket[c]++] = i;
-        } else {
-            for (int c = 0; c < 256; c++) r->bucket[c][r->nbucket[c]++] = i;
+        size_t kl = e->prefix ? e->plen : e->litlen;
+        if (kl > r->maxlen) r->maxlen = kl;
+    }
+    r->haslen = calloc(r->maxlen + 1, 1);
+    if (!r->generic || !r->slots || !r->haslen) return -1;
+    for (int i = 0; i < r->n; i++) {
+        entry *e = &r->entries[i];
+        const char *key = e->prefix ? e->prefix : e->lit;
+        size_t kl = e->prefix ? e->plen : e->litlen;
+        if (!key || kl == 0) { r->generic[r->ngeneric++] = i; continue; }
+        uint64_t h = FNV_OFF;
+        for (size_t k = 0; k < kl; k++) h = (h ^ (unsigned char)key[k]) * FNV_PRIME;
+        pslot *sl = slot_find(r, h, key, (uint32_t)kl);
+        if (sl->len == 0) {
+            sl->h = h;
+            sl->len = (uint32_t)kl;
+            sl->key = key;
         }
+        int *ni = realloc(sl->idx, sizeof(int) * (sl->n + 1));
+        if (!ni) return -1;
+        sl->idx = ni;
+        sl->idx[sl->n++] = i;   /* i ascends, so each list stays sorted */
+        r->haslen[kl] = 1;
     }
     return 0;
 }
@@ -144,6 +205,7 @@ void gw_router_free(gw_router *r)
         for (int h = 0; h < e->nhosts; h++) free(e->hosts[h].s);
         free(e->hosts);
         free(e->prefix);
+        free(e->lit);
         if (e->re) { pcre2_code_free(e->re); pcre2_match_data_free(e->md); }
         for (int m = 0; m < e->nmethods; m++) free(e->methods[m]);
         free(e->methods);
@@ -154,7 +216,10 @@ void gw_router_free(gw_router *r)
         }
         free(e->hdrs);
     }
-    for (int c = 0; c < 256; c++) free(r->bucket[c]);
+    for (size_t i = 0; r->slots && i < r->nslots; i++) free(r->slots[i].idx);
+    free(r->slots);
+    free(r->haslen);
+    free(r->generic);
     free(r->entries);
     free(r);
 }
@@ -186,44 +251,87 @@ static int header_match(const hdr_cond *c, const gw_http_request *req)
     return 0;
 }
 
+/* All conditions of entry e but its prefix (already known to match when it has one). */
+static int entry_match(entry *e, const gw_http_request *req, const char *host, size_t hn, size_t *strip)
+{
+    if (e->nhosts && !host_match(e, host, hn)) return 0;
+    *strip = e->plen;
+    if (e->re) {
+        int rc = pcre2_match(e->re, (PCRE2_SPTR)req->path.p, req->path.n, 0, 0, e->md, NULL);
+        if (rc < 0) return 0;
+        *strip = pcre2_get_ovector_pointer(e->md)[1];
+    }
+    if (e->nmethods) {
+        int ok = 0;
+        for (int m = 0; m < e->nmethods && !ok; m++)
+            ok = strlen(e->methods[m]) == req->method.n && memcmp(e->methods[m], req->method.p, req->method.n) == 0;
+        if (!ok) return 0;
+    }
+    for (int h = 0; h < e->nhdrs; h++)
+        if (!header_match(&e->hdrs[h], req)) return 0;
+    return 1;
+}
+
+#define MAX_CAND 256
+
 gw_route *gw_router_match(gw_router *r, const gw_http_request *req, size_t *strip_len)
 {
     /* Host without port, lowercased, bounded: hosts longer than 255 bytes match no host rule. */
     char host[256];
     size_t hn = 0;
     if (req->host.n < sizeof host) {
-        for (size_t i = 0; i < req->host.n && req->host.p[i] != ':'; i++)
-            host[hn++] = (char)tolower((unsigned char)req->host.p[i]);
-        if (hn && host[0] == '[') hn = req->host.n < sizeof host ? hn : 0;
+        if (req->host.n && req->host.p[0] == '[') {
+            while (hn < req->host.n && req->host.p[hn] != ']') { host[hn] = (char)tolower((unsigned char)req->host.p[hn]); hn++; }
+            if (hn < req->host.n) { host[hn] = ']'; hn++; }
+        } else {
+            for (size_t i = 0; i < req->host.n && req->host.p[i] != ':'; i++)
+                host[hn++] = (char)tolower((unsigned char)req->host.p[i]);
+        }
     }
     const char *path = req->path.p;
     size_t pn = req->path.n;
-    unsigned char c = pn >= 2 ? (unsigned char)path[1] : 0;
-    const int *idx = r->bucket[c];
-    int n = r->nbucket[c];
-    for (int k = 0; k < n; k++) {
-        entry *e = &r->entries[idx[k]];
-        if (e->nhosts && !host_match(e, host, hn)) continue;
-        size_t strip = 0;
-        if (e->prefix) {
-            if (pn < e->plen || memcmp(path, e->prefix, e->plen) != 0) continue;
-            strip = e->plen;
-        } else if (e->re) {
-            int rc = pcre2_match(e->re, (PCRE2_SPTR)path, pn, 0, 0, e->md, NULL);
-            if (rc < 0) continue;
-            strip = pcre2_get_ovector_pointer(e->md)[1];
+
+    /* candidates: every entry whose prefix is a prefix of the path */
+    int cand[MAX_CAND];
+    int nc = 0, overflow = 0;
+    uint64_t h = FNV_OFF;
+    size_t lim = pn < r->maxlen ? pn : r->maxlen;
+    for (size_t k = 0; k < lim && !overflow; k++) {
+        h = (h ^ (unsigned char)path[k]) * FNV_PRIME;
+        if (!r->haslen[k + 1]) continue;
+        pslot *sl = slot_find(r, h, path, (uint32_t)(k + 1));
+        if (sl->len == 0) continue;
+        if (nc + sl->n > MAX_CAND) { overflow = 1; break; }
+        memcpy(cand + nc, sl->idx, sizeof(int) * sl->n);
+        nc += sl->n;
+    }
+    size_t strip = 0;
+    if (overflow) {
+        /* pathological config (hundreds of routes sharing one prefix): scan in order */
+        for (int i = 0; i < r->n; i++) {
+            entry *e = &r->entries[i];
+            if (e->prefix && (pn < e->plen || memcmp(path, e->prefix, e->plen) != 0)) continue;
+            if (entry_match(e, req, host, hn, &strip)) { if (strip_len) *strip_len = strip; return e->route; }
         }
-        if (e->nmethods) {
-            int ok = 0;
-            for (int m = 0; m < e->nmethods && !ok; m++)
-                ok = strlen(e->methods[m]) == req->method.n && memcmp(e->methods[m], req->method.p, req->method.n) == 0;
-            if (!ok) continue;
+        return NULL;
+    }
+    /* insertion sort: a handful of candidates */
+    for (int i = 1; i < nc; i++) {
+        int v = cand[i], j = i - 1;
+        while (j >= 0 && cand[j] > v) { cand[j + 1] = cand[j]; j--; }
+        cand[j + 1] = v;
+    }
+    /* merge with the generic entries, lowest index (most specific) first */
+    int a = 0, b = 0;
+    while (a < nc || b < r->ngeneric) {
+        int i;
+        if (b >= r->ngeneric || (a < nc && cand[a] < r->generic[b])) i = cand[a++];
+        else i = r->generic[b++];
+        entry *e = &r->entries[i];
+        if (entry_match(e, req, host, hn, &strip)) {
+            if (strip_len) *strip_len = strip;
+            return e->route;
         }
-        int ok = 1;
-        for (int h = 0; h < e->nhdrs && ok; h++) ok = header_match(&e->hdrs[h], req);
-        if (!ok) continue;
-        if (strip_len) *strip_len = strip;
-        return e->route;
     }
     return NULL;
 }
