@@ -277,7 +277,10 @@ static void sig_cb(evutil_socket_t sig, short ev, void *arg)
             M.w[i].pid = 0;
             if (gw_stats) memset(&gw_stats->workers[i], 0, sizeof gw_stats->workers[i]);
             if (M.stopping || old) {
-                gw_info("worker %d exited", pid);
+                if (WIFSIGNALED(status) && WTERMSIG(status) != SIGTERM && WTERMSIG(status) != SIGQUIT)
+                    gw_err("worker %d (stopping) died on signal %d", pid, WTERMSIG(status));
+                else
+                    gw_info("worker %d exited", pid);
                 continue;
             }
             if (WIFSIGNALED(status))

@@ -10,6 +10,7 @@
 #include "worker.h"
 #include "conn.h"
 #include "api.h"
+#include "master.h"
 
 struct gw_worker *gw_W;
 static struct gw_worker W;
@@ -113,6 +114,10 @@ int gw_worker_run(lua_State *L, int compiled_idx, gw_listen *ls, int nls, int sl
         sigs[i] = evsignal_new(W.base, sl[i], sig_cb, NULL);
         event_add(sigs[i], NULL);
     }
+    /* blocked since the fork (master.c spawn): our own handlers are in place now */
+    sigset_t blocked;
+    gw_loop_signals(&blocked);
+    sigprocmask(SIG_UNBLOCK, &blocked, NULL);
     struct event *st = event_new(W.base, -1, EV_PERSIST, stats_tick, NULL);
     struct timeval one = { 1, 0 };
     event_add(st, &one);
