@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# make bench: gw next to nginx, HAProxy and nginx+lua in one run (bench/gwbench.py), plus the
+# router microbenchmark. Prints the figures; bench/RESULTS.md keeps the last recorded ones.
+set -u
+cd "$(dirname "$0")/.." || exit 1
+secs=${BENCH_SECS:-5}; rounds=${BENCH_ROUNDS:-3}
+echo "== router: 10,000 routes"
+make -s build/bench/router_bench && build/bench/router_bench 10000
+mkdir -p /tmp/gwbench
+bin/gw check bench/gw-proxy.yaml >/dev/null && bin/gw check bench/gw-chain.yaml >/dev/null || exit 1
+bin/gw run -c bench/gw-proxy.yaml 2>/tmp/gwbench/gw-proxy.log & p1=$!
+bin/gw run -c bench/gw-chain.yaml 2>/tmp/gwbench/gw-chain.log & p2=$!
+trap 'kill $p1 $p2 2>/dev/null; wait $p1 $p2 2>/dev/null' EXIT
+sleep 1
+echo "== proxy throughput (wrk, 1 thread, 50 connections, ${secs}s x ${rounds} rounds, interleaved)"
+python3 bench/gwbench.py --secs "$secs" --rounds "$rounds" \
+  "gw-proxy=http://127.0.0.1:9104/api/v1/users/42@$p1" \
+  "gw-chain=http://127.0.0.1:9105/api/v1/users/42@$p2"
