@@ -160,12 +160,36 @@ static void set_compiled_globals(lua_State *L, int idx)
     lua_pop(L, 2);
 }
 
+/* Creates the shared dicts of the compiled config at idx that do not exist yet (existing ones
+ * keep their contents and size across reloads). Done before forking, so workers inherit them. */
+static int create_dicts(lua_State *L, int idx, char *err, size_t errlen)
+{
+    int rc = 0;
+    lua_getfield(L, idx, "gw");
+    lua_getfield(L, -1, "shared_dicts");
+    if (lua_istable(L, -1)) {
+        lua_pushnil(L);
+        while (lua_next(L, -2)) {
+            const char *name = lua_tostring(L, -2);
+            if (rc == 0 && gw_dict_create(name, (size_t)lua_tonumber(L, -1)) != 0) {
+                snprintf(err, errlen, "cannot create shared dict \"%s\"", name);
+                rc = -1;
+            }
+            lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 2);
+    return rc;
+}
+
 int gw_master_apply(lua_State *L, char *err, size_t errlen)
 {
     /* validate the C half too before any worker sees it: a target that does not resolve or a
      * regex PCRE2 refuses must reject the reload, not kill the new workers */
     gw_gen *probe = gw_gen_build(L, err, errlen);
     if (!probe) return -1;
+    /* a dict added by this config must exist before the new workers fork */
+    if (create_dicts(L, lua_gettop(L), err, errlen) != 0) return -1;
     gw_gen_free(L, probe);
     int ref = luaL_ref(L, LUA_REGISTRYINDEX);
     int old_ref = M.compiled_ref;
@@ -546,15 +570,7 @@ int gw_master_run(const char *file)
     char err[512];
     lua_getfield(L, ci, "gw");
     int gwi = lua_gettop(L);
-    lua_getfield(L, gwi, "shared_dicts");
-    if (lua_istable(L, -1)) {
-        lua_pushnil(L);
-        while (lua_next(L, -2)) {
-            if (gw_dict_create(lua_tostring(L, -2), (size_t)lua_tonumber(L, -1)) != 0) return 1;
-            lua_pop(L, 1);
-        }
-    }
-    lua_pop(L, 1);
+    if (create_dicts(L, ci, err, sizeof err) != 0) { gw_err("%s", err); return 1; }
     lua_getfield(L, gwi, "listen");
     int n = lua_istable(L, -1) ? (int)lua_objlen(L, -1) : 0;
     for (int i = 1; i <= n && M.nls < 16; i++) {

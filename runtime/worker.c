@@ -1,11 +1,12 @@
 /* worker.c — a worker process: builds its generation from the inherited compiled config, accepts
  * on the inherited listeners, runs init_worker, and serves until told to stop (SIGTERM: now;
  * SIGQUIT: stop accepting, finish in-flight requests, then exit). */
+#include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <event2/listener.h>
+#include <sys/socket.h>
 #include "gw.h"
 #include "worker.h"
 #include "conn.h"
@@ -15,22 +16,43 @@
 struct gw_worker *gw_W;
 static struct gw_worker W;
 
-static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
+/* How many connections one wakeup accepts. Every idle worker is woken by a new connection;
+ * taking just one each time (nginx's `multi_accept off`) spreads a burst over the workers
+ * instead of handing it all to the first one awake. The listener is level-triggered, so what
+ * is left wakes the loop again at once. */
+#define ACCEPT_BATCH 1
+
+static void accept_resume(evutil_socket_t fd, short ev, void *arg)
 {
-    (void)l;
-    gw_listen *ls = arg;
-    gw_conn_accept(&W, fd, sa, salen, ls->port);
+    (void)fd; (void)ev;
+    if (!W.draining) event_add((struct event *)arg, NULL);
 }
 
-static void accept_error_cb(struct evconnlistener *l, void *arg)
+static void accept_cb(evutil_socket_t lfd, short ev, void *arg)
 {
-    (void)arg;
-    int e = EVUTIL_SOCKET_ERROR();
-    gw_err("accept: %s", evutil_socket_error_to_string(e));
-    /* out of file descriptors: pause accepting briefly instead of spinning */
-    evconnlistener_disable(l);
-    struct timeval tv = { 0, 100000 };
-    event_base_once(W.base, -1, EV_TIMEOUT, (event_callback_fn)(void (*)(void))evconnlistener_enable, l, &tv);
+    (void)ev;
+    gw_listen *ls = arg;
+    for (int i = 0; i < ACCEPT_BATCH; i++) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+        int fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            int e = errno;
+            if (e == EAGAIN || e == EWOULDBLOCK || e == EINTR || e == ECONNABORTED || e == EPROTO) return;
+            gw_err("accept: %s", strerror(e));
+            if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) {
+                /* out of descriptors or memory: pause accepting briefly instead of spinning */
+                for (int k = 0; k < W.nlev; k++) {
+                    if (event_get_fd(W.lev[k]) != lfd) continue;
+                    event_del(W.lev[k]);
+                    struct timeval tv = { 0, 100000 };
+                    event_base_once(W.base, -1, EV_TIMEOUT, accept_resume, W.lev[k], &tv);
+                }
+            }
+            return;
+        }
+        gw_conn_accept(&W, fd, (struct sockaddr *)&ss, (int)sl, ls->port);
+    }
 }
 
 void gw_worker_maybe_exit(void)
@@ -56,7 +78,7 @@ static void start_drain(void)
 {
     if (W.draining) return;
     W.draining = 1;
-    for (int i = 0; i < W.nlev; i++) evconnlistener_disable(W.lev[i]);
+    for (int i = 0; i < W.nlev; i++) event_del(W.lev[i]);
     gw_conn_drain_all(&W);
     gw_pool_close_all(&W);
     W.drain_timer = event_new(W.base, -1, EV_PERSIST, drain_tick, NULL);
@@ -103,9 +125,8 @@ int gw_worker_run(lua_State *L, int compiled_idx, gw_listen *ls, int nls, int sl
     }
     W.lev = calloc(nls ? nls : 1, sizeof *W.lev);
     for (int i = 0; i < nls; i++) {
-        W.lev[i] = evconnlistener_new(W.base, accept_cb, &ls[i], 0, -1, ls[i].fd);
-        if (!W.lev[i]) { gw_err("worker: cannot listen on fd %d", ls[i].fd); return 1; }
-        evconnlistener_set_error_cb(W.lev[i], accept_error_cb);
+        W.lev[i] = event_new(W.base, ls[i].fd, EV_READ | EV_PERSIST, accept_cb, &ls[i]);
+        if (!W.lev[i] || event_add(W.lev[i], NULL) != 0) { gw_err("worker: cannot listen on fd %d", ls[i].fd); return 1; }
         W.nlev++;
     }
     struct event *sigs[4];

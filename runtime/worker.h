@@ -17,7 +17,7 @@ struct gw_worker {
     lua_State *L;
     gw_gen *gen;
     int slot;
-    struct evconnlistener **lev;
+    struct event **lev;         /* one accept event per inherited listener */
     int nlev;
     int draining;
     struct event *drain_timer;
