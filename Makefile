@@ -14,9 +14,9 @@ CTESTS := $(patsubst spec/c/%.c,build/spec/%,$(wildcard spec/c/test_*.c))
 DEB_PKGS := build-essential pkg-config git ca-certificates curl openssl python3 \
             libluajit2-5.1-dev libevent-dev libssl-dev libhiredis-dev lua-cjson lua-cjson-dev \
             libjwt-dev libyaml-dev libpcre2-dev lua-busted lua-socket lua-filesystem \
-            redis-server nginx libnginx-mod-http-lua haproxy wrk
+            luarocks redis-server nginx libnginx-mod-http-lua haproxy wrk
 
-.PHONY: all deps build run test ctest spec bench bench-router fuzz lint clean check
+.PHONY: all deps build run test ctest spec bench bench-router rock fuzz lint clean check
 all: build
 build: bin/gw
 
@@ -59,3 +59,11 @@ build/bench/router_bench: bench/router_bench.c $(filter-out build/runtime/main.o
 
 bench-router: build/bench/router_bench
 	build/bench/router_bench 10000
+
+# LuaRocks package of the Lua half (gw.* modules, spec helpers; plugins, docs, examples copied).
+# luarocks wants NAME-VERSION-REV.rockspec: gateway.rockspec is copied under that name first.
+ROCK_TREE ?= /usr/local
+rock: build
+	@mkdir -p build
+	cp gateway.rockspec build/gateway-0.1.0-1.rockspec
+	luarocks --lua-version 5.1 make --tree $(ROCK_TREE) build/gateway-0.1.0-1.rockspec

@@ -127,8 +127,10 @@ local function repo_root()
   return dir
 end
 
---- Absolute path of the repository (where bin/gw lives).
-helpers.repo = repo_root()
+--- Absolute path of the gw home (where bin/gw lives): the home of the gw running these specs
+-- (`gw test` sets GW_HOME), else the repository this file is in. Installed from a rock, this file
+-- lives elsewhere, and GW_HOME still finds the gateway.
+helpers.repo = rawget(_G, "GW_HOME") or os.getenv("GW_HOME") or repo_root()
 --- Absolute path of the gw binary.
 helpers.gw_bin = helpers.repo .. "/bin/gw"
 --- Absolute path of the mock upstream script.
@@ -608,6 +610,8 @@ end
 --   `yaml`: config text written as-is after substituting `{PROXY_PORT}`, `{ADMIN_PORT}` (free ports)
 --     and any `{NAME}` from `vars`. Without `{PROXY_PORT}`, give `proxy_port` (or the first
 --     "listen: ...:PORT" in the text is used).
+--   `plugins_path`: plugin directories (for `config`: sets gw.plugins_path), so a plugin outside
+--     the repo loads like a bundled one.
 --   `vars`: extra placeholders for `yaml`; `env`: environment variables; `args`: extra CLI arguments
 --   (string or list); `timeout`: seconds to wait (default 10); `wait = false`: do not wait.
 -- @treturn table `{proxy_port=, admin_port=, pid=, prefix=, log_file=, config_file=}`
@@ -638,6 +642,7 @@ function helpers.start_gw(opts)
       admin_port, admin_host = listen_port(g.admin_listen)
     end
     if g.workers == nil then g.workers = 1 end
+    if opts.plugins_path and g.plugins_path == nil then g.plugins_path = opts.plugins_path end
     if g.error_log == nil then g.error_log = "stderr" end
     text = encode(cfg, "  ", 0) .. "\n"
   elseif opts.yaml then
@@ -896,6 +901,37 @@ end
 
 local Client = {}
 Client.__index = Client
+
+--- Validates a plugin configuration the way the gateway does.
+-- @param name_or_schema a plugin name (loaded from plugins/ and `dirs`) or a schema table
+-- @tparam table config the plugin's `config`
+-- @tparam[opt] table dirs extra plugin directories
+-- @return the config with defaults filled in, or nil and a list of error strings, e.g.
+--   `{ "plugins[0].config.rules: required field missing" }` (a name) or
+--   `{ "config.rules: required field missing" }` (a schema table)
+function helpers.validate_plugin_config(name_or_schema, config, dirs)
+  if type(name_or_schema) == "table" then
+    local schema = require "gw.schema"
+    local v, errs = schema.validate(name_or_schema, config)
+    if v == nil then return nil, schema.format_errors(errs, "config") end
+    if name_or_schema.custom_validator then
+      local ok, err = name_or_schema.custom_validator(v)
+      if not ok then return nil, { "config: " .. tostring(err) } end
+    end
+    return v
+  end
+  local gwconfig = require "gw.config"
+  local plugins = require "gw.plugins"
+  local all = plugins.default_dirs(dirs)
+  local compiled, errs = gwconfig.compile({ _format_version = "3.0",
+    plugins = { { name = name_or_schema, config = config } } }, nil, "plugin", { plugin_dirs = all })
+  if not compiled then
+    for i, e in ipairs(errs) do errs[i] = e:gsub("^plugin: ", "") end
+    return nil, errs
+  end
+  return compiled.global_plugins[1].conf
+end
+
 
 --- Opens an HTTP/1.1 client connection (raises when it cannot connect).
 -- @tparam string host

@@ -656,6 +656,7 @@ end
 
 function gw._compiled() return compiled_current end
 gw._EXIT = EXIT
+gw._set_current_plugin = set_current_plugin -- gw.test.context runs handlers itself
 
 _G.gw = gw
 return gw

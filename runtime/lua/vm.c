@@ -55,10 +55,15 @@ lua_State *gw_vm_new(void)
     luaL_openlibs(L);
 
     lua_getglobal(L, "package");
+    /* gw's own modules come first, unless LUA_PATH is set: then what it names (an installed
+     * rock tree, say) wins and gw's home is the fallback. */
+    char own[5 * 4096 + 256];
+    snprintf(own, sizeof own, "%s/lua/?.lua;%s/lua/?/init.lua;%s/?.lua;%s/kong-compat/?.lua;"
+             "%s/kong-compat/?/init.lua;./?.lua;./?/init.lua", gw_home, gw_home, gw_home, gw_home, gw_home);
     lua_getfield(L, -1, "path");
-    lua_pushfstring(L, "%s/lua/?.lua;%s/lua/?/init.lua;%s/?.lua;%s/kong-compat/?.lua;%s/kong-compat/?/init.lua;"
-                       "./?.lua;./?/init.lua;%s",
-                    gw_home, gw_home, gw_home, gw_home, gw_home, lua_tostring(L, -1));
+    const char *old = lua_tostring(L, -1);
+    if (getenv("LUA_PATH")) lua_pushfstring(L, "%s;%s", old, own);
+    else lua_pushfstring(L, "%s;%s", own, old);
     lua_setfield(L, -3, "path");
     lua_pop(L, 1);
     lua_getfield(L, -1, "cpath");
@@ -76,6 +81,8 @@ lua_State *gw_vm_new(void)
     lua_setfield(L, -2, "gw.shared_c");
     lua_pushcfunction(L, luaopen_gw_regex);
     lua_setfield(L, -2, "gw.regex");
+    lua_pushcfunction(L, luaopen_gw_test_c);
+    lua_setfield(L, -2, "gw.test_c");
     lua_pop(L, 2);
 
     lua_pushstring(L, gw_home);

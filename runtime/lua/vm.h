@@ -17,4 +17,5 @@ int luaopen_gw_yaml(lua_State *L);
 int luaopen_gw_core(lua_State *L);
 int luaopen_gw_shared_c(lua_State *L);
 int luaopen_gw_regex(lua_State *L);
+int luaopen_gw_test_c(lua_State *L);
 #endif
