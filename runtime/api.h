@@ -10,6 +10,7 @@ void gw_api_run_log(gw_req *r);                    /* log, then gw_req_complete 
 void gw_api_body_readable(gw_req *r);              /* buffering the whole request body */
 void gw_api_req_cleanup(gw_req *r);
 int gw_api_init_worker(void);                      /* init_worker of every plugin of the generation */
+void gw_api_timers_premature(void);                /* stopping: run pending timers, premature = true */
 
 /* conn.c */
 void gw_req_send_local(gw_req *r);

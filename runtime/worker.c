@@ -81,6 +81,7 @@ static void start_drain(void)
     for (int i = 0; i < W.nlev; i++) event_del(W.lev[i]);
     gw_conn_drain_all(&W);
     gw_pool_close_all(&W);
+    gw_api_timers_premature();
     W.drain_timer = event_new(W.base, -1, EV_PERSIST, drain_tick, NULL);
     struct timeval tv = { 1, 0 };
     event_add(W.drain_timer, &tv);
@@ -143,6 +144,7 @@ int gw_worker_run(lua_State *L, int compiled_idx, gw_listen *ls, int nls, int sl
     struct timeval one = { 1, 0 };
     event_add(st, &one);
     if (gw_api_init_worker() != 0) gw_err("worker: init_worker failed");
+    lua_gc(L, LUA_GCCOLLECT, 0);   /* what the master left behind that this worker never uses */
     stats_tick(-1, 0, NULL);
     gw_info("worker %d started (generation %d)", getpid(), W.gen->id);
     event_base_dispatch(W.base);

@@ -315,9 +315,38 @@ typedef struct sleeper {
     int fn_ref;             /* timer: the function (and its args table) to run */
     int args_ref;
     double every;
+    struct sleeper *prev, *next;    /* pending timers (fn_ref set), for premature runs */
 } sleeper;
 
-static void timer_run(sleeper *s);
+static sleeper *timers;             /* gw.timer.at / every not run yet (or between runs) */
+
+static void timer_run(sleeper *s, int premature);
+
+static void timer_link(sleeper *s)
+{
+    s->prev = NULL;
+    s->next = timers;
+    if (timers) timers->prev = s;
+    timers = s;
+}
+
+static void timer_unlink(sleeper *s)
+{
+    if (s->prev) s->prev->next = s->next; else if (timers == s) timers = s->next;
+    if (s->next) s->next->prev = s->prev;
+    s->prev = s->next = NULL;
+}
+
+/* A timer callback failed: its message with the coroutine's traceback (the stack is still
+ * there after lua_resume returned the error). */
+static void timer_error(lua_State *co)
+{
+    lua_State *L = gw_W->L;
+    const char *msg = lua_tostring(co, -1);
+    luaL_traceback(L, co, msg ? msg : "(error object is not a string)", 0);
+    gw_err("timer failed: %s", lua_tostring(L, -1));
+    lua_pop(L, 1);
+}
 
 static void sleep_fire(evutil_socket_t fd, short ev, void *arg)
 {
@@ -331,12 +360,12 @@ static void sleep_fire(evutil_socket_t fd, short ev, void *arg)
         gw_req_lua_resume(r, 0);
         return;
     }
-    if (s->fn_ref != LUA_NOREF) { timer_run(s); return; }
+    if (s->fn_ref != LUA_NOREF) { timer_run(s, 0); return; }
     /* a timer coroutine that slept */
     lua_State *co = s->co;
     int rc = lua_resume(co, 0);
     if (rc != LUA_YIELD) {
-        if (rc != 0) gw_err("timer: %s", lua_tostring(co, -1));
+        if (rc != 0) timer_error(co);
         luaL_unref(gw_W->L, LUA_REGISTRYINDEX, s->co_ref);
     }
     event_free(s->ev);
@@ -377,26 +406,31 @@ static int l_sleep(lua_State *L)
     return lua_yield(L, 0);
 }
 
-static void timer_run(sleeper *s)
+/* Runs a timer's callback in a fresh coroutine; `every` timers are scheduled again unless the
+ * worker is stopping. premature: the worker is exiting (the callback gets true and should
+ * only flush what it holds). */
+static void timer_run(sleeper *s, int premature)
 {
     lua_State *L = gw_W->L;
     lua_State *co = lua_newthread(L);
     int co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_rawgeti(co, LUA_REGISTRYINDEX, s->fn_ref);
-    lua_pushboolean(co, 0);              /* premature = false */
+    lua_pushboolean(co, premature);
     lua_rawgeti(co, LUA_REGISTRYINDEX, s->args_ref);
     int t = lua_gettop(co);
     int n = (int)lua_objlen(co, t);
     for (int i = 1; i <= n; i++) lua_rawgeti(co, t, i);
     lua_remove(co, t);
     int nargs = 1 + n;
+    timer_unlink(s);
     int rc = lua_resume(co, nargs);
     /* a coroutine that yielded (gw.sleep) is anchored by its sleeper */
-    if (rc != 0 && rc != LUA_YIELD) gw_err("timer: %s", lua_tostring(co, -1));
+    if (rc != 0 && rc != LUA_YIELD) timer_error(co);
     luaL_unref(L, LUA_REGISTRYINDEX, co_ref);
-    if (s->every > 0 && !gw_W->draining) {
+    if (s->every > 0 && !gw_W->draining && !premature) {
         struct timeval tv = tv_of(s->every);
         evtimer_add(s->ev, &tv);
+        timer_link(s);
         return;
     }
     luaL_unref(L, LUA_REGISTRYINDEX, s->fn_ref);
@@ -425,8 +459,20 @@ static int timer_new(lua_State *L, int every)
     s->ev = evtimer_new(gw_W->base, sleep_fire, s);
     struct timeval tv = tv_of(d);
     evtimer_add(s->ev, &tv);
+    timer_link(s);
     lua_pushboolean(L, 1);
     return 1;
+}
+
+/* The worker stops (SIGQUIT): every pending timer runs now with premature = true, as in
+ * OpenResty, so plugins can flush buffered data; none is scheduled again. */
+void gw_api_timers_premature(void)
+{
+    while (timers) {
+        sleeper *s = timers;
+        event_del(s->ev);
+        timer_run(s, 1);     /* unlinks and frees s */
+    }
 }
 static int l_timer_at(lua_State *L) { return timer_new(L, 0); }
 static int l_timer_every(lua_State *L) { return timer_new(L, 1); }
