@@ -198,6 +198,11 @@ int gw_master_apply(lua_State *L, char *err, size_t errlen)
     set_compiled_globals(L, lua_gettop(L));
     lua_pop(L, 1);
     M.gen++;
+    /* the old generation's Lua objects and the compile's garbage go before the fork, so every
+     * new worker starts from the same heap however many reloads came before */
+    if (old_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, old_ref);
+    old_ref = LUA_NOREF;
+    lua_gc(L, LUA_GCCOLLECT, 0);
     /* old set: every live worker of an earlier generation */
     int oldset[GW_MAX_WORKERS * 2], nold = 0;
     for (int i = 0; i < GW_MAX_WORKERS * 2; i++) {
@@ -210,8 +215,6 @@ int gw_master_apply(lua_State *L, char *err, size_t errlen)
         spawn(slot);
     }
     for (int i = 0; i < nold; i++) kill(M.w[oldset[i]].pid, SIGQUIT);
-    if (old_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, old_ref);
-    lua_gc(L, LUA_GCCOLLECT, 0);
     M.last_reload = gw_now();
     M.last_reload_ok = 1;
     snprintf(M.last_reload_msg, sizeof M.last_reload_msg, "ok");
