@@ -357,9 +357,15 @@ static void set_up_timeouts(gw_req *r, gw_upconn *u)
 static void pump_request(gw_req *r)
 {
     gw_upconn *u = r->up;
-    if (!u || !u->connected || r->body_done || r->body_buffered) return;
-    struct evbuffer *out = bufferevent_get_output(u->bev);
     struct evbuffer *in = bufferevent_get_input(r->c->bev);
+    if (r->body_done || r->body_buffered) return;
+    if (!u || !u->connected) {
+        /* still connecting (or between retries): hold the client back rather than buffer its
+         * body; the connect event pumps and re-enables reading */
+        if (evbuffer_get_length(in) > HIGH_WATER) bufferevent_disable(r->c->bev, EV_READ);
+        return;
+    }
+    struct evbuffer *out = bufferevent_get_output(u->bev);
     if (evbuffer_get_length(in)) r->up_body_started = 1;
     int rc = gw_req_pull_body(r, in, out, r->h.chunked);
     if (rc < 0) {

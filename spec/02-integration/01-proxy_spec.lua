@@ -421,7 +421,9 @@ describe("proxy: connect timeout", function()
     helpers.start_gw{ config = {
       services = {
         { name = "blackhole", url = "http://127.0.0.1:" .. port, connect_timeout = 300, retries = 0,
-          routes = { { paths = { "/" } } } },
+          routes = { { paths = { "/x" } } } },
+        { name = "blackhole-slow", url = "http://127.0.0.1:" .. port, connect_timeout = 3000, retries = 0,
+          routes = { { paths = { "/up" } } } },
       },
     } }
   end)
@@ -449,6 +451,35 @@ describe("proxy: connect timeout", function()
     client:close()
     assert.res_status(504, res)
     assert.is_true(dt >= 0.25 and dt < 2, "took " .. dt)
+  end)
+
+  it("does not buffer a request body without bound while connecting", function()
+    local _, server_port = server:getsockname()
+    local probe = socket.tcp()
+    probe:settimeout(0.3)
+    local ok = probe:connect("127.0.0.1", server_port)
+    probe:close()
+    if ok then pending("a full accept queue does not make connect() hang here") return end
+    local pid = helpers.gw_worker_pids()[1]
+    local function rss()
+      return tonumber((helpers.read_file("/proc/" .. pid .. "/status") or ""):match("VmRSS:%s*(%d+)")) or 0
+    end
+    local client = helpers.proxy_client()
+    local size = 90 * 1024 * 1024  -- under the default max_body_size (100m)
+    assert(client:raw("POST /up HTTP/1.1\r\nHost: t\r\nContent-Length: " .. size .. "\r\n\r\n"))
+    local block = string.rep("x", 65536)
+    local sent, max_rss = 0, rss()
+    client.sock:settimeout(0.2)
+    while sent < size do
+      local n, err, partial = client.sock:send(block)
+      sent = sent + (n or partial or 0)
+      max_rss = math.max(max_rss, rss())
+      if not n then break end   -- gw stopped reading (or answered and closed)
+    end
+    max_rss = math.max(max_rss, rss())
+    client:close()
+    assert.is_true(sent < size, "gw read the whole 90 MiB body while the upstream was not even connected")
+    assert.is_true(max_rss < 64 * 1024, "worker RSS reached " .. max_rss .. " kB")
   end)
 end)
 
