@@ -27,7 +27,7 @@
 #include "http_parser.h"
 
 /* pid > 0: running; 0: free slot; -1: reserved for a delayed respawn */
-typedef struct { pid_t pid; int slot; int gen; int old; double started; } wproc;
+typedef struct { pid_t pid; int slot; int gen; int old; double started; int quit_pending; } wproc;
 
 static struct {
     lua_State *L;
@@ -44,6 +44,8 @@ static struct {
     int stopping;
     double started, last_reload;
     int last_reload_ok;
+    struct event *swap_timer;   /* waits for the new workers to be ready, then drains the old */
+    double swap_started;
     char last_reload_msg[8192];
 } M;
 
@@ -182,6 +184,24 @@ static int create_dicts(lua_State *L, int idx, char *err, size_t errlen)
     return rc;
 }
 
+/* Drains the old worker set once every worker of the current generation is ready (or after
+ * 10 s, whatever they are doing). */
+static void swap_tick(evutil_socket_t fd, short ev, void *arg)
+{
+    (void)fd; (void)ev; (void)arg;
+    int ready = 1;
+    for (int i = 0; i < GW_MAX_WORKERS * 2 && ready; i++)
+        if (M.w[i].pid > 0 && M.w[i].gen == M.gen && !(gw_stats && gw_stats->workers[i].ready)) ready = 0;
+    if (!ready && gw_now() - M.swap_started < 10) return;
+    for (int i = 0; i < GW_MAX_WORKERS * 2; i++) {
+        if (M.w[i].pid > 0 && M.w[i].quit_pending) {
+            kill(M.w[i].pid, SIGQUIT);
+            M.w[i].quit_pending = 0;
+        }
+    }
+    event_del(M.swap_timer);
+}
+
 int gw_master_apply(lua_State *L, char *err, size_t errlen)
 {
     /* validate the C half too before any worker sees it: a target that does not resolve or a
@@ -214,7 +234,15 @@ int gw_master_apply(lua_State *L, char *err, size_t errlen)
         if (slot < 0) { snprintf(err, errlen, "too many workers"); break; }
         spawn(slot);
     }
-    for (int i = 0; i < nold; i++) kill(M.w[oldset[i]].pid, SIGQUIT);
+    /* The old set keeps accepting until every new worker is ready (its generation built, its
+     * init_worker done): a big config takes the new workers tens of ms, and no connection
+     * should wait for them meanwhile. */
+    for (int i = 0; i < nold; i++) M.w[oldset[i]].quit_pending = 1;
+    M.swap_started = gw_now();
+    if (!M.swap_timer) M.swap_timer = event_new(M.base, -1, EV_PERSIST, swap_tick, NULL);
+    struct timeval two_ms = { 0, 2000 };
+    event_add(M.swap_timer, &two_ms);
+    swap_tick(-1, 0, NULL);
     M.last_reload = gw_now();
     M.last_reload_ok = 1;
     snprintf(M.last_reload_msg, sizeof M.last_reload_msg, "ok");

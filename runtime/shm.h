@@ -16,6 +16,8 @@ typedef struct {
     uint64_t accepted;
     uint64_t requests;
     uint64_t lua_kb;
+    int ready;                  /* set by the worker once it accepts: the master drains the
+                                   old set only when every new worker is ready */
 } gw_worker_stats;
 
 typedef struct {

@@ -147,6 +147,7 @@ int gw_worker_run(lua_State *L, int compiled_idx, gw_listen *ls, int nls, int sl
     lua_gc(L, LUA_GCCOLLECT, 0);   /* what the master left behind that this worker never uses */
     stats_tick(-1, 0, NULL);
     gw_info("worker %d started (generation %d)", getpid(), W.gen->id);
+    if (W.stats) W.stats->ready = 1;
     event_base_dispatch(W.base);
     gw_info("worker %d exiting", getpid());
     return 0;
