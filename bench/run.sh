@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.." || exit 1
 secs=${BENCH_SECS:-5}; rounds=${BENCH_ROUNDS:-3}
 echo "== router: 10,000 routes"
 make -s build/bench/router_bench && build/bench/router_bench 10000
+echo "== reload: POST /config with 1,000 services and 5,000 routes"
+bin/gw lua bench/reload.lua
 mkdir -p /tmp/gwbench
 bin/gw check bench/gw-proxy.yaml >/dev/null && bin/gw check bench/gw-chain.yaml >/dev/null || exit 1
 bin/gw run -c bench/gw-proxy.yaml 2>/tmp/gwbench/gw-proxy.log & p1=$!
