@@ -472,6 +472,13 @@ describe("plugins #integration", function()
             code_route("body-filter", "/body-filter", { body_filter = [[
               gw.shared.test:set("body-filter-ran", true)
             ]] }),
+            code_route("consumer", "/consumer", {
+              access = [[gw.client.authenticate({ id = "c1", username = "alice" }, { key = "k1" })]],
+              header_filter = [[
+                gw.response.set_header("X-Consumer", gw.client.get_consumer().username)
+                gw.response.set_header("X-Credential", gw.client.get_credential().key)
+              ]],
+            }),
             code_route("router", "/router", { access = [[
               local r, s = gw.router.get_route(), gw.router.get_service()
               gw.service.request.set_header("X-Route", r.name)
@@ -705,6 +712,15 @@ describe("plugins #integration", function()
         assert.equal("first-only", assert.request(res).has.header("x-first-secret"))
         clients[i]:close()
       end
+    end)
+
+    it("gw.client.authenticate is seen by later phases", function()
+      local res = client:get("/consumer")
+      assert.res_status(200, res)
+      assert.equal("alice", res.headers["x-consumer"])
+      assert.equal("k1", res.headers["x-credential"])
+      res = client:get("/getters")
+      assert.res_status(200, res)
     end)
 
     it("gw.router.get_route / get_service", function()
