@@ -204,6 +204,8 @@ static void swap_tick(evutil_socket_t fd, short ev, void *arg)
 
 int gw_master_apply(lua_State *L, char *err, size_t errlen)
 {
+    /* stopping: new workers would outlive the stop (or delay it forever) */
+    if (M.stopping) { snprintf(err, errlen, "gw is stopping"); return -1; }
     /* validate the C half too before any worker sees it: a target that does not resolve or a
      * regex PCRE2 refuses must reject the reload, not kill the new workers */
     gw_gen *probe = gw_gen_build(L, err, errlen);
@@ -310,6 +312,7 @@ static void sig_cb(evutil_socket_t sig, short ev, void *arg)
     (void)ev; (void)arg;
     switch (sig) {
     case SIGHUP:
+        if (M.stopping) { gw_notice("SIGHUP ignored: gw is stopping"); break; }
         do_reload("SIGHUP");
         break;
     case SIGTERM:
