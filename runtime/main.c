@@ -11,6 +11,8 @@ static void usage(FILE *f)
     fprintf(f,
         "usage: gw run [-c FILE]        start the gateway (default FILE: gateway.yaml)\n"
         "       gw check FILE           validate a config file, print every error\n"
+        "       gw reload [-c FILE]     ask the running gw (its admin API) to reload FILE from disk\n"
+        "       gw new-plugin NAME [--dir DIR]  scaffold a plugin with passing specs\n"
         "       gw test [BUSTED ARGS]   run busted specs inside gw's LuaJIT\n"
         "       gw lua FILE [ARGS]      run a Lua script inside gw's LuaJIT\n"
         "       gw version\n");
@@ -55,6 +57,7 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "check") == 0) return lua_command("check", argc - 1, argv + 1);
     if (strcmp(cmd, "test") == 0) return lua_command("test", argc - 1, argv + 1);
     if (strcmp(cmd, "new-plugin") == 0) return lua_command("new_plugin", argc - 1, argv + 1);
+    if (strcmp(cmd, "reload") == 0) return lua_command("reload", argc - 1, argv + 1);
     if (strcmp(cmd, "lua") == 0) {
         if (argc < 2) { usage(stderr); return 2; }
         lua_State *L = gw_vm_new();

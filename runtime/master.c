@@ -66,6 +66,15 @@ static int open_listener(const char *host, int port, char *err, size_t errlen)
     return fd;
 }
 
+/* Admin connections open in the master. A worker forked while one is open (POST /reload forks
+ * from inside its handler) must close its copy, or the client would never see the close. */
+typedef struct admin_conn {
+    struct bufferevent *bev;
+    struct admin_conn *prev, *next;   /* open admin connections: a forked worker closes them */
+    char buf[65536];
+} admin_conn;
+static admin_conn *admin_conns;
+
 static int free_slot(void)
 {
     for (int i = 0; i < GW_MAX_WORKERS * 2; i++) if (M.w[i].pid == 0) return i;
@@ -109,6 +118,7 @@ static pid_t spawn(int slot)
         signal(SIGHUP, SIG_DFL);
         signal(SIGCHLD, SIG_DFL);
         if (M.admin_fd >= 0) close(M.admin_fd);
+        for (struct admin_conn *a = admin_conns; a; a = a->next) close(bufferevent_getfd(a->bev));
         lua_rawgeti(M.L, LUA_REGISTRYINDEX, M.compiled_ref);
         int rc = gw_worker_run(M.L, lua_gettop(M.L), M.ls, M.nls, slot);
         _exit(rc);
@@ -355,9 +365,14 @@ static void sig_cb(evutil_socket_t sig, short ev, void *arg)
 
 /* ---- admin API: a small HTTP/1.1 server whose handler is lua/gw/admin.lua --------------- */
 
-typedef struct { struct bufferevent *bev; char buf[65536]; } admin_conn;
 
-static void admin_free(admin_conn *a) { bufferevent_free(a->bev); free(a); }
+static void admin_free(admin_conn *a)
+{
+    if (a->prev) a->prev->next = a->next; else admin_conns = a->next;
+    if (a->next) a->next->prev = a->prev;
+    bufferevent_free(a->bev);
+    free(a);
+}
 
 static void admin_reply(admin_conn *a, int status, const char *ctype, const char *body, size_t bl, int close_after)
 {
@@ -465,6 +480,9 @@ static void admin_accept(struct evconnlistener *l, evutil_socket_t fd, struct so
     admin_conn *a = calloc(1, sizeof *a);
     if (!a) { close(fd); return; }
     a->bev = bufferevent_socket_new(M.base, fd, BEV_OPT_CLOSE_ON_FREE);
+    a->next = admin_conns;
+    if (admin_conns) admin_conns->prev = a;
+    admin_conns = a;
     bufferevent_setcb(a->bev, admin_read_cb, admin_write_cb, admin_event_cb, a);
     struct timeval tv = { 60, 0 };
     bufferevent_set_timeouts(a->bev, &tv, &tv);

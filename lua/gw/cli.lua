@@ -31,6 +31,35 @@ function M.test(args)
   return ok and 0 or 1
 end
 
+--- gw reload [-c FILE]: POST /reload to the admin API named in FILE (default gateway.yaml), as
+-- SIGHUP does. Prints the answer; exit 1 when the reload is rejected or gw is not reachable.
+function M.reload(args)
+  local file = "gateway.yaml"
+  if args[1] == "-c" or args[1] == "--config" then file = args[2] end
+  if not file then io.stderr:write("usage: gw reload [-c FILE]\n") return 2 end
+  local compiled, errs = require("gw.config").load_file(file)
+  if not compiled then
+    for _, e in ipairs(errs) do io.stderr:write(e, "\n") end
+    return 1
+  end
+  local a = compiled.gw.admin_listen
+  if not a then io.stderr:write("gw reload: ", file, " has no admin_listen (send SIGHUP to the master instead)\n") return 1 end
+  local host = (a.host == "0.0.0.0" or a.host == "::" or a.host == "[::]") and "127.0.0.1" or a.host:gsub("^%[(.*)%]$", "%1")
+  local socket = require "socket"
+  local sock = socket.tcp()
+  sock:settimeout(60)
+  local ok, err = sock:connect(host, a.port)
+  if not ok then io.stderr:write("gw reload: cannot reach the admin API at ", host, ":", a.port, ": ", err, "\n") return 1 end
+  local auth = compiled.gw.admin_token and ("Authorization: Bearer " .. compiled.gw.admin_token .. "\r\n") or ""
+  sock:send("POST /reload HTTP/1.1\r\nHost: " .. host .. "\r\nContent-Length: 0\r\n" .. auth .. "Connection: close\r\n\r\n")
+  local resp = sock:receive("*a") or ""
+  sock:close()
+  local status = tonumber(resp:match("^HTTP/1%.%d (%d+)"))
+  local body = resp:match("\r\n\r\n(.*)$") or ""
+  io.stdout:write(body, "\n")
+  return status == 200 and 0 or 1
+end
+
 --- gw new-plugin NAME [--dir DIR]: scaffolds a plugin with passing specs.
 function M.new_plugin(args)
   local name, dir = nil, nil

@@ -82,6 +82,14 @@ describe("admin API", function()
     assert.res_status(404, admin:get("/nope"))
   end)
 
+  it("gw reload (CLI) asks the running gw to reload, like POST /reload", function()
+    local before = assert.jsonbody(admin:get("/status")).generation
+    local rc, out = helpers.execute(helpers.gw_bin .. " reload -c " .. gw.config_file)
+    assert.equal(0, rc, out)
+    assert.matches('"message":"reloaded"', out, 1, true)
+    assert.is_true(assert.jsonbody(admin:get("/status")).generation > before)
+  end)
+
   it("POST /reload re-reads the config file", function()
     local before = assert.jsonbody(admin:get("/status")).generation
     local j = assert.jsonbody(admin:post("/reload", {}))
