@@ -268,6 +268,7 @@ gw_gen *gw_gen_build(lua_State *L, char *err, size_t errlen)
         sp.hosts = str_list(L, r, "hosts", &sp.nhosts);
         sp.paths = str_list(L, r, "paths", &sp.npaths);
         sp.methods = str_list(L, r, "methods", &sp.nmethods);
+        sp.regex_priority = int_field(L, r, "priority", 0);
         lua_getfield(L, r, "headers");
         int hi = lua_gettop(L);
         int nh = 0;

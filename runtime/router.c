@@ -22,7 +22,11 @@ const char *gw_phase_names[GW_PHASE_COUNT] = {
     "init_worker", "rewrite", "access", "balancer", "header_filter", "body_filter", "log", "admin", "timer"
 };
 
-typedef struct { char *s; size_t n; int wild; /* 0 exact, 1 "*.x" suffix, 2 "x.*" prefix */ } host_pat;
+typedef struct {
+    char *s; size_t n;
+    int wild;                   /* 0 exact, 1 "*.x" suffix, 2 "x.*" prefix */
+    int with_port;              /* "host:port": compared with the Host header's port too */
+} host_pat;
 typedef struct { char *name; size_t nlen; char **values; int nvalues; } hdr_cond;
 
 typedef struct {
@@ -36,6 +40,7 @@ typedef struct {
     char **methods; int nmethods;
     hdr_cond *hdrs; int nhdrs;
     int order;
+    int regex_priority;
 } entry;
 
 typedef struct {
@@ -75,6 +80,7 @@ static int cmp_entry(const void *a, const void *b)
     const entry *x = a, *y = b;
     if (x->host_class != y->host_class) return y->host_class - x->host_class;
     if ((x->re != NULL) != (y->re != NULL)) return x->re ? -1 : 1;
+    if (x->re && x->regex_priority != y->regex_priority) return y->regex_priority - x->regex_priority;
     if (x->plen != y->plen) return x->plen > y->plen ? -1 : 1;
     if ((x->nmethods > 0) != (y->nmethods > 0)) return x->nmethods > 0 ? -1 : 1;
     if (x->nhdrs != y->nhdrs) return y->nhdrs - x->nhdrs;
@@ -110,6 +116,7 @@ int gw_router_add(gw_router *r, gw_route *route, const gw_route_spec *spec, char
         memset(e, 0, sizeof *e);
         e->route = route;
         e->order = r->n;
+        e->regex_priority = spec->regex_priority;
         e->hosts = spec->nhosts ? calloc(spec->nhosts, sizeof(host_pat)) : NULL;
         e->nhosts = spec->nhosts;
         for (int h = 0; h < spec->nhosts; h++) {
@@ -119,6 +126,7 @@ int gw_router_add(gw_router *r, gw_route *route, const gw_route_spec *spec, char
             if (n > 1 && s[0] == '*') { hp->wild = 1; s++; n--; }          /* "*.example.com" -> ".example.com" */
             else if (n > 1 && s[n - 1] == '*') { hp->wild = 2; n--; }       /* "api.*" -> "api." */
             hp->s = strndup(s, n);
+            hp->with_port = memchr(s, ':', n) != NULL && s[0] != '[' ? 1 : (s[0] == '[' && strstr(s, "]:") != NULL);
             for (size_t k = 0; k < n; k++) hp->s[k] = (char)tolower((unsigned char)hp->s[k]);
             hp->n = n;
             int cls = hp->wild ? 1 : 2;
@@ -224,10 +232,14 @@ void gw_router_free(gw_router *r)
     free(r);
 }
 
-static int host_match(const entry *e, const char *h, size_t hn)
+static int host_match(const entry *e, const char *h, size_t hn, const char *hp_full, size_t hfn)
 {
     for (int i = 0; i < e->nhosts; i++) {
         const host_pat *p = &e->hosts[i];
+        if (p->with_port) {
+            if (hfn == p->n && memcmp(hp_full, p->s, hfn) == 0) return 1;
+            continue;
+        }
         if (p->wild == 0) {
             if (hn == p->n && memcmp(h, p->s, hn) == 0) return 1;
         } else if (p->wild == 1) {
@@ -252,9 +264,10 @@ static int header_match(const hdr_cond *c, const gw_http_request *req)
 }
 
 /* All conditions of entry e but its prefix (already known to match when it has one). */
-static int entry_match(entry *e, const gw_http_request *req, const char *host, size_t hn, size_t *strip)
+static int entry_match(entry *e, const gw_http_request *req, const char *host, size_t hn,
+                       const char *hfull, size_t hfn, size_t *strip)
 {
-    if (e->nhosts && !host_match(e, host, hn)) return 0;
+    if (e->nhosts && !host_match(e, host, hn, hfull, hfn)) return 0;
     *strip = e->plen;
     if (e->re) {
         int rc = pcre2_match(e->re, (PCRE2_SPTR)req->path.p, req->path.n, 0, 0, e->md, NULL);
@@ -288,6 +301,11 @@ gw_route *gw_router_match(gw_router *r, const gw_http_request *req, size_t *stri
                 host[hn++] = (char)tolower((unsigned char)req->host.p[i]);
         }
     }
+    /* the Host with its port, lowercased, for "host:port" rules */
+    char hfull[300];
+    size_t hfn = 0;
+    if (req->host.n < sizeof hfull)
+        for (size_t i = 0; i < req->host.n; i++) hfull[hfn++] = (char)tolower((unsigned char)req->host.p[i]);
     const char *path = req->path.p;
     size_t pn = req->path.n;
 
@@ -311,7 +329,7 @@ gw_route *gw_router_match(gw_router *r, const gw_http_request *req, size_t *stri
         for (int i = 0; i < r->n; i++) {
             entry *e = &r->entries[i];
             if (e->prefix && (pn < e->plen || memcmp(path, e->prefix, e->plen) != 0)) continue;
-            if (entry_match(e, req, host, hn, &strip)) { if (strip_len) *strip_len = strip; return e->route; }
+            if (entry_match(e, req, host, hn, hfull, hfn, &strip)) { if (strip_len) *strip_len = strip; return e->route; }
         }
         return NULL;
     }
@@ -328,7 +346,7 @@ gw_route *gw_router_match(gw_router *r, const gw_http_request *req, size_t *stri
         if (b >= r->ngeneric || (a < nc && cand[a] < r->generic[b])) i = cand[a++];
         else i = r->generic[b++];
         entry *e = &r->entries[i];
-        if (entry_match(e, req, host, hn, &strip)) {
+        if (entry_match(e, req, host, hn, hfull, hfn, &strip)) {
             if (strip_len) *strip_len = strip;
             return e->route;
         }

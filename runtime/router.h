@@ -9,6 +9,7 @@ typedef struct {
     const char **paths; int npaths;     /* "~regex" or prefix */
     const char **methods; int nmethods;
     gw_route_header *headers; int nheaders;
+    int regex_priority;                 /* among regex paths, higher is tried first */
 } gw_route_spec;
 
 gw_router *gw_router_new(void);

@@ -9,6 +9,7 @@ static int passed, failed;
 #define CHECK(cond, ...) do { if (cond) passed++; else { failed++; printf("FAIL %s:%d: ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); } } while (0)
 
 static gw_route routes[64];
+static int next_priority;           /* regex_priority of the next add() */
 static int nroutes;
 
 static gw_route *add(gw_router *r, const char *name, const char **hosts, const char **paths, const char **methods,
@@ -24,6 +25,8 @@ static gw_route *add(gw_router *r, const char *name, const char **hosts, const c
     for (sp.methods = methods; methods && methods[sp.nmethods]; sp.nmethods++) ;
     gw_route_header rh = { hname, &hval, 1 };
     if (hname) { sp.headers = &rh; sp.nheaders = 1; }
+    sp.regex_priority = next_priority;
+    next_priority = 0;
     char err[256];
     int rc = gw_router_add(r, rt, &sp, err, sizeof err);
     CHECK(rc == 0, "add %s: %s", name, err);
@@ -64,6 +67,10 @@ int main(void)
     add(r, "multi", NULL, L("/m1", "/m2/deeper"), NULL, NULL, NULL);
     add(r, "alt", NULL, L("~/alt-a|/alt-b"), NULL, NULL, NULL);
     add(r, "opt", NULL, L("~/opts?/x"), NULL, NULL, NULL);
+    add(r, "with-port", L("ported.io:8443"), L("/"), NULL, NULL, NULL);
+    add(r, "re-low", NULL, L("~/prio/.*"), NULL, NULL, NULL);
+    next_priority = 5;
+    add(r, "re-high", NULL, L("~/prio/x.*"), NULL, NULL, NULL);
     CHECK(gw_router_finish(r) == 0, "finish");
     size_t strip;
 
@@ -84,6 +91,10 @@ int main(void)
     CHECK(!strcmp(match(r, "GET", "x", "/alt-b", NULL, NULL, NULL), "alt"), "top-level alternation is not indexed by its first literal");
     CHECK(!strcmp(match(r, "GET", "x", "/opt/x", NULL, NULL, NULL), "opt"), "a quantified literal is optional");
     CHECK(!strcmp(match(r, "GET", "x", "/opts/x", NULL, NULL, NULL), "opt"), "a quantified literal may be present");
+    CHECK(!strcmp(match(r, "GET", "ported.io:8443", "/a", NULL, NULL, NULL), "with-port"), "host:port rule matches that port");
+    CHECK(strcmp(match(r, "GET", "ported.io:9000", "/a", NULL, NULL, NULL), "with-port") != 0, "host:port rule needs the port");
+    CHECK(!strcmp(match(r, "GET", "x", "/prio/xyz", NULL, NULL, NULL), "re-high"), "higher regex_priority first");
+    CHECK(!strcmp(match(r, "GET", "x", "/prio/abc", NULL, NULL, NULL), "re-low"), "lower regex_priority still matches");
     gw_router_free(r);
 
     /* index vs. linear reference on many routes sharing prefixes */
