@@ -135,6 +135,7 @@ void gw_conn_accept(gw_worker *w, int fd, struct sockaddr *sa, int salen, int lo
     c->nreq = 0;
     c->closing = 0;
     c->draining = 0;
+    c->paused = 0;
     c->local_port = local_port;
     c->peer_port = 0;
     c->peer_ip[0] = 0;
@@ -235,8 +236,11 @@ static void req_start(gw_conn *c)
     bufferevent_set_timeouts(c->bev, &tv, &wt);
     bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    /* A pipelined request already buffered is taken up from the event loop, not from here:
+     * answering it may complete synchronously and land here again, and thousands of pipelined
+     * requests must not become thousands of nested calls. */
     if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
-        conn_read_cb(c->bev, c);
+        bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_DEFER_CALLBACKS);
 }
 
 static void req_finish(gw_req *r)
@@ -386,6 +390,13 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
     case GW_RS_IDLE: {
         size_t avail = evbuffer_get_length(in);
         if (avail == 0) return;
+        if (evbuffer_get_length(bufferevent_get_output(bev)) > HIGH_WATER) {
+            /* the client pipelines without reading the answers: take no new request until
+             * they drain, or gw would hold every response in memory (conn_write_cb resumes) */
+            c->paused = 1;
+            bufferevent_disable(bev, EV_READ);
+            return;
+        }
         /* a stray CRLF between pipelined requests is allowed (RFC 9112 2.2) */
         while (avail >= 2) {
             unsigned char two[2];
@@ -417,6 +428,12 @@ static void conn_write_cb(struct bufferevent *bev, void *arg)
     gw_req *r = &c->req;
     (void)bev;
     if (r->state == GW_RS_UPSTREAM) { gw_proxy_client_drained(r); return; }
+    if (r->state == GW_RS_IDLE && c->paused) {
+        c->paused = 0;
+        bufferevent_enable(c->bev, EV_READ);
+        conn_read_cb(c->bev, c);
+        return;
+    }
     if (r->state == GW_RS_FLUSH) {
         if (c->closing) { gw_conn_close(c); return; }
     }

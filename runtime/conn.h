@@ -102,6 +102,7 @@ struct gw_conn {
     unsigned nreq;
     int closing;
     int draining;
+    int paused;                 /* idle, next request not read: the client is not reading our output */
     int test;                   /* a gw.test.context request: no socket, testctx.c drives it */
     int test_wake;              /* testctx: a gw.sleep of this request has fired */
     char *hbuf;                 /* copy of the request head (zero-copy parse over it) */

@@ -199,6 +199,23 @@ describe("protocol: configurable limits", function()
       string.rep("x", 1024))))
   end)
 
+  it("413 reaches a client that keeps sending its oversized body (no reset before it can read)", function()
+    for _ = 1, 3 do
+      local client = helpers.proxy_client()
+      local size = 4 * 1024 * 1024
+      assert(client:raw("POST / HTTP/1.1\r\nHost: t\r\nContent-Length: " .. size .. "\r\n\r\n"))
+      local block = string.rep("x", 65536)
+      client.sock:settimeout(2)
+      for _ = 1, size / #block do
+        if not client.sock:send(block) then break end
+      end
+      local res, err = client:read_response()
+      client:close()
+      assert(res, "no response: " .. tostring(err))
+      assert.res_status(413, res)
+    end
+  end)
+
   it("413 for a chunked body growing over max_body_size", function()
     local chunk = string.rep("y", 600)
     local c600 = string.format("%x\r\n%s\r\n", #chunk, chunk)
@@ -443,6 +460,80 @@ describe("protocol: connection handling", function()
     local dt = socket.gettime() - t0
     assert.is_true(closed)
     assert.is_true(dt >= 0.4 and dt < 2, "after " .. dt)
+  end)
+end)
+
+describe("protocol: heavy pipelining", function()
+  local up, gw
+
+  lazy_setup(function()
+    up = helpers.start_mock_upstream{ name = "pipe" }
+    gw = helpers.start_gw{ config = {
+      services = { { name = "s", url = "http://127.0.0.1:" .. up[1], routes = { { paths = { "/up" } } } } },
+    } }
+  end)
+  lazy_teardown(helpers.stop_all)
+
+  -- Sends `data` on s while reading; `quiet` seconds first without reading at all. Returns the
+  -- number of complete "HTTP/1.1 404" responses seen and the worker's peak RSS while not reading.
+  local function pipeline(s, data, expect, quiet, pid)
+    s:settimeout(0)
+    local i, n, carry, peak = 1, 0, "", 0
+    local quiet_until = socket.gettime() + quiet
+    local deadline = socket.gettime() + 30
+    while n < expect and socket.gettime() < deadline do
+      local progress = false
+      if i <= #data then
+        local last, err, partial = s:send(data, i)
+        last = last or partial
+        if last and last >= i then i = last + 1; progress = true end
+        assert(err == nil or err == "timeout", err)
+      end
+      if socket.gettime() < quiet_until then
+        local st = helpers.read_file("/proc/" .. pid .. "/status") or ""
+        peak = math.max(peak, tonumber(st:match("VmRSS:%s*(%d+)")) or 0)
+      else
+        local d, err, partial = s:receive(65536)
+        d = d or partial
+        if d and #d > 0 then
+          progress = true
+          local buf = carry .. d
+          n = n + select(2, buf:gsub("HTTP/1%.1 404 ", ""))
+          carry = buf:sub(-12)
+          -- do not count a match twice: the carry must not hold a whole one
+          if carry:find("HTTP/1.1 404 ", 1, true) then carry = "" end
+        elseif err == "closed" then
+          break
+        end
+      end
+      if not progress then socket.sleep(0.005) end
+    end
+    return n, peak
+  end
+
+  it("answers 50000 pipelined requests, buffering a bounded amount for a client that does not read", function()
+    local pid = helpers.gw_worker_pids()[1]
+    local s = assert(socket.tcp())
+    s:settimeout(5)
+    assert(s:connect("127.0.0.1", gw.proxy_port))
+    local N = 50000
+    local data = string.rep("GET /none HTTP/1.1\r\nHost: t\r\n\r\n", N)
+    local n, peak = pipeline(s, data, N, 1.5, pid)
+    s:close()
+    assert.equal(N, n)
+    assert.is_true(peak < 24 * 1024, "worker RSS reached " .. peak .. " kB while the client did not read")
+  end)
+
+  it("answers thousands of pipelined requests queued behind a slow proxied one", function()
+    local s = assert(socket.tcp())
+    s:settimeout(5)
+    assert(s:connect("127.0.0.1", gw.proxy_port))
+    local N = 20000
+    local data = "GET /up/delay/500 HTTP/1.1\r\nHost: t\r\n\r\n" .. string.rep("GET /none HTTP/1.1\r\nHost: t\r\n\r\n", N)
+    local n = pipeline(s, data, N, 0, helpers.gw_worker_pids()[1])
+    s:close()
+    assert.equal(N, n)
+    assert.equal(1, #helpers.gw_worker_pids())
   end)
 end)
 
