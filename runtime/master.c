@@ -156,6 +156,33 @@ static void respawn(int slot)
     event_base_once(M.base, -1, EV_TIMEOUT, respawn_later_cb, (void *)(intptr_t)slot, &tv);
 }
 
+/* gw.error_log: "stderr" (the default) or a file, appended to; a relative path is relative to
+ * the config file's directory. The file becomes the master's fd 2, which every worker forked
+ * afterwards inherits, so a reload that names another file moves the log with it. */
+static void open_error_log(const char *path)
+{
+    static int saved_stderr = -1;
+    static char current[4096];
+    if (saved_stderr < 0) saved_stderr = dup(2);
+    if (strcmp(path, "stderr") == 0) {
+        if (current[0]) { dup2(saved_stderr, 2); current[0] = 0; }
+        return;
+    }
+    char full[4096];
+    if (path[0] == '/') snprintf(full, sizeof full, "%s", path);
+    else {
+        const char *slash = strrchr(M.file, '/');
+        if (slash) snprintf(full, sizeof full, "%.*s/%s", (int)(slash - M.file), M.file, path);
+        else snprintf(full, sizeof full, "%s", path);
+    }
+    if (strcmp(full, current) == 0) return;
+    int fd = open(full, O_WRONLY | O_APPEND | O_CREAT, 0644);
+    if (fd < 0) { gw_err("cannot open error_log %s: %s (logging to stderr)", full, strerror(errno)); return; }
+    dup2(fd, 2);
+    close(fd);
+    snprintf(current, sizeof current, "%s", full);
+}
+
 static void set_compiled_globals(lua_State *L, int idx)
 {
     lua_getfield(L, idx, "gw");
@@ -164,6 +191,9 @@ static void set_compiled_globals(lua_State *L, int idx)
         int lv = gw_log_level_from_name(lua_tostring(L, -1));
         if (lv >= 0) gw_log_level = lv;
     }
+    lua_pop(L, 1);
+    lua_getfield(L, -1, "error_log");
+    open_error_log(lua_isstring(L, -1) ? lua_tostring(L, -1) : "stderr");
     lua_pop(L, 1);
     lua_getfield(L, -1, "workers");
     M.nworkers = lua_isnumber(L, -1) ? (int)lua_tointeger(L, -1) : 1;
