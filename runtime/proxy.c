@@ -1,6 +1,7 @@
 /* proxy.c — the upstream half of a request: balancer, keep-alive pool, connect with retries,
  * request head and body up, response head and body down, both directions streamed with
  * backpressure (a side whose peer's output passes HIGH_WATER stops reading until it drains). */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
@@ -8,6 +9,8 @@
 #include <unistd.h>
 #include <event2/bufferevent.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent_ssl.h>
+#include <openssl/ssl.h>
 #include "gw.h"
 #include "conn.h"
 #include "worker.h"
@@ -26,6 +29,8 @@ struct gw_upconn {
     int got_bytes;              /* response bytes seen for the current request */
     int64_t resp_cl;            /* upstream Content-Length (HEAD answers keep it) */
     int no_body, until_close, keepalive;
+    int tls;                    /* https service: the bufferevent is an OpenSSL one */
+    char sni[256];              /* server name sent in the TLS handshake ("" for none) */
     gw_upconn *next, *prev;     /* idle list */
 };
 
@@ -168,10 +173,12 @@ static void pool_remove(gw_upconn *u)
     pool.nidle--;
 }
 
-static gw_upconn *pool_get(const struct sockaddr_storage *a, socklen_t al)
+/* An idle connection to the same address, and for TLS with the same server name: a connection
+ * made for one virtual host is not handed to another. */
+static gw_upconn *pool_get(const struct sockaddr_storage *a, socklen_t al, int tls, const char *sni)
 {
     for (gw_upconn *u = pool.idle; u; u = u->next) {
-        if (u->alen == al && memcmp(&u->addr, a, al) == 0) {
+        if (u->alen == al && memcmp(&u->addr, a, al) == 0 && u->tls == tls && (!tls || strcmp(u->sni, sni) == 0)) {
             pool_remove(u);
             return u;
         }
@@ -184,7 +191,7 @@ static void pool_put(gw_req *r, gw_upconn *u)
     gw_gen *g = r->gen;
     int same = 0;
     for (gw_upconn *x = pool.idle; x; x = x->next)
-        if (x->alen == u->alen && memcmp(&x->addr, &u->addr, u->alen) == 0) same++;
+        if (x->alen == u->alen && memcmp(&x->addr, &u->addr, u->alen) == 0 && x->tls == u->tls) same++;
     if (gw_W->draining || same >= g->ka_max_idle || u->requests >= g->ka_max_requests) { up_free(u); return; }
     u->r = NULL;
     bufferevent_setcb(u->bev, idle_read_cb, NULL, idle_event_cb, u);
@@ -266,10 +273,67 @@ static int not_forwarded(gw_str n)
     return 0;
 }
 
-static void write_request_head(gw_req *r, struct evbuffer *out)
+/* The Host header sent upstream (Kong's rules), in r's memory or buf. */
+static gw_str upstream_host(gw_req *r, char *buf, size_t n)
 {
     gw_service *s = r->svc;
     gw_target *t = r->target;
+    if (r->route->preserve_host && r->h.host.n) return r->h.host;
+    const char *name;
+    int port;
+    if (r->has_override) {
+        /* gw.service.set_target: the host and port the request really goes to */
+        name = t->host;
+        port = t->port;
+    } else if (r->ups && r->ups != &s->single) {
+        /* a named upstream: the upstream name with the service's port, not the target's —
+         * every target of the balancer must see the same virtual host */
+        name = r->ups != s->upstream && r->ups->name ? r->ups->name : s->host;
+        port = s->port;
+    } else {
+        name = s->host;
+        port = s->port;
+    }
+    int dflt = (s->protocol == GW_PROTO_HTTPS) ? port == 443 : port == 80;
+    int k = dflt ? snprintf(buf, n, "%s", name) : snprintf(buf, n, "%s:%d", name, port);
+    if (k < 0) k = 0;
+    if ((size_t)k >= n) k = (int)n - 1;
+    gw_str v = { buf, (size_t)k };
+    return v;
+}
+
+/* The TLS server name for r: the upstream Host without its port; none for an IP address. */
+static void upstream_sni(gw_req *r, char *sni, size_t n)
+{
+    char hbuf[320];
+    gw_str h = upstream_host(r, hbuf, sizeof hbuf);
+    sni[0] = 0;
+    if (!h.n || h.p[0] == '[') return;
+    size_t k = 0;
+    while (k < h.n && h.p[k] != ':' && k + 1 < n) { sni[k] = h.p[k]; k++; }
+    sni[k] = 0;
+    struct in_addr a4;
+    if (inet_pton(AF_INET, sni, &a4) == 1) sni[0] = 0;
+}
+
+/* One client TLS context per worker. Upstream certificates are not verified (Kong's default,
+ * tls_verify off): the point is an encrypted hop to a backend, often with a private CA. */
+static SSL_CTX *tls_ctx(void)
+{
+    static SSL_CTX *ctx;
+    if (!ctx) {
+        ctx = SSL_CTX_new(TLS_client_method());
+        if (ctx) {
+            SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+            SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+            SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+        }
+    }
+    return ctx;
+}
+
+static void write_request_head(gw_req *r, struct evbuffer *out)
+{
     evbuffer_add(out, r->up_method.p, r->up_method.n);
     evbuffer_add(out, " ", 1);
     evbuffer_add(out, r->up_path.p, r->up_path.n);
@@ -278,25 +342,9 @@ static void write_request_head(gw_req *r, struct evbuffer *out)
         evbuffer_add(out, r->up_query.p, r->up_query.n);
     }
     evbuffer_add(out, " HTTP/1.1\r\nHost: ", 17);
-    if (r->route->preserve_host && r->h.host.n) {
-        evbuffer_add(out, r->h.host.p, r->h.host.n);
-    } else if (r->has_override) {
-        /* gw.service.set_target: the host and port the request really goes to */
-        int dflt = t->port == 80 || (s->protocol == GW_PROTO_HTTPS && t->port == 443);
-        if (dflt) evbuffer_add_printf(out, "%s", t->host);
-        else evbuffer_add_printf(out, "%s:%d", t->host, t->port);
-    } else if (r->ups && r->ups != &s->single) {
-        /* a named upstream (Kong): Host is the upstream name with the service's port, not the
-         * target's — every target of the balancer must see the same virtual host */
-        const char *name = r->ups != s->upstream && r->ups->name ? r->ups->name : s->host;
-        int dflt = s->port == 80 || (s->protocol == GW_PROTO_HTTPS && s->port == 443);
-        if (dflt) evbuffer_add_printf(out, "%s", name);
-        else evbuffer_add_printf(out, "%s:%d", name, s->port);
-    } else {
-        int dflt = s->port == 80 || (s->protocol == GW_PROTO_HTTPS && s->port == 443);
-        if (dflt) evbuffer_add_printf(out, "%s", s->host);
-        else evbuffer_add_printf(out, "%s:%d", s->host, s->port);
-    }
+    char hbuf[320];
+    gw_str host = upstream_host(r, hbuf, sizeof hbuf);
+    evbuffer_add(out, host.p, host.n);
     evbuffer_add(out, "\r\n", 2);
     int nxff = 0;
     for (int i = 0; i < r->h.nheaders; i++) {
@@ -422,7 +470,10 @@ static void try_connect(gw_req *r)
     gw_target *t = balance(r);
     if (!t) { fail(r, 503, "failure to get a peer from the ring-balancer"); return; }
     r->target = t;
-    gw_upconn *u = pool_get(&t->addr, t->addrlen);
+    int tls = r->svc->protocol == GW_PROTO_HTTPS;
+    char sni[256] = "";
+    if (tls) upstream_sni(r, sni, sizeof sni);
+    gw_upconn *u = pool_get(&t->addr, t->addrlen, tls, sni);
     if (u) {
         u->target = t;
         u->requests++;
@@ -437,7 +488,21 @@ static void try_connect(gw_req *r)
     u->addr = t->addr;
     u->alen = t->addrlen;
     u->requests = 1;
-    u->bev = bufferevent_socket_new(gw_W->base, -1, BEV_OPT_CLOSE_ON_FREE);
+    u->tls = tls;
+    memcpy(u->sni, sni, sizeof u->sni);
+    if (tls) {
+        SSL_CTX *ctx = tls_ctx();
+        SSL *ssl = ctx ? SSL_new(ctx) : NULL;
+        if (ssl && sni[0]) SSL_set_tlsext_host_name(ssl, sni);
+        /* CONNECTED is reported once the handshake is done, so connect_timeout covers it */
+        u->bev = ssl ? bufferevent_openssl_socket_new(gw_W->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
+                                                      BEV_OPT_CLOSE_ON_FREE) : NULL;
+        if (!u->bev && ssl) SSL_free(ssl);
+        /* many servers close without close_notify: the TCP close still ends the stream */
+        if (u->bev) bufferevent_openssl_set_allow_dirty_shutdown(u->bev, 1);
+    } else {
+        u->bev = bufferevent_socket_new(gw_W->base, -1, BEV_OPT_CLOSE_ON_FREE);
+    }
     if (!u->bev) { free(u); fail(r, 502, "cannot create socket"); return; }
     attach(r, u);
     if (bufferevent_socket_connect(u->bev, (struct sockaddr *)&t->addr, (int)t->addrlen) != 0) {

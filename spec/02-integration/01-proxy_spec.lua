@@ -644,9 +644,17 @@ end)
 -- A scripted upstream for behaviour the well-mannered mock never shows: each path answers with
 -- fixed bytes. Every response carries X-Conn (connection number) and X-Req (request number on it).
 local RAW_UPSTREAM = [=[
-import asyncio, sys
+import asyncio, ssl, sys
 port = int(sys.argv[1])
 conns = 0
+sni = {}
+tls = None
+if len(sys.argv) > 3:
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(sys.argv[2], sys.argv[3])
+    def on_sni(obj, name, ctx):
+        sni[id(obj)] = name
+    tls.sni_callback = on_sni
 
 def resp(conn, req, status="200 OK", headers=(), body=b"ok", cl=True):
     h = ["HTTP/1.1 " + status, "X-Conn: %d" % conn, "X-Req: %d" % req]
@@ -713,6 +721,12 @@ async def handle(reader, writer):
                     writer.write(r[i:i + 7])
                     await writer.drain()
                     await asyncio.sleep(0.005)
+            elif path == "/sni":
+                obj = writer.get_extra_info("ssl_object")
+                name = "plain" if obj is None else (sni.get(id(obj)) or "none")
+                writer.write(resp(conn, nreq, body=name.encode()))
+            elif path == "/big":
+                writer.write(resp(conn, nreq, body=b"0123456789abcdef" * 65536))
             elif path == "/body":
                 writer.write(resp(conn, nreq, body=b"%d" % len(body)))
             else:
@@ -724,7 +738,7 @@ async def handle(reader, writer):
         writer.close()
 
 async def main():
-    await asyncio.start_server(handle, "127.0.0.1", port)
+    await asyncio.start_server(handle, "127.0.0.1", port, ssl=tls)
     print("ready", flush=True)
     await asyncio.Event().wait()
 
@@ -879,5 +893,90 @@ describe("proxy: the echo service", function()
   it("413 for a chunked body over max_body_size", function()
     local res = assert(client:post("/e", { chunks = { string.rep("a", 800), string.rep("b", 800) } }))
     assert.res_status(413, res)
+  end)
+end)
+
+describe("proxy: https upstreams", function()
+  local port, client, proc, plain_up
+
+  lazy_setup(function()
+    local dir = helpers.tmpdir("tlsup")
+    helpers.write_file(dir .. "/raw_upstream.py", RAW_UPSTREAM)
+    local rc, out = helpers.execute("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost " ..
+      "-keyout " .. dir .. "/key.pem -out " .. dir .. "/cert.pem")
+    assert(rc == 0, out)
+    plain_up = helpers.start_mock_upstream{ name = "plain-for-tls" }
+    port = helpers.get_free_port()
+    proc = helpers.spawn{ kind = "tlsup", marker = "raw_upstream.py",
+      cmd = "python3 " .. dir .. "/raw_upstream.py " .. port .. " " .. dir .. "/cert.pem " .. dir .. "/key.pem" }
+    helpers.wait_until(function() return helpers.port_open(port) end, 10)
+    helpers.start_gw{ config = {
+      upstreams = { { name = "tls-pool", targets = { { target = "127.0.0.1:" .. port } } } },
+      services = {
+        { name = "tls-name", url = "https://localhost:" .. port, routes = { { paths = { "/name" } } } },
+        { name = "tls-ip", url = "https://127.0.0.1:" .. port, routes = { { paths = { "/ip" } } } },
+        { name = "tls-ups", protocol = "https", host = "tls-pool", port = 443, routes = { { paths = { "/ups" } } } },
+        { name = "plain", url = "http://127.0.0.1:" .. port, read_timeout = 1000, retries = 0,
+          routes = { { paths = { "/plain" } } } },
+        { name = "tls-to-plain", url = "https://127.0.0.1:" .. plain_up[1], retries = 1,
+          routes = { { paths = { "/tls-to-plain" } } } },
+      },
+    } }
+  end)
+  lazy_teardown(function()
+    helpers.stop_all()
+    helpers.stop_process(proc)
+  end)
+  before_each(function() client = helpers.proxy_client() end)
+  after_each(function() client:close() end)
+
+  it("speaks TLS to an https service, with SNI from the service host", function()
+    local res = assert(client:get("/name/sni"))
+    assert.res_status(200, res)
+    assert.equal("localhost", res.body)
+  end)
+
+  it("sends no SNI for an IP address", function()
+    local res = assert(client:get("/ip/sni"))
+    assert.res_status(200, res)
+    assert.equal("none", res.body)
+  end)
+
+  it("balances over an upstream's targets with TLS", function()
+    local res = assert(client:get("/ups/sni"))
+    assert.res_status(200, res)
+  end)
+
+  it("reuses TLS connections", function()
+    local r1 = assert(client:get("/name/sni"))
+    local r2 = assert(client:get("/name/sni"))
+    assert.equal(r1.headers["x-conn"], r2.headers["x-conn"])
+    assert.equal(tonumber(r1.headers["x-req"]) + 1, tonumber(r2.headers["x-req"]))
+  end)
+
+  it("streams a large body both ways over TLS", function()
+    local res = assert(client:get("/name/big"))
+    assert.res_status(200, res)
+    assert.equal(16 * 65536, #res.body)
+    local body = string.rep("b", 3 * 1024 * 1024 + 7)
+    res = assert(client:post("/name/body", { body = body }))
+    assert.res_status(200, res)
+    assert.equal(tostring(#body), res.body)
+  end)
+
+  it("does not pool TLS and plain connections together", function()
+    assert.res_status(200, assert(client:get("/ip/sni")))
+    local res = assert(client:get("/plain/sni"))
+    -- plain HTTP to a TLS port: the upstream cannot answer it
+    assert.is_true(res.status == 502 or res.status == 504, "status " .. res.status)
+    assert.equal("none", assert(client:get("/ip/sni")).body)
+  end)
+
+  it("502 when the TLS handshake fails (https to a plain HTTP server)", function()
+    local t0 = socket.gettime()
+    local res = assert(client:get("/tls-to-plain/x"))
+    assert.res_status(502, res)
+    assert.is_true(socket.gettime() - t0 < 2)
+    assert.res_status(200, assert(client:get("/name/sni")))
   end)
 end)
