@@ -6,6 +6,7 @@
 #include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 #include <event2/bufferevent.h>
 #include <event2/buffer.h>
@@ -17,6 +18,10 @@
 gw_req *gw_cur;
 
 #define HIGH_WATER (256 * 1024)
+/* Lingering close (nginx's lingering_timeout / lingering_time): how long to keep reading and
+ * dropping what a client still sends after its connection was answered and half-closed. */
+#define LINGER_TIMEOUT_MS 2000
+#define LINGER_TIME_MS 10000
 
 static void conn_read_cb(struct bufferevent *bev, void *arg);
 static void conn_write_cb(struct bufferevent *bev, void *arg);
@@ -169,7 +174,7 @@ void gw_conn_close(gw_conn *c)
 {
     gw_worker *w = c->w;
     gw_req *r = &c->req;
-    if (r->state != GW_RS_IDLE) {
+    if (r->state != GW_RS_IDLE && r->state != GW_RS_LINGER) {
         if (r->up) gw_proxy_abort(r);
         gw_api_req_cleanup(r);
         req_finish(r);
@@ -192,6 +197,28 @@ void gw_conn_abort(gw_conn *c)
     struct linger lg = { 1, 0 };
     setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
     gw_conn_close(c);
+}
+
+/* The last response is fully handed to the kernel and the connection is to close. Closing a
+ * socket that has unread input makes the kernel send a reset at once, dropping whatever of the
+ * response is still unsent — exactly when a client is still uploading a body gw refused or did
+ * not need. So when input is pending or may still come, only the sending side is shut (the FIN
+ * follows the queued response) and what arrives is read and dropped until the client closes or
+ * the linger timeouts pass. */
+static void conn_close_when_sent(gw_conn *c)
+{
+    int pending = 0;
+    if (ioctl(c->fd, FIONREAD, &pending) != 0) pending = 0;
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    if (c->req.body_done && pending == 0 && evbuffer_get_length(in) == 0) { gw_conn_close(c); return; }
+    if (shutdown(c->fd, SHUT_WR) != 0) { gw_conn_close(c); return; }
+    evbuffer_drain(in, evbuffer_get_length(in));
+    c->req.state = GW_RS_LINGER;
+    c->linger_until = gw_now_ms() + LINGER_TIME_MS;
+    struct timeval tv = { LINGER_TIMEOUT_MS / 1000, (LINGER_TIMEOUT_MS % 1000) * 1000 };
+    bufferevent_set_timeouts(c->bev, &tv, NULL);
+    bufferevent_disable(c->bev, EV_WRITE);
+    bufferevent_enable(c->bev, EV_READ);
 }
 
 void gw_conn_drain_all(gw_worker *w)
@@ -414,6 +441,10 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
     case GW_RS_BODY:
         gw_api_body_readable(r);
         return;
+    case GW_RS_LINGER:
+        evbuffer_drain(in, evbuffer_get_length(in));
+        if (gw_now_ms() >= c->linger_until) gw_conn_close(c);
+        return;
     default:
         /* Lua running or flushing: leave pipelined bytes in the buffer, but do not buffer
          * without bound. */
@@ -435,7 +466,7 @@ static void conn_write_cb(struct bufferevent *bev, void *arg)
         return;
     }
     if (r->state == GW_RS_FLUSH) {
-        if (c->closing) { gw_conn_close(c); return; }
+        if (c->closing) { conn_close_when_sent(c); return; }
     }
 }
 
@@ -579,7 +610,7 @@ void gw_req_complete(gw_req *r)
         c->closing = 1;
         r->state = GW_RS_FLUSH;
         bufferevent_disable(c->bev, EV_READ);
-        if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) gw_conn_close(c);
+        if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) conn_close_when_sent(c);
         return;
     }
     req_start(c);

@@ -21,6 +21,7 @@ enum {
     GW_RS_BODY,         /* reading the whole request body (echo, get_raw_body) */
     GW_RS_FLUSH,        /* a local response is written, waiting for the output to drain */
     GW_RS_LOG,          /* log phase suspended */
+    GW_RS_LINGER,       /* answered and half-closed: reading and dropping what the client still sends */
 };
 
 typedef struct arena_block { struct arena_block *next; char data[]; } arena_block;
@@ -103,6 +104,7 @@ struct gw_conn {
     int closing;
     int draining;
     int paused;                 /* idle, next request not read: the client is not reading our output */
+    uint64_t linger_until;      /* GW_RS_LINGER: close at the latest then (ms) */
     int test;                   /* a gw.test.context request: no socket, testctx.c drives it */
     int test_wake;              /* testctx: a gw.sleep of this request has fired */
     char *hbuf;                 /* copy of the request head (zero-copy parse over it) */

@@ -384,6 +384,18 @@ describe("proxy: upstream failures", function()
     assert.res_status(200, res)
   end)
 
+  it("closes the upstream connection of a request whose client went away", function()
+    local before = helpers.mock_stats(up[1]).active
+    for _ = 1, 5 do
+      local c = helpers.proxy_client()
+      assert(c:raw("GET /hang HTTP/1.1\r\nHost: t\r\n\r\n"))
+      socket.sleep(0.05)
+      c:close()
+    end
+    -- each /hang holds its upstream connection until gw lets go of it
+    helpers.wait_until(function() return helpers.mock_stats(up[1]).active <= before end, 3)
+  end)
+
   it("answers 200 when the upstream answers within read_timeout", function()
     local res = assert(client:get("/delay/100"))
     assert.res_status(200, res)
@@ -680,6 +692,16 @@ async def handle(reader, writer):
             for l in lines[1:]:
                 if l.lower().startswith("content-length:"):
                     cl = int(l.split(":", 1)[1])
+            if path == "/early-big":
+                writer.write(resp(conn, nreq, headers=["Connection: close"], body=b"E" * 2097152))
+                await writer.drain()
+                left = cl
+                while left > 0:
+                    d = await reader.read(min(left, 65536))
+                    if not d:
+                        break
+                    left -= len(d)
+                return
             if path == "/early":
                 writer.write(resp(conn, nreq, "413 Payload Too Large", ["Connection: close"], b"early"))
                 await writer.drain()
@@ -839,6 +861,34 @@ describe("proxy: misbehaving upstreams", function()
     assert(res, err)
     assert.res_status(413, res)
     assert.equal("early", res.body)
+  end)
+
+  it("delivers a whole early response to a client that is still sending (lingering close)", function()
+    -- the upstream answers 2 MiB before reading the 64 MiB upload; the client reads slowly while
+    -- it keeps sending. When gw closes, what it already wrote must still arrive: closing with
+    -- unread input makes the kernel reset the connection and drop unsent response bytes.
+    local s = assert(socket.tcp())
+    s:settimeout(5)
+    assert(s:connect("127.0.0.1", helpers.gw_info().proxy_port))
+    assert(s:send("POST /early-big HTTP/1.1\r\nHost: t\r\nContent-Length: 67108864\r\n\r\n"))
+    s:settimeout(0)
+    local block = string.rep("u", 16384)
+    local got, parts, err = 0, {}, nil
+    local deadline = socket.gettime() + 20
+    while socket.gettime() < deadline do
+      s:send(block)
+      local d, rerr, partial = s:receive(8192)
+      d = d or partial
+      if d and #d > 0 then got = got + #d; parts[#parts + 1] = d end
+      if rerr and rerr ~= "timeout" then err = rerr break end
+      socket.sleep(0.002)
+    end
+    s:close()
+    local raw = table.concat(parts)
+    local head = raw:match("^(.-\r\n\r\n)") or ""
+    assert.truthy(head:find("200 OK", 1, true), raw:sub(1, 200))
+    assert.equal("closed", err)
+    assert.equal(2097152, #raw - #head)
   end)
 
   it("does not time out a slow upload against read_timeout while the body is still coming", function()

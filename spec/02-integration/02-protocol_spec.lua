@@ -216,6 +216,29 @@ describe("protocol: configurable limits", function()
     end
   end)
 
+  it("an error answer to a client still sending ends in an orderly close, not a reset", function()
+    for _, head in ipairs({
+      "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 4194304\r\n\r\n",            -- 413
+      "POST /" .. string.rep("u", 1100) .. " HTTP/1.1\r\nHost: t\r\n\r\n",           -- 414
+    }) do
+      local s = assert(socket.tcp())
+      s:settimeout(3)
+      assert(s:connect("127.0.0.1", gw.proxy_port))
+      assert(s:send(head))
+      local block = string.rep("x", 65536)
+      for _ = 1, 8 do s:send(block) end
+      socket.sleep(0.1)
+      for _ = 1, 4 do s:send(block) end
+      -- the body still coming is read and dropped, then gw closes with a FIN: the client reads
+      -- the whole answer and a clean end, never "connection reset by peer"
+      local data, err, partial = s:receive("*a")
+      s:close()
+      local raw = data or partial or ""
+      assert.is_nil(err, tostring(err) .. " after: " .. raw:sub(1, 200))
+      assert.truthy(raw:match("^HTTP/1%.1 41[34] "), raw:sub(1, 200))
+    end
+  end)
+
   it("413 for a chunked body growing over max_body_size", function()
     local chunk = string.rep("y", 600)
     local c600 = string.format("%x\r\n%s\r\n", #chunk, chunk)
