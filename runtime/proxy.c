@@ -377,7 +377,18 @@ static void write_request_head(gw_req *r, struct evbuffer *out)
     if (r->body_buffered) {
         evbuffer_add_printf(out, "Content-Length: %zu\r\n\r\n", evbuffer_get_length(r->body));
     } else if (r->h.chunked) {
-        evbuffer_add(out, "Transfer-Encoding: chunked\r\n\r\n", 30);
+        /* gw undoes and redoes only the chunked framing: any other coding the client applied
+         * (validated by the parser, "gzip, chunked") is still on the body and stays declared */
+        evbuffer_add(out, "Transfer-Encoding: ", 19);
+        int first = 1;
+        for (int i = 0; i < r->h.nheaders; i++) {
+            if (!name_is(r->hdrs[i].name, "transfer-encoding")) continue;
+            if (!first) evbuffer_add(out, ", ", 2);
+            evbuffer_add(out, r->hdrs[i].value.p, r->hdrs[i].value.n);
+            first = 0;
+        }
+        if (first) evbuffer_add(out, "chunked", 7);
+        evbuffer_add(out, "\r\n\r\n", 4);
     } else if (r->h.content_length >= 0 && (r->h.content_length > 0 || !name_is(r->up_method, "GET"))) {
         evbuffer_add_printf(out, "Content-Length: %lld\r\n\r\n", (long long)r->h.content_length);
     } else {
