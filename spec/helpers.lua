@@ -115,6 +115,12 @@ local function tail(path, n)
 end
 helpers.tail = tail
 
+-- The current directory, absolute.
+local function cwd()
+  local ok, lfs = pcall(require, "lfs")
+  return ok and lfs.currentdir() or (os.getenv("PWD") or ".")
+end
+
 -- The repository root: this file is <repo>/spec/helpers.lua.
 local function repo_root()
   local src = debug.getinfo(1, "S").source:gsub("^@", "")
@@ -611,7 +617,9 @@ end
 --     and any `{NAME}` from `vars`. Without `{PROXY_PORT}`, give `proxy_port` (or the first
 --     "listen: ...:PORT" in the text is used).
 --   `plugins_path`: plugin directories (for `config`: sets gw.plugins_path), so a plugin outside
---     the repo loads like a bundled one.
+--     the repo loads like a bundled one. A relative directory (here or in `config`'s
+--     gw.plugins_path) is relative to the current directory, since the config file is written to
+--     a temp dir: `plugins_path = { "my-plugins" }` works from where `gw test` runs.
 --   `vars`: extra placeholders for `yaml`; `env`: environment variables; `args`: extra CLI arguments
 --   (string or list); `timeout`: seconds to wait (default 10); `wait = false`: do not wait.
 -- @treturn table `{proxy_port=, admin_port=, pid=, prefix=, log_file=, config_file=}`
@@ -643,6 +651,13 @@ function helpers.start_gw(opts)
     end
     if g.workers == nil then g.workers = 1 end
     if opts.plugins_path and g.plugins_path == nil then g.plugins_path = opts.plugins_path end
+    if type(g.plugins_path) == "table" then
+      local dirs = {}
+      for i, d in ipairs(g.plugins_path) do
+        dirs[i] = (type(d) == "string" and d ~= "" and d:sub(1, 1) ~= "/") and (cwd() .. "/" .. d) or d
+      end
+      g.plugins_path = dirs
+    end
     if g.error_log == nil then g.error_log = "stderr" end
     text = encode(cfg, "  ", 0) .. "\n"
   elseif opts.yaml then

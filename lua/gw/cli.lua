@@ -32,7 +32,8 @@ function M.test(args)
 end
 
 --- gw reload [-c FILE]: POST /reload to the admin API named in FILE (default gateway.yaml), as
--- SIGHUP does. Prints the answer; exit 1 when the reload is rejected or gw is not reachable.
+-- SIGHUP does. Prints `reloaded: generation N`, or the errors of a rejected reload (exit 1);
+-- exit 1 too when gw is not reachable.
 function M.reload(args)
   local file = "gateway.yaml"
   if args[1] == "-c" or args[1] == "--config" then file = args[2] end
@@ -56,8 +57,21 @@ function M.reload(args)
   sock:close()
   local status = tonumber(resp:match("^HTTP/1%.%d (%d+)"))
   local body = resp:match("\r\n\r\n(.*)$") or ""
-  io.stdout:write(body, "\n")
-  return status == 200 and 0 or 1
+  -- one line a person can read (the JSON's key order is not stable); the raw body otherwise
+  local j = require("cjson.safe").decode(body)
+  if status == 200 and type(j) == "table" and j.generation then
+    io.stdout:write("reloaded: generation ", tostring(j.generation), "\n")
+    return 0
+  end
+  if type(j) == "table" and type(j.message) == "string" then
+    io.stderr:write("gw reload: ", j.message, type(j.errors) == "table" and ":" or "", "\n")
+    if type(j.errors) == "table" then
+      for _, e in ipairs(j.errors) do io.stderr:write(tostring(e), "\n") end
+    end
+  else
+    io.stderr:write("gw reload: ", tostring(status or "no answer"), " ", body, "\n")
+  end
+  return 1
 end
 
 --- gw new-plugin NAME [--dir DIR]: scaffolds a plugin with passing specs.
