@@ -47,6 +47,7 @@ typedef struct gw_req {
     size_t head_len;
     size_t strip_len;           /* bytes of path removed by strip_path */
     gw_str up_method, up_path, up_query;   /* what goes upstream */
+    gw_str up_host;             /* Host set by a plugin (gw.service.request.set_header), else empty */
     int path_set, query_set;
 
     /* request body */
@@ -85,6 +86,10 @@ typedef struct gw_req {
     int up_reused;
     int up_body_started;
     int up_error;               /* 502 / 504 to answer when the upstream fails */
+
+    /* body_filter: the response body is gathered in lbody and filtered before it goes out */
+    int bf_done;                /* body_filter has run (or is running) for this response */
+    int resp_buffering;         /* proxied body goes to lbody, not to the client */
 
     /* arena: small allocations live as long as the request */
     size_t arena_used;

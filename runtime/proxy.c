@@ -343,7 +343,7 @@ static void write_request_head(gw_req *r, struct evbuffer *out)
     }
     evbuffer_add(out, " HTTP/1.1\r\nHost: ", 17);
     char hbuf[320];
-    gw_str host = upstream_host(r, hbuf, sizeof hbuf);
+    gw_str host = r->up_host.n ? r->up_host : upstream_host(r, hbuf, sizeof hbuf);
     evbuffer_add(out, host.p, host.n);
     evbuffer_add(out, "\r\n", 2);
     int nxff = 0;
@@ -555,6 +555,13 @@ static void up_write_cb(struct bufferevent *bev, void *arg)
     }
 }
 
+/* The response head has been read and its body is flowing: to the client, or into lbody for
+ * body_filter. */
+static int in_body(gw_req *r)
+{
+    return r->head_sent || r->resp_buffering;
+}
+
 static int can_replay(gw_req *r)
 {
     return !r->up_body_started && !r->head_sent;
@@ -593,7 +600,7 @@ static void up_event_cb(struct bufferevent *bev, short what, void *arg)
         return;
     }
     /* EOF or error */
-    if ((what & BEV_EVENT_EOF) && r->head_sent && r->resp_left == -2) {
+    if ((what & BEV_EVENT_EOF) && in_body(r) && r->resp_left == -2) {
         /* close-delimited body: EOF is its end */
         u->keepalive = 0;
         pump_response(r);
@@ -620,8 +627,8 @@ static void up_read_cb(struct bufferevent *bev, void *arg)
     gw_upconn *u = r->up;
     struct evbuffer *in = bufferevent_get_input(bev);
     if (evbuffer_get_length(in)) u->got_bytes = 1;
-    if (r->head_sent || r->state != GW_RS_UPSTREAM) {
-        if (r->head_sent) pump_response(r);
+    if (in_body(r) || r->state != GW_RS_UPSTREAM) {
+        if (in_body(r)) pump_response(r);
         else bufferevent_disable(bev, EV_READ); /* header_filter running: wait */
         return;
     }
@@ -684,6 +691,14 @@ void gw_proxy_head_filtered(gw_req *r)
      * close-delimited resource gets no framing header rather than a made-up "0" */
     if (u->no_body) len = u->resp_cl;
     else len = r->resp_left >= 0 ? r->resp_left : -1;
+    if (!u->no_body && gw_api_wants(r, GW_PHASE_BODY_FILTER)) {
+        /* a body_filter plugin sees the whole body: gather it, the head goes out after */
+        r->resp_buffering = 1;
+        if (!r->lbody) r->lbody = evbuffer_new();
+        bufferevent_enable(u->bev, EV_READ);
+        pump_response(r);
+        return;
+    }
     gw_req_write_head(r, len, u->no_body);
     bufferevent_setwatermark(r->c->bev, EV_WRITE, HIGH_WATER / 2, 0);
     bufferevent_enable(u->bev, EV_READ);
@@ -702,6 +717,7 @@ static void response_finished(gw_req *r)
         up_free(u);
     if (!r->body_done) r->resp_close = 1;
     bufferevent_setwatermark(r->c->bev, EV_WRITE, 0, 0);
+    if (r->resp_buffering) { gw_api_run_body_filter(r); return; }
     gw_req_response_done(r);
 }
 
@@ -710,8 +726,8 @@ static void pump_response(gw_req *r)
     gw_upconn *u = r->up;
     if (!u) return;
     struct evbuffer *in = bufferevent_get_input(u->bev);
-    struct evbuffer *out = bufferevent_get_output(r->c->bev);
-    int chunk_out = r->resp_chunked_out;
+    struct evbuffer *out = r->resp_buffering ? r->lbody : bufferevent_get_output(r->c->bev);
+    int chunk_out = r->resp_buffering ? 0 : r->resp_chunked_out;
     if (r->resp_left > 0) {
         size_t n = evbuffer_get_length(in);
         if ((int64_t)n > r->resp_left) n = (size_t)r->resp_left;
@@ -759,6 +775,17 @@ static void pump_response(gw_req *r)
     if (r->resp_left == 0) {
         if (chunk_out) evbuffer_add(out, "0\r\n\r\n", 5);
         response_finished(r);
+        return;
+    }
+    if (r->resp_buffering) {
+        /* gathered for body_filter: bounded like a request body */
+        int64_t max = r->gen->max_body_size;
+        if (max > 0 && (int64_t)evbuffer_get_length(out) > max) {
+            gw_warn("response body over %lld bytes cannot go through body_filter, request %s", (long long)max, r->id_str);
+            r->resp_buffering = 0;
+            evbuffer_drain(r->lbody, evbuffer_get_length(r->lbody));
+            fail(r, 502, "upstream response too large for body_filter");
+        }
         return;
     }
     if (evbuffer_get_length(out) > HIGH_WATER) bufferevent_disable(u->bev, EV_READ);

@@ -490,6 +490,24 @@ function response.set_headers(t)
   for k, v in pairs(t) do set_header(1, "gw.response.set_headers", k, v, false) end
 end
 
+local BODY = mask_of("body_filter")
+
+--- The whole response body (body_filter only: a plugin that implements body_filter makes gw
+-- gather the body before it goes out).
+-- @phases body_filter
+function response.get_raw_body()
+  check_phase("gw.response.get_raw_body", BODY)
+  return core.resp_body()
+end
+
+--- Replaces the response body; its Content-Length follows.
+-- @phases body_filter
+function response.set_raw_body(body)
+  check_phase("gw.response.set_raw_body", BODY)
+  check_string("gw.response.set_raw_body", "body", body)
+  core.set_resp_body(body)
+end
+
 ---------------------------------------------------------------------------------------------------
 --- gw.ctx: per-request tables. gw.ctx.shared is shared by every plugin of the request;
 -- gw.ctx.plugin is private to the running plugin.

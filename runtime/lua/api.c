@@ -19,6 +19,7 @@ static int runner_ref = LUA_NOREF;
 static void step_request(gw_req *r, int from);
 static void after_header_filter(gw_req *r, int res);
 static void body_ready(gw_req *r);
+static void after_body_filter(gw_req *r, int res);
 
 static int phase_bit(gw_req *r, int phase)
 {
@@ -90,6 +91,9 @@ static void phase_finished(gw_req *r, int res)
         return;
     case GW_PHASE_LOG:
         gw_req_complete(r);
+        return;
+    case GW_PHASE_BODY_FILTER:
+        after_body_filter(r, res);
         return;
     default:
         return;
@@ -169,6 +173,62 @@ static void after_header_filter(gw_req *r, int res)
     }
     if (r->local) gw_req_send_local(r);
     else gw_proxy_head_filtered(r);
+}
+
+int gw_api_wants(gw_req *r, int phase)
+{
+    return phase_bit(r, phase);
+}
+
+/* body_filter: the whole response body is in r->lbody (proxy.c buffered it, or gw made it);
+ * the plugins may read and replace it (gw.response.get_raw_body / set_raw_body); then it goes
+ * out with its new Content-Length. */
+void gw_api_run_body_filter(gw_req *r)
+{
+    r->bf_done = 1;
+    if (!r->lbody) r->lbody = evbuffer_new();
+    r->state = GW_RS_LUA;
+    int res = phase_enter(r, GW_PHASE_BODY_FILTER);
+    if (res == RUN_SUSPENDED) return;
+    after_body_filter(r, res);
+}
+
+static void after_body_filter(gw_req *r, int res)
+{
+    if (res == RUN_ERROR) {
+        /* nothing of the response has gone out yet: a clean 500 instead */
+        r->nrhdrs = 0;
+        r->status = 500;
+        evbuffer_drain(r->lbody, evbuffer_get_length(r->lbody));
+        static const char msg[] = "{\"message\":\"An unexpected error occurred\"}";
+        evbuffer_add(r->lbody, msg, sizeof msg - 1);
+        gw_req_set_header(r, r->rhdrs, &r->nrhdrs, "Content-Type", 12, "application/json", 16, 0);
+    }
+    r->local = 1;
+    gw_req_send_local(r);
+}
+
+/* gw.response.get_raw_body() in body_filter: the whole response body. */
+static int l_resp_body(lua_State *L)
+{
+    gw_req *r = gw_cur;
+    if (!r || !r->lbody) { lua_pushliteral(L, ""); return 1; }
+    size_t n = evbuffer_get_length(r->lbody);
+    lua_pushlstring(L, n ? (const char *)evbuffer_pullup(r->lbody, (ssize_t)n) : "", n);
+    return 1;
+}
+
+/* gw.response.set_raw_body(s) in body_filter: replaces the response body. */
+static int l_set_resp_body(lua_State *L)
+{
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    gw_req *r = gw_cur;
+    if (!r) return luaL_error(L, "no request");
+    if (!r->lbody) r->lbody = evbuffer_new();
+    evbuffer_drain(r->lbody, evbuffer_get_length(r->lbody));
+    evbuffer_add(r->lbody, s, n);
+    return 0;
 }
 
 void gw_api_run_log(gw_req *r)
@@ -550,7 +610,7 @@ int luaopen_gw_core(lua_State *L)
     static const luaL_Reg fns[] = {
         { "sleep", l_sleep }, { "timer_at", l_timer_at }, { "timer_every", l_timer_every },
         { "log", l_log }, { "now", l_now }, { "monotonic_ms", l_monotonic_ms }, { "ctx", l_ctx },
-        { "read_body", l_read_body }, { "set_body", l_set_body }, { "worker", l_worker },
+        { "read_body", l_read_body }, { "resp_body", l_resp_body }, { "set_resp_body", l_set_resp_body }, { "set_body", l_set_body }, { "worker", l_worker },
         { NULL, NULL }
     };
     lua_newtable(L);

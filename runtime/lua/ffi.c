@@ -127,10 +127,12 @@ int gw_ffi_set_header(int resp, const char *name, size_t nl, const char *v, size
             if (hname_eq(a[i].name, name, nl)) { a[i] = a[*n - 1]; (*n)--; i--; }
     }
     if (!resp && nl == 4 && strncasecmp(name, "host", 4) == 0) {
+        /* the Host sent upstream; the client's Host (gw.request.get_host, X-Forwarded-Host)
+         * stays what the client sent */
         char *h = gw_req_strdup(r, v, vl);
         if (!h) return -3;
-        r->h.host.p = h;
-        r->h.host.n = vl;
+        r->up_host.p = h;
+        r->up_host.n = vl;
     }
     return gw_req_set_header(r, a, n, name, nl, v, vl, 1) == 0 ? 0 : -3;
 }
