@@ -70,6 +70,8 @@ static int open_listener(const char *host, int port, char *err, size_t errlen)
  * from inside its handler) must close its copy, or the client would never see the close. */
 typedef struct admin_conn {
     struct bufferevent *bev;
+    struct evbuffer *deferred;        /* the answer to a reload, held until the swap is done */
+    int deferred_close;
     struct admin_conn *prev, *next;   /* open admin connections: a forked worker closes them */
     char buf[65536];
 } admin_conn;
@@ -224,6 +226,8 @@ static int create_dicts(lua_State *L, int idx, char *err, size_t errlen)
     return rc;
 }
 
+static void admin_flush_deferred(void);
+
 /* Drains the old worker set once every worker of the current generation is ready (or after
  * 10 s, whatever they are doing). */
 static void swap_tick(evutil_socket_t fd, short ev, void *arg)
@@ -240,6 +244,7 @@ static void swap_tick(evutil_socket_t fd, short ev, void *arg)
         }
     }
     event_del(M.swap_timer);
+    admin_flush_deferred();
 }
 
 int gw_master_apply(lua_State *L, char *err, size_t errlen)
@@ -398,6 +403,7 @@ static void sig_cb(evutil_socket_t sig, short ev, void *arg)
 
 static void admin_free(admin_conn *a)
 {
+    if (a->deferred) evbuffer_free(a->deferred);
     if (a->prev) a->prev->next = a->next; else admin_conns = a->next;
     if (a->next) a->next->prev = a->prev;
     bufferevent_free(a->bev);
@@ -406,7 +412,7 @@ static void admin_free(admin_conn *a)
 
 static void admin_reply(admin_conn *a, int status, const char *ctype, const char *body, size_t bl, int close_after)
 {
-    struct evbuffer *out = bufferevent_get_output(a->bev);
+    struct evbuffer *out = a->deferred ? a->deferred : bufferevent_get_output(a->bev);
     evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nServer: gw\r\n%s\r\n",
                         status, status < 300 ? "OK" : status < 500 ? "Client Error" : "Server Error",
                         ctype, bl, close_after ? "Connection: close\r\n" : "");
@@ -479,23 +485,50 @@ static void admin_read_cb(struct bufferevent *bev, void *arg)
         free(body);
         lua_setfield(L, -2, "body");
         int keep = req.keepalive;
+        int gen_before = M.gen;
         if (gw_vm_pcall(L, 1, 3, "admin") != 0) {
             admin_reply(a, 500, "application/json", "{\"message\":\"admin handler failed\"}", 34, !keep);
         } else {
             size_t bl;
             const char *b = lua_tolstring(L, -2, &bl);
             const char *ct = lua_isstring(L, -1) ? lua_tostring(L, -1) : "application/json";
+            /* A reload answered only once the swap is done: when the client reads "reloaded",
+             * every new connection is served by the new generation. */
+            if (M.gen != gen_before && M.swap_timer && event_pending(M.swap_timer, EV_TIMEOUT, NULL)) {
+                a->deferred = evbuffer_new();
+                a->deferred_close = !keep;
+            }
             admin_reply(a, (int)lua_tointeger(L, -3), ct, b ? b : "", b ? bl : 0, !keep);
         }
         lua_settop(L, top);
+        if (a->deferred) { bufferevent_disable(bev, EV_READ); return; }
         if (!keep) { bufferevent_disable(bev, EV_READ); return; }
+    }
+}
+
+/* The swap is done: send the reload answers that waited for it. */
+static void admin_flush_deferred(void)
+{
+    admin_conn *a = admin_conns;
+    while (a) {
+        admin_conn *next = a->next;
+        if (a->deferred) {
+            evbuffer_add_buffer(bufferevent_get_output(a->bev), a->deferred);
+            evbuffer_free(a->deferred);
+            a->deferred = NULL;
+            if (!a->deferred_close) {
+                bufferevent_enable(a->bev, EV_READ);
+                admin_read_cb(a->bev, a);   /* a pipelined request may be waiting */
+            }
+        }
+        a = next;
     }
 }
 
 static void admin_write_cb(struct bufferevent *bev, void *arg)
 {
     admin_conn *a = arg;
-    if (!(bufferevent_get_enabled(bev) & EV_READ)) admin_free(a);
+    if (!a->deferred && !(bufferevent_get_enabled(bev) & EV_READ)) admin_free(a);
 }
 
 static void admin_event_cb(struct bufferevent *bev, short what, void *arg)
