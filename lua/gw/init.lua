@@ -89,7 +89,8 @@ local function check_phase(fname, mask)
 end
 gw._check_phase = check_phase
 
-local REQ = mask_of("rewrite", "access", "header_filter", "body_filter", "log", "admin")
+local REQ = mask_of("rewrite", "access", "balancer", "header_filter", "body_filter", "log", "admin")
+local SVC = mask_of("rewrite", "access", "balancer")
 local PRE = mask_of("rewrite", "access")
 local RESP_READ = mask_of("header_filter", "body_filter", "log")
 local RESP_WRITE = mask_of("rewrite", "access", "header_filter")
@@ -299,14 +300,14 @@ gw.service = service
 
 --- Sends the request to the named upstream (or service's balancer) instead of the route's.
 function service.set_upstream(name)
-  check_phase("gw.service.set_upstream", PRE)
+  check_phase("gw.service.set_upstream", SVC)
   check_string("gw.service.set_upstream", "name", name)
   if C.gw_ffi_set_upstream(name, #name) ~= 0 then return nil, "could not find an upstream named '" .. name .. "'" end
   return true
 end
 
 function service.set_target(host, port)
-  check_phase("gw.service.set_target", PRE)
+  check_phase("gw.service.set_target", SVC)
   check_string("gw.service.set_target", "host", host)
   if type(port) ~= "number" or port < 1 or port > 65535 or port % 1 ~= 0 then
     error("gw.service.set_target: port must be an integer between 1 and 65535", 2)
@@ -317,7 +318,7 @@ end
 
 --- Timeouts in milliseconds for this request.
 function service.set_timeouts(connect, write, read)
-  check_phase("gw.service.set_timeouts", PRE)
+  check_phase("gw.service.set_timeouts", SVC)
   for _, v in ipairs({ connect, write, read }) do
     if type(v) ~= "number" or v < 1 then error("gw.service.set_timeouts: timeouts must be numbers >= 1 (ms)", 2) end
   end

@@ -92,6 +92,10 @@ static void phase_finished(gw_req *r, int res)
     case GW_PHASE_LOG:
         gw_req_complete(r);
         return;
+    case GW_PHASE_BALANCER:
+        if (res == RUN_OK) gw_proxy_start(r);
+        else gw_req_error(r, 500, "An unexpected error occurred");
+        return;
     case GW_PHASE_BODY_FILTER:
         after_body_filter(r, res);
         return;
@@ -137,6 +141,13 @@ static void step_request(gw_req *r, int from)
         r->body_buffered = 1;
         gw_api_body_readable(r);
         return;
+    }
+    if (from <= GW_PHASE_BALANCER && phase_bit(r, GW_PHASE_BALANCER)) {
+        /* last word on the target: gw.service.set_target / set_upstream */
+        r->state = GW_RS_LUA;
+        int res = phase_enter(r, GW_PHASE_BALANCER);
+        if (res == RUN_SUSPENDED) return;
+        if (res != RUN_OK) { gw_req_error(r, 500, "An unexpected error occurred"); return; }
     }
     gw_proxy_start(r);
 }

@@ -414,6 +414,13 @@ describe("plugins #integration", function()
               local mime = gw.request.get_header("X-Mime")
               assert(gw.service.request.set_body({ k = "v", n = 1 }, mime))
             ]] }),
+            code_route("balancer", "/balancer", {
+              balancer = [[
+                local port = tonumber(gw.request.get_header("X-Port"))
+                if port then assert(gw.service.set_target("127.0.0.1", port)) end
+              ]],
+              access = [[gw.ctx.shared.order = "access"]],
+            }),
             code_route("to-upstream", "/to-upstream", { access = [[
               assert(gw.service.set_upstream("up-b"))
               local ok, err = gw.service.set_upstream("no-such-thing")
@@ -691,6 +698,13 @@ describe("plugins #integration", function()
       assert.res_status(500, res)
       assert.matches("filter broke", helpers.gw_log(), 1, true)
       assert.res_status(200, client:get("/body-filter/bytes/3"))
+    end)
+
+    it("the balancer phase runs after access and picks the target", function()
+      local res = client:get("/balancer/x", { headers = { ["X-Port"] = tostring(up_b[1]) } })
+      assert.equal("b", json(res).upstream)
+      res = client:get("/balancer/x")
+      assert.equal("a", json(res).upstream)
     end)
 
     it("gw.service.set_upstream / set_target", function()
