@@ -623,9 +623,59 @@ static int l_status(lua_State *L)
     return 1;
 }
 
+/* gw.master.health(name): {target = {fails = max over workers, down_workers = n, down_until =}}
+ * from what the current generation's workers published (at most a second old). */
+static int l_health(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    lua_newtable(L);
+    double now = gw_now();
+    for (int i = 0; i < GW_MAX_WORKERS * 2 && gw_stats; i++) {
+        if (M.w[i].pid <= 0 || M.w[i].gen != M.gen) continue;
+        gw_worker_stats *ws = &gw_stats->workers[i];
+        if (ws->pid != M.w[i].pid) continue;
+        for (int k = 0; k < ws->nhealth && k < GW_HEALTH_MAX; k++) {
+            gw_target_health *h = &ws->health[k];
+            if (strcmp(h->upstream, name) != 0) continue;
+            lua_getfield(L, -1, h->target);
+            if (lua_isnil(L, -1)) {
+                lua_pop(L, 1);
+                lua_newtable(L);
+                lua_pushinteger(L, 0); lua_setfield(L, -2, "fails");
+                lua_pushinteger(L, 0); lua_setfield(L, -2, "down_workers");
+                lua_pushinteger(L, 0); lua_setfield(L, -2, "workers");
+                lua_pushvalue(L, -1);
+                lua_setfield(L, -3, h->target);
+            }
+            lua_getfield(L, -1, "workers");
+            lua_pushinteger(L, lua_tointeger(L, -1) + 1);
+            lua_setfield(L, -3, "workers");
+            lua_pop(L, 1);
+            lua_getfield(L, -1, "fails");
+            if (h->fails > lua_tointeger(L, -1)) { lua_pushinteger(L, h->fails); lua_setfield(L, -3, "fails"); }
+            lua_pop(L, 1);
+            if (h->down_until > now) {
+                lua_getfield(L, -1, "down_workers");
+                lua_pushinteger(L, lua_tointeger(L, -1) + 1);
+                lua_setfield(L, -3, "down_workers");
+                lua_pop(L, 1);
+                lua_getfield(L, -1, "down_until");
+                if (lua_isnil(L, -1) || h->down_until > lua_tonumber(L, -1)) {
+                    lua_pushnumber(L, h->down_until);
+                    lua_setfield(L, -3, "down_until");
+                }
+                lua_pop(L, 1);
+            }
+            lua_pop(L, 1);
+        }
+    }
+    return 1;
+}
+
 int luaopen_gw_master(lua_State *L)
 {
     static const luaL_Reg fns[] = {
+        { "health", l_health },
         { "apply", l_apply }, { "reload", l_reload }, { "current", l_current }, { "status", l_status },
         { NULL, NULL }
     };

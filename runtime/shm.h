@@ -8,6 +8,15 @@
 
 #define GW_MAX_WORKERS 64
 
+/* One upstream target as a worker sees it (passive health is per worker). */
+#define GW_HEALTH_MAX 128
+typedef struct {
+    char upstream[48];
+    char target[64];            /* host:port */
+    int fails;                  /* consecutive failures now */
+    double down_until;          /* wall clock; skipped by the balancer until then */
+} gw_target_health;
+
 typedef struct {
     pid_t pid;
     int generation;
@@ -16,6 +25,8 @@ typedef struct {
     uint64_t accepted;
     uint64_t requests;
     uint64_t lua_kb;
+    int nhealth;
+    gw_target_health health[GW_HEALTH_MAX];   /* published every second by the worker */
     int ready;                  /* set by the worker once it accepts: the master drains the
                                    old set only when every new worker is ready */
 } gw_worker_stats;

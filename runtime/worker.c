@@ -98,7 +98,24 @@ static void sig_cb(evutil_socket_t sig, short ev, void *arg)
 static void stats_tick(evutil_socket_t fd, short ev, void *arg)
 {
     (void)fd; (void)ev; (void)arg;
-    if (W.stats) W.stats->lua_kb = (uint64_t)lua_gc(W.L, LUA_GCCOUNT, 0);
+    if (!W.stats) return;
+    W.stats->lua_kb = (uint64_t)lua_gc(W.L, LUA_GCCOUNT, 0);
+    /* passive health of every balanced target, for GET /upstreams/{name}/health */
+    int n = 0;
+    uint64_t now_ms = gw_now_ms();
+    double now = gw_now();
+    for (int i = 0; i < W.gen->nupstreams && n < GW_HEALTH_MAX; i++) {
+        gw_upstream *u = &W.gen->upstreams[i];
+        for (int k = 0; k < u->ntargets && n < GW_HEALTH_MAX; k++, n++) {
+            gw_target *t = &u->targets[k];
+            gw_target_health *h = &W.stats->health[n];
+            snprintf(h->upstream, sizeof h->upstream, "%s", u->name);
+            snprintf(h->target, sizeof h->target, "%s:%d", t->host, t->port);
+            h->fails = t->fails;
+            h->down_until = t->down_until_ms > now_ms ? now + (double)(t->down_until_ms - now_ms) / 1000 : 0;
+        }
+    }
+    W.stats->nhealth = n;
 }
 
 int gw_worker_run(lua_State *L, int compiled_idx, gw_listen *ls, int nls, int slot)

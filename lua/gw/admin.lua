@@ -127,12 +127,22 @@ function M.handle(req)
   if uname then
     local u = c.upstreams and c.upstreams[uname]
     if not u then return json(404, { message = "no upstream named '" .. uname .. "'" }) end
+    -- passive health is per worker: a target is UNHEALTHY while at least one worker skips it
+    local seen = master.health(uname)
     local targets = {}
     for _, t in ipairs(u.targets or {}) do
-      targets[#targets + 1] = { target = t.host .. ":" .. t.port, weight = t.weight }
+      local key = t.host .. ":" .. t.port
+      local h = seen[key] or {}
+      local down = (h.down_workers or 0) > 0
+      targets[#targets + 1] = {
+        target = key, weight = t.weight,
+        health = u.passive and u.passive.failures and u.passive.failures > 0
+                 and (down and "UNHEALTHY" or "HEALTHY") or "HEALTHCHECKS_OFF",
+        fails = h.fails or 0, down_workers = h.down_workers or 0, workers = h.workers or 0,
+        down_until = h.down_until,
+      }
     end
-    return json(200, { name = uname, passive = u.passive, data = array(targets),
-                       note = "per-worker passive health state is not reported yet" })
+    return json(200, { name = uname, passive = u.passive, data = array(targets) })
   end
   return json(404, { message = "not found" })
 end

@@ -121,3 +121,39 @@ describe("admin API with admin_token", function()
     assert.matches("gw%.admin_listen: a non%-loopback admin_listen requires gw%.admin_token", out)
   end)
 end)
+
+describe("admin API upstream health", function()
+  local up, closed
+  lazy_setup(function()
+    up = helpers.start_mock_upstream{ name = "healthy" }
+    closed = helpers.get_free_port()   -- nothing listens there
+    helpers.start_gw{ config = {
+      upstreams = { { name = "pool", healthchecks = { passive = { failures = 1, cooldown = 30 } },
+                      targets = { { target = "127.0.0.1:" .. up[1] }, { target = "127.0.0.1:" .. closed } } } },
+      services = { { name = "s", url = "http://pool", routes = { { paths = { "/" } } } } },
+    } }
+  end)
+  lazy_teardown(helpers.stop_all)
+
+  it("GET /upstreams/{name}/health shows the target the workers skip as UNHEALTHY", function()
+    local admin = helpers.admin_client()
+    local h = assert.jsonbody(admin:get("/upstreams/pool/health"))
+    for _, t in ipairs(h.data) do assert.equal("HEALTHY", t.health) end
+    local c = helpers.proxy_client()
+    for _ = 1, 4 do assert.res_status(200, c:get("/x")) end   -- retries hide the dead target
+    c:close()
+    local dead = "127.0.0.1:" .. closed
+    helpers.wait_until(function()
+      local j = assert.jsonbody(admin:get("/upstreams/pool/health"))
+      for _, t in ipairs(j.data) do
+        if t.target == dead then return t.health == "UNHEALTHY" and t.down_workers == 1 end
+      end
+    end, 5)
+    local j = assert.jsonbody(admin:get("/upstreams/pool/health"))
+    for _, t in ipairs(j.data) do
+      if t.target ~= dead then assert.equal("HEALTHY", t.health) end
+    end
+    assert.res_status(404, admin:get("/upstreams/nope/health"))
+    admin:close()
+  end)
+end)
