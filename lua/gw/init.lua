@@ -326,6 +326,31 @@ function service.set_timeouts(connect, write, read)
   return true
 end
 
+-- set_header / add_header / clear_header / set_headers on the upstream request (which = 0) or the
+-- response (which = 1): the same four functions, named `prefix.*` in their errors.
+local function header_setters(t, prefix, which, mask)
+  local n_set, n_add, n_clear, n_sets = prefix .. ".set_header", prefix .. ".add_header",
+    prefix .. ".clear_header", prefix .. ".set_headers"
+  function t.set_header(name, value)
+    check_phase(n_set, mask)
+    set_header(which, n_set, name, value, false)
+  end
+  function t.add_header(name, value)
+    check_phase(n_add, mask)
+    set_header(which, n_add, name, value, true)
+  end
+  function t.clear_header(name)
+    check_phase(n_clear, mask)
+    valid_name(n_clear, name)
+    C.gw_ffi_clear_header(which, name, #name)
+  end
+  function t.set_headers(h)
+    check_phase(n_sets, mask)
+    if type(h) ~= "table" then error(n_sets .. ": headers must be a table", 2) end
+    for k, v in pairs(h) do set_header(which, n_sets, k, v, false) end
+  end
+end
+
 local sreq = service.request
 
 function sreq.set_method(m)
@@ -358,27 +383,7 @@ function sreq.set_query(t)
   C.gw_ffi_set_str(S_UP_QUERY, q, #q)
 end
 
-function sreq.set_header(name, value)
-  check_phase("gw.service.request.set_header", PRE)
-  set_header(0, "gw.service.request.set_header", name, value, false)
-end
-
-function sreq.add_header(name, value)
-  check_phase("gw.service.request.add_header", PRE)
-  set_header(0, "gw.service.request.add_header", name, value, true)
-end
-
-function sreq.clear_header(name)
-  check_phase("gw.service.request.clear_header", PRE)
-  valid_name("gw.service.request.clear_header", name)
-  C.gw_ffi_clear_header(0, name, #name)
-end
-
-function sreq.set_headers(t)
-  check_phase("gw.service.request.set_headers", PRE)
-  if type(t) ~= "table" then error("gw.service.request.set_headers: headers must be a table", 2) end
-  for k, v in pairs(t) do set_header(0, "gw.service.request.set_headers", k, v, false) end
-end
+header_setters(sreq, "gw.service.request", 0, PRE)
 
 function sreq.set_raw_body(body)
   check_phase("gw.service.request.set_raw_body", PRE)
@@ -469,27 +474,7 @@ function response.get_headers(max)
   return headers_of(1, max or 100)
 end
 
-function response.set_header(name, value)
-  check_phase("gw.response.set_header", RESP_WRITE)
-  set_header(1, "gw.response.set_header", name, value, false)
-end
-
-function response.add_header(name, value)
-  check_phase("gw.response.add_header", RESP_WRITE)
-  set_header(1, "gw.response.add_header", name, value, true)
-end
-
-function response.clear_header(name)
-  check_phase("gw.response.clear_header", RESP_WRITE)
-  valid_name("gw.response.clear_header", name)
-  C.gw_ffi_clear_header(1, name, #name)
-end
-
-function response.set_headers(t)
-  check_phase("gw.response.set_headers", RESP_WRITE)
-  if type(t) ~= "table" then error("gw.response.set_headers: headers must be a table", 2) end
-  for k, v in pairs(t) do set_header(1, "gw.response.set_headers", k, v, false) end
-end
+header_setters(response, "gw.response", 1, RESP_WRITE)
 
 local BODY = mask_of("body_filter")
 
