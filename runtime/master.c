@@ -160,7 +160,8 @@ static void respawn(int slot)
 
 /* gw.error_log: "stderr" (the default) or a file, appended to; a relative path is relative to
  * the config file's directory. The file becomes the master's fd 2, which every worker forked
- * afterwards inherits, so a reload that names another file moves the log with it. */
+ * afterwards inherits, so a reload that names another file moves the log with it, and a reload
+ * after a log rotation (the file renamed away) starts a new file. */
 static void open_error_log(const char *path)
 {
     static int saved_stderr = -1;
@@ -177,7 +178,7 @@ static void open_error_log(const char *path)
         if (slash) snprintf(full, sizeof full, "%.*s/%s", (int)(slash - M.file), M.file, path);
         else snprintf(full, sizeof full, "%s", path);
     }
-    if (strcmp(full, current) == 0) return;
+    /* the same path is opened again too: a reload after log rotation writes to the new file */
     int fd = open(full, O_WRONLY | O_APPEND | O_CREAT, 0644);
     if (fd < 0) { gw_err("cannot open error_log %s: %s (logging to stderr)", full, strerror(errno)); return; }
     dup2(fd, 2);

@@ -772,11 +772,6 @@ static void pump_response(gw_req *r)
             }
         }
     }
-    if (r->resp_left == 0) {
-        if (chunk_out) evbuffer_add(out, "0\r\n\r\n", 5);
-        response_finished(r);
-        return;
-    }
     if (r->resp_buffering) {
         /* gathered for body_filter: bounded like a request body */
         int64_t max = r->gen->max_body_size;
@@ -785,9 +780,15 @@ static void pump_response(gw_req *r)
             r->resp_buffering = 0;
             evbuffer_drain(r->lbody, evbuffer_get_length(r->lbody));
             fail(r, 502, "upstream response too large for body_filter");
+            return;
         }
+    }
+    if (r->resp_left == 0) {
+        if (chunk_out) evbuffer_add(out, "0\r\n\r\n", 5);
+        response_finished(r);
         return;
     }
+    if (r->resp_buffering) return;
     if (evbuffer_get_length(out) > HIGH_WATER) bufferevent_disable(u->bev, EV_READ);
 }
 

@@ -14,7 +14,7 @@ local schema = require("gw.schema")
 
 local M = {}
 
-M.PHASES = { "init_worker", "rewrite", "access", "header_filter", "body_filter", "log" }
+M.PHASES = { "init_worker", "rewrite", "access", "balancer", "header_filter", "body_filter", "log" }
 
 function M.default_dirs(extra)
   local home = rawget(_G, "GW_HOME") or os.getenv("GW_HOME") or "."

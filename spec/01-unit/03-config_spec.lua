@@ -404,7 +404,7 @@ plugins:
       assert.equal(FILE .. ':7:11: plugins[3].name: cannot load plugin "bad-schema": ' .. FIXTURES ..
                    '/bad-schema/schema.lua:5: invalid schema: fields[1].timeout.type: unknown type "strin"', errs[4])
       assert.equal(FILE .. ':8:11: plugins[4].name: cannot load plugin "no-phase": ' .. FIXTURES ..
-                   "/no-phase/handler.lua:2: the handler implements no phase (init_worker, rewrite, access, header_filter, body_filter, log)", errs[5])
+                   "/no-phase/handler.lua:2: the handler implements no phase (init_worker, rewrite, access, balancer, header_filter, body_filter, log)", errs[5])
       assert.equal(FILE .. ':9:11: plugins[5].name: invalid plugin name "../etc"', errs[6])
     end)
 

@@ -688,6 +688,12 @@ describe("plugins #integration", function()
       assert.equal(rest:upper(), rest)
     end)
 
+    it("body_filter gathers at most max_body_size (1k here): one byte more is a 502", function()
+      assert.res_status(200, client:get("/body-filter/bytes/1024"))
+      assert.res_status(502, client:get("/body-filter/bytes/1025"))
+      assert.res_status(200, client:get("/body-filter/bytes/10"))
+    end)
+
     it("body_filter runs on gw's own responses (exit) too", function()
       local res = client:get("/body-filter-exit")
       assert.equal("short and stout!", assert.res_status(418, res))

@@ -31,5 +31,15 @@ describe("error_log", function()
       return log:find("hello from a worker", 1, true) and log:find("generation 2 started", 1, true)
     end, 5)
     assert(ok, "error.log: " .. tostring(helpers.read_file(dir .. "/logs/error.log")) .. "\nstderr: " .. helpers.gw_log())
+    -- log rotation: the file is renamed away, a reload starts a new one
+    assert(os.rename(dir .. "/logs/error.log", dir .. "/logs/error.log.1"))
+    admin = helpers.admin_client()
+    assert.res_status(200, admin:post("/reload", {}))
+    admin:close()
+    helpers.wait_until(function()
+      local log = helpers.read_file(dir .. "/logs/error.log") or ""
+      return log:find("generation 3 started", 1, true) ~= nil
+    end, 5)
+    assert.falsy((helpers.read_file(dir .. "/logs/error.log.1") or ""):find("generation 3 started", 1, true))
   end)
 end)
