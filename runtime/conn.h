@@ -79,6 +79,7 @@ typedef struct gw_req {
     int exited;                 /* gw.response.exit called */
     int wait_ref;               /* pending timer (gw.sleep) */
     struct event *wait_ev;
+    void *wait_op;              /* gw.http: the calls the coroutine waits for (lua/http.c) */
 
     /* upstream */
     gw_upconn *up;

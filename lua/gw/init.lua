@@ -605,6 +605,13 @@ gw.shared = setmetatable({}, { __index = function(t, k)
   return d
 end })
 
+--- gw.http: the non-blocking HTTP client (lua/gw/http.lua), loaded on first use.
+gw.http = setmetatable({}, { __index = function(t, k)
+  local m = require "gw.http"
+  for name, v in pairs(m) do rawset(t, name, v) end
+  return m[k]
+end })
+
 gw.worker = core.worker
 
 ---------------------------------------------------------------------------------------------------

@@ -260,6 +260,7 @@ void gw_api_req_cleanup(gw_req *r)
         event_free(r->wait_ev);
         r->wait_ev = NULL;
     }
+    if (r->wait_op) gw_http_cancel(r);   /* gw.http calls nobody will wait for */
     if (r->co_ref >= 0) luaL_unref(L, LUA_REGISTRYINDEX, r->co_ref);
     if (r->ctx_ref >= 0) luaL_unref(L, LUA_REGISTRYINDEX, r->ctx_ref);
     r->co_ref = r->ctx_ref = LUA_NOREF;

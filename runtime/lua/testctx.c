@@ -185,7 +185,7 @@ static int l_run(lua_State *L)
     int rc = lua_resume(co, nargs);
     while (rc == LUA_YIELD && !r->exited) {
         c->test_wake = 0;
-        while (!c->test_wake && r->wait_ev) event_base_loop(gw_W->base, EVLOOP_ONCE);
+        while (!c->test_wake && (r->wait_ev || r->wait_op)) event_base_loop(gw_W->base, EVLOOP_ONCE);
         if (!c->test_wake) {
             gw_cur = saved;
             r->co = NULL;
@@ -306,6 +306,7 @@ static int l_gc(lua_State *L)
     *p = NULL;
     gw_req *r = &c->req;
     if (r->wait_ev) event_free(r->wait_ev);
+    if (r->wait_op) gw_http_cancel(r);
     if (r->ctx_ref >= 0) luaL_unref(L, LUA_REGISTRYINDEX, r->ctx_ref);
     arena_block *b = r->blocks;
     while (b) { arena_block *n = b->next; free(b); b = n; }

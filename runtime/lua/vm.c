@@ -83,6 +83,8 @@ lua_State *gw_vm_new(void)
     lua_setfield(L, -2, "gw.regex");
     lua_pushcfunction(L, luaopen_gw_test_c);
     lua_setfield(L, -2, "gw.test_c");
+    lua_pushcfunction(L, luaopen_gw_http_c);
+    lua_setfield(L, -2, "gw.http_c");
     lua_pop(L, 2);
 
     lua_pushstring(L, gw_home);
