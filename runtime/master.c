@@ -19,6 +19,7 @@
 #include <event2/listener.h>
 #include <event2/bufferevent.h>
 #include <event2/buffer.h>
+#include <luajit.h>
 #include "gw.h"
 #include "master.h"
 #include "worker.h"
@@ -705,6 +706,9 @@ int gw_master_run(const char *file)
     M.compiled_ref = LUA_NOREF;
     M.started = gw_now();
     lua_State *L = gw_vm_new();
+    /* The master only compiles configs: no JIT here, so no traces pile up across reloads in the
+     * heap every worker inherits. Workers switch the JIT on for themselves. */
+    luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
     M.L = L;
     lua_getfield(L, LUA_GLOBALSINDEX, "package");
     lua_getfield(L, -1, "preload");

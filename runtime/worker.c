@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/socket.h>
+#include <luajit.h>
 #include "gw.h"
 #include "worker.h"
 #include "conn.h"
@@ -125,6 +126,7 @@ int gw_worker_run(lua_State *L, int compiled_idx, gw_listen *ls, int nls, int sl
     signal(SIGCHLD, SIG_DFL);
     memset(&W, 0, sizeof W);
     gw_W = &W;
+    luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_ON);
     W.L = L;
     W.slot = slot;
     W.base = event_base_new();
