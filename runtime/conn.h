@@ -133,6 +133,10 @@ char *gw_req_strdup(gw_req *r, const char *s, size_t n);
 int gw_req_set_header(gw_req *r, gw_header *arr, int *n, const char *name, size_t nl, const char *val, size_t vl, int add);
 int gw_req_clear_header(gw_header *arr, int *n, const char *name, size_t nl);
 
+/* Chunked bodies in evbuffers (proxy.c), for every HTTP path that streams bodies */
+int gw_chunked_step_ev(gw_chunked *c, struct evbuffer *in, size_t *consumed, size_t *dlen);
+void gw_move_data(struct evbuffer *in, struct evbuffer *out, size_t n, int chunked);
+
 /* Proxy side (proxy.c) */
 void gw_proxy_start(gw_req *r);
 void gw_proxy_client_readable(gw_req *r);

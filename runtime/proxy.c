@@ -45,6 +45,32 @@ static void idle_read_cb(struct bufferevent *bev, void *arg);
 static void pump_response(gw_req *r);
 static void try_connect(gw_req *r);
 
+/* ---- chunked bodies in evbuffers --------------------------------------------------------- */
+
+/* gw_chunked_step over the first bytes of `in`; a framing line split across buffer chains is
+ * made contiguous first (bounded: framing lines are at most a few KiB). Nothing is drained. */
+int gw_chunked_step_ev(gw_chunked *c, struct evbuffer *in, size_t *consumed, size_t *dlen)
+{
+    size_t avail = evbuffer_get_length(in);
+    if (avail == 0) return GW_CHUNK_AGAIN;
+    struct evbuffer_iovec v;
+    evbuffer_peek(in, -1, NULL, &v, 1);
+    int rc = gw_chunked_step(c, v.iov_base, v.iov_len, consumed, dlen);
+    if (rc == GW_CHUNK_AGAIN && v.iov_len < avail) {
+        size_t want = avail < 8192 ? avail : 8192;
+        rc = gw_chunked_step(c, (char *)evbuffer_pullup(in, (ssize_t)want), want, consumed, dlen);
+    }
+    return rc;
+}
+
+/* Moves n bytes from in to out, as one chunk when `chunked` (zero-copy: chains move). */
+void gw_move_data(struct evbuffer *in, struct evbuffer *out, size_t n, int chunked)
+{
+    if (chunked) evbuffer_add_printf(out, "%zx\r\n", n);
+    evbuffer_remove_buffer(in, out, n);
+    if (chunked) evbuffer_add(out, "\r\n", 2);
+}
+
 /* ---- request body framing, shared with api.c (buffering) ------------------------------ */
 
 /* Moves request body bytes from `in` to `dst`. rechunk: write chunked framing around the data.
@@ -75,24 +101,12 @@ static int pull_body(gw_req *r, struct evbuffer *in, struct evbuffer *dst, int r
     }
     if (r->body_left != -1) { r->body_done = 1; return 0; }
     for (;;) {
-        size_t avail = evbuffer_get_length(in);
-        if (avail == 0) return 0;
-        struct evbuffer_iovec v;
-        evbuffer_peek(in, -1, NULL, &v, 1);
         size_t consumed = 0, dlen = 0;
-        int rc = gw_chunked_step(&r->chunk, v.iov_base, v.iov_len, &consumed, &dlen);
-        if (rc == GW_CHUNK_AGAIN && v.iov_len < avail) {
-            /* a framing line split across buffer chains: make it contiguous (bounded) */
-            size_t want = avail < 8192 ? avail : 8192;
-            char *p = (char *)evbuffer_pullup(in, (ssize_t)want);
-            rc = gw_chunked_step(&r->chunk, p, want, &consumed, &dlen);
-        }
+        int rc = gw_chunked_step_ev(&r->chunk, in, &consumed, &dlen);
         switch (rc) {
         case GW_CHUNK_DATA:
             if (max > 0 && r->body_read + (int64_t)dlen > max) return -413;
-            if (rechunk) evbuffer_add_printf(dst, "%zx\r\n", dlen);
-            evbuffer_remove_buffer(in, dst, dlen);
-            if (rechunk) evbuffer_add(dst, "\r\n", 2);
+            gw_move_data(in, dst, dlen, rechunk);
             r->body_read += (int64_t)dlen;
             break;
         case GW_CHUNK_MORE:
@@ -735,28 +749,16 @@ static void pump_response(gw_req *r)
     } else if (r->resp_left == -2) {
         size_t n = evbuffer_get_length(in);
         if (n) {
-            if (chunk_out) evbuffer_add_printf(out, "%zx\r\n", n);
-            evbuffer_remove_buffer(in, out, n);
-            if (chunk_out) evbuffer_add(out, "\r\n", 2);
+            gw_move_data(in, out, n, chunk_out);
             r->bytes_sent += (int64_t)n;
         }
     } else if (r->resp_left == -1) {
         for (;;) {
-            size_t avail = evbuffer_get_length(in);
-            if (!avail) break;
-            struct evbuffer_iovec v;
-            evbuffer_peek(in, -1, NULL, &v, 1);
             size_t consumed = 0, dlen = 0;
-            int rc = gw_chunked_step(&r->rchunk, v.iov_base, v.iov_len, &consumed, &dlen);
-            if (rc == GW_CHUNK_AGAIN && v.iov_len < avail) {
-                size_t want = avail < 8192 ? avail : 8192;
-                rc = gw_chunked_step(&r->rchunk, (char *)evbuffer_pullup(in, (ssize_t)want), want, &consumed, &dlen);
-            }
+            int rc = gw_chunked_step_ev(&r->rchunk, in, &consumed, &dlen);
             if (rc == GW_CHUNK_AGAIN) break;
             if (rc == GW_CHUNK_DATA) {
-                if (chunk_out) evbuffer_add_printf(out, "%zx\r\n", dlen);
-                evbuffer_remove_buffer(in, out, dlen);
-                if (chunk_out) evbuffer_add(out, "\r\n", 2);
+                gw_move_data(in, out, dlen, chunk_out);
                 r->bytes_sent += (int64_t)dlen;
             } else if (rc == GW_CHUNK_MORE) {
                 evbuffer_drain(in, consumed);
