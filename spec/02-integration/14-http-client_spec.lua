@@ -163,6 +163,14 @@ describe("gw.http through a worker", function()
     assert.equal("7", echo.headers["content-length"])
   end)
 
+  it("user:password in the URL becomes Basic credentials", function()
+    local r = probe{ url = "http://u%40x:p%3Aw@127.0.0.1:" .. up[1] .. "/auth?a=1" }
+    assert.equal(200, r.status)
+    local echo = cjson.decode(r.body)
+    assert.equal("Basic dUB4OnA6dw==", echo.headers.authorization)   -- base64("u@x:p:w")
+    assert.equal("/auth", echo.path)
+  end)
+
   it("a host name from /etc/hosts (localhost) resolves", function()
     local r = probe{ url = "http://localhost:" .. up[1] .. "/named" }
     assert.is_nil(r.err)
@@ -491,6 +499,16 @@ describe("gw.http in gw.test.context", function()
     assert.equal("hi", cjson.decode(ctx.shared.body).body)
     assert.equal(2, ctx.shared.multi)
     assert.equal("yes", ctx:upstream_header("X-After"))
+  end)
+
+  it("query tables are appended to the URL's query, encoded", function()
+    local handler = { access = function(_, conf)
+      local res = assert(gw.http.request{ url = conf.url, query = { b = "x y", a = { "1", "2" }, flag = true } })
+      gw.ctx.shared.query = cjson.decode(res.body).query
+    end }
+    local ctx = gw.test.context{}
+    ctx:run(handler, "access", { url = "http://127.0.0.1:" .. up[1] .. "/q?z=0" })
+    assert.equal("z=0&a=1&a=2&b=x%20y&flag", ctx.shared.query)
   end)
 
   it("is refused in header_filter", function()
