@@ -213,6 +213,7 @@ typedef struct hop {
     int state;
     hconn *c;
     int reused, retried, got_bytes;
+    size_t scanned;                 /* response bytes known to hold no end of head */
     struct evdns_getaddrinfo_request *dns;
     int resolving;
     struct evutil_addrinfo *ai, *ai_next;
@@ -324,6 +325,7 @@ static void attach(hop *op, hconn *c)
 {
     op->c = c;
     op->got_bytes = 0;
+    op->scanned = 0;
     c->requests++;
     bufferevent_setcb(c->bev, op_read_cb, op_write_cb, op_event_cb, op);
     bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
@@ -525,6 +527,23 @@ static void op_event_cb(struct bufferevent *bev, short what, void *arg)
     else op_fail(op, "connection closed before a response%s%s", buf[0] ? ": " : "", buf);
 }
 
+/* Has `in` a complete head (a line feed, optionally a CR, then a line feed)? Searches only what
+ * arrived since the last call, so a server trickling a head byte by byte costs linear time. */
+static int head_complete(hop *op, struct evbuffer *in)
+{
+    size_t avail = evbuffer_get_length(in);
+    size_t from = op->scanned >= 2 ? op->scanned - 2 : 0;
+    struct evbuffer_ptr p;
+    if (evbuffer_ptr_set(in, &p, from, EVBUFFER_PTR_SET) == 0) {
+        struct evbuffer_ptr a = evbuffer_search(in, "\n\n", 2, &p);
+        if (a.pos >= 0) return 1;
+        struct evbuffer_ptr b = evbuffer_search(in, "\n\r\n", 3, &p);
+        if (b.pos >= 0) return 1;
+    }
+    op->scanned = avail;
+    return 0;
+}
+
 /* Moves body bytes from in to op->body; returns -1 after failing the op, 1 when the body is
  * complete, 0 for more. */
 static int pump_body(hop *op, struct evbuffer *in)
@@ -584,6 +603,7 @@ static void op_read_cb(struct bufferevent *bev, void *arg)
         for (;;) {
             size_t avail = evbuffer_get_length(in);
             if (!avail) return;
+            if (avail < MAX_HEAD && !head_complete(op, in)) return;
             size_t n = avail < MAX_HEAD ? avail : MAX_HEAD;
             char *p = (char *)evbuffer_pullup(in, (ssize_t)n);
             gw_http_response resp;
@@ -596,6 +616,7 @@ static void op_read_cb(struct bufferevent *bev, void *arg)
             if (rc < 0) { op_fail(op, "invalid response: %s", resp.error ? resp.error : "malformed head"); return; }
             if (resp.status >= 100 && resp.status < 200 && resp.status != 101) {
                 evbuffer_drain(in, (size_t)rc);   /* interim (100 Continue, 103) */
+                op->scanned = 0;
                 continue;
             }
             /* keep a copy of the head: the header slices point into it */

@@ -85,6 +85,12 @@ async def handle(reader, writer):
                 await writer.drain()
                 await asyncio.sleep(3)
                 return
+            elif path == "/trickle":
+                for i, b in enumerate(b"HTTP/1.1 100 Continue\r\n\r\n" + ok(conn, b"trickled", "X-Slow: 1\r\n")):
+                    w(bytes([b]))
+                    await writer.drain()
+                    if i % 8 == 0:
+                        await asyncio.sleep(0.001)
             elif path == "/head":
                 w(b"HTTP/1.1 200 OK\r\nContent-Length: 12345\r\n\r\n")
             elif path == "/no-content":
@@ -399,6 +405,13 @@ describe("gw.http against hostile servers", function()
     res = assert(call("/head", { method = "HEAD" }))
     assert.equal("12345", res.headers["content-length"])
     assert.equal("", res.body)
+  end)
+
+  it("a head and body trickled a byte at a time", function()
+    local res = assert(call("/trickle"))
+    assert.equal(200, res.status)
+    assert.equal("1", res.headers["x-slow"])
+    assert.equal("trickled", res.body)
   end)
 
   it("a connection with bytes after the response is not reused", function()
