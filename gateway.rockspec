@@ -15,6 +15,7 @@ build = {
   type = "builtin",
   modules = {
       ["gw.admin"] = "lua/gw/admin.lua",
+      ["gw.auth"] = "lua/gw/auth.lua",
       ["gw.cli"] = "lua/gw/cli.lua",
       ["gw.config"] = "lua/gw/config.lua",
       ["gw"] = "lua/gw/init.lua",

@@ -311,6 +311,57 @@ local GW = { type = "record", fields = {
   { plugins_path = { type = "array", default = {}, elements = { type = "string" } } },
 } }
 
+-- Consumers and their credentials, in Kong's declarative format. Semantics (uniqueness across
+-- consumers, password hashing, ids) are in compile_consumers below.
+local function nonempty(v)
+  if v ~= "" then return true end
+  return nil, "must not be empty"
+end
+local NONEMPTY = { type = "string", custom_validator = nonempty }
+local function credential(fields)
+  local f = {
+    { id = { type = "string" } },
+    { tags = TAGS },
+    { created_at = { type = "any" } },
+  }
+  for _, x in ipairs(fields) do table.insert(f, x) end
+  return { type = "array", elements = { type = "record", fields = f } }
+end
+M.JWT_ALGORITHMS = { "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384", "ES512",
+                     "PS256", "PS384", "PS512", "EdDSA" }
+local JWT_ALG = {}
+for _, a in ipairs(M.JWT_ALGORITHMS) do JWT_ALG[a] = true end
+local CONSUMER = { type = "record", fields = {
+  { id = NONEMPTY },
+  { username = NONEMPTY },
+  { custom_id = NONEMPTY },
+  { tags = TAGS },
+  { created_at = { type = "any" } },
+  { updated_at = { type = "any" } },
+  { keyauth_credentials = credential({
+    { key = { type = "string", required = true, custom_validator = nonempty } },
+  }) },
+  { basicauth_credentials = credential({
+    { username = { type = "string", required = true, custom_validator = nonempty } },
+    { password = NONEMPTY },
+    { password_hash = { type = "string" } },
+  }) },
+  { acls = credential({
+    { group = { type = "string", required = true, custom_validator = nonempty } },
+  }) },
+  { jwt_secrets = credential({
+    { key = NONEMPTY },
+    { algorithm = { type = "string", default = "HS256", one_of = M.JWT_ALGORITHMS } },
+    { secret = { type = "string" } },
+    { rsa_public_key = { type = "string" } },
+  }) },
+  -- other Kong credential kinds: accepted, unused
+  { hmacauth_credentials = { type = "array", elements = { type = "any" } } },
+  { oauth2_credentials = { type = "array", elements = { type = "any" } } },
+  { mtls_auth_credentials = { type = "array", elements = { type = "any" } } },
+  { plugins = { type = "any" } },
+} }
+
 local CONFIG = { type = "record", fields = {
   { _format_version = { type = "any", required = true } },
   { _transform = { type = "boolean" } },
@@ -319,7 +370,7 @@ local CONFIG = { type = "record", fields = {
   { services = { type = "array", default = {}, elements = SERVICE } },
   { routes = { type = "array", default = {}, elements = route(true) } },
   { upstreams = { type = "array", default = {}, elements = UPSTREAM } },
-  { consumers = { type = "array", default = {}, elements = { type = "any" } } },
+  { consumers = { type = "array", default = {}, elements = CONSUMER } },
   { plugins = { type = "array", default = {}, elements = plugin_entry(true) } },
 } }
 M.SCHEMA = CONFIG
@@ -669,7 +720,7 @@ end
 M.chain_of = chain_of
 
 -- Compiles the entries of one scope (a list of { entry, path }) into instances.
-local function compile_scope(items, E, load)
+local function compile_scope(items, E, load, check_conf)
   local out, seen = {}, {}
   for _, it in ipairs(items) do
     local e, p = it.entry, it.path
@@ -687,6 +738,7 @@ local function compile_scope(items, E, load)
           end
         else
           local conf, errs = schema.validate(plugin.schema, e.config)
+          if conf and check_conf then check_conf(conf, join(p, "config")) end
           if conf then
             out[#out + 1] = { name = e.name, handler = plugin.handler, conf = conf,
                               priority = plugin.priority, phases = plugin.phases }
@@ -698,6 +750,131 @@ local function compile_scope(items, E, load)
           end
         end
       end
+    end
+  end
+  return out
+end
+
+---------------------------------------------------------------------------------------------
+-- Consumers: unique usernames, custom_ids and ids; credentials unique across consumers (a key,
+-- a basic-auth username, a jwt key); basic-auth passwords hashed here, once, with a random salt
+-- per credential (the plain password is not kept in the compiled config); stable ids derived
+-- from the names when the file gives none.
+
+local function compile_consumers(list, raw, E)
+  local auth = require("gw.auth")
+  local out = {}
+  local seen = { id = {}, username = {}, custom_id = {}, key = {}, basic = {}, jwt = {} }
+  -- records who (a path) first used a value; false (with an error at path) for a duplicate
+  local function unique(kind, value, path, who, what, show)
+    local first = seen[kind][value]
+    if first then
+      E.add(path, "duplicate " .. what .. (show and (' "' .. value .. '"') or "") .. " (also used by " .. first .. ")")
+      return false
+    end
+    seen[kind][value] = who
+    return true
+  end
+  for i = 1, maxn(list) do
+    local c = list[i]
+    local p = index("consumers", i)
+    if type(c) == "table" then
+      if c.plugins ~= nil then E.add(join(p, "plugins"), "consumer-scoped plugins are not supported") end
+      local r = type(raw) == "table" and type(raw[i]) == "table" and raw[i] or c
+      if is_null(r.username) and is_null(r.custom_id) then   -- (a wrong type is reported already)
+        E.add(p, 'a consumer needs a "username" or a "custom_id"')
+      end
+      if c.username then unique("username", c.username, join(p, "username"), p, "username", true) end
+      if c.custom_id then unique("custom_id", c.custom_id, join(p, "custom_id"), p, "custom_id", true) end
+      local id = c.id
+      if id then
+        unique("id", id, join(p, "id"), p, "id", true)
+      else
+        id = auth.uuid_from("consumer\0" .. (c.username and ("username\0" .. c.username)
+                                                         or ("custom_id\0" .. tostring(c.custom_id))))
+      end
+      local cc = { id = id, username = c.username, custom_id = c.custom_id, tags = c.tags,
+                   keyauth_credentials = {}, basicauth_credentials = {}, acls = {}, jwt_secrets = {},
+                   hmacauth_credentials = c.hmacauth_credentials, oauth2_credentials = c.oauth2_credentials,
+                   mtls_auth_credentials = c.mtls_auth_credentials }
+      local function cred_id(given, kind, j)
+        return given or auth.uuid_from(id .. "\0" .. kind .. "\0" .. j)
+      end
+
+      local kp0 = join(p, "keyauth_credentials")
+      for j = 1, maxn(c.keyauth_credentials) do
+        local k = c.keyauth_credentials[j]
+        if type(k) == "table" and type(k.key) == "string" and k.key ~= "" then
+          -- the key is a secret: not repeated in the message
+          if unique("key", k.key, join(index(kp0, j), "key"), index(kp0, j), "key-auth key", false) then
+            cc.keyauth_credentials[#cc.keyauth_credentials + 1] =
+              { id = cred_id(k.id, "keyauth", j), key = k.key, tags = k.tags }
+          end
+        end
+      end
+
+      local bp0 = join(p, "basicauth_credentials")
+      for j = 1, maxn(c.basicauth_credentials) do
+        local b = c.basicauth_credentials[j]
+        local bp = index(bp0, j)
+        if type(b) == "table" and type(b.username) == "string" and b.username ~= "" then
+          local hash
+          if b.password ~= nil and b.password_hash ~= nil then
+            E.add(join(bp, "password_hash"), 'give "password" or "password_hash", not both')
+          elseif b.password_hash ~= nil then
+            local ok, err = auth.parse_password_hash(b.password_hash)
+            if ok then hash = b.password_hash else E.add(join(bp, "password_hash"), err) end
+          elseif type(b.password) == "string" and b.password ~= "" then
+            hash = auth.hash_password(b.password)
+          else
+            local rb = type(r.basicauth_credentials) == "table" and r.basicauth_credentials[j]
+            if type(rb) ~= "table" or (is_null(rb.password) and is_null(rb.password_hash)) then
+              E.add(bp, 'a basic-auth credential needs "password" or "password_hash"')
+            end
+          end
+          if unique("basic", b.username, join(bp, "username"), bp, "basic-auth username", true) and hash then
+            cc.basicauth_credentials[#cc.basicauth_credentials + 1] =
+              { id = cred_id(b.id, "basicauth", j), username = b.username, password = hash, tags = b.tags }
+          end
+        end
+      end
+
+      local groups = {}
+      local ap0 = join(p, "acls")
+      for j = 1, maxn(c.acls) do
+        local a = c.acls[j]
+        local ap = index(ap0, j)
+        if type(a) == "table" and type(a.group) == "string" and a.group ~= "" then
+          if groups[a.group] then
+            E.add(join(ap, "group"), 'duplicate group "' .. a.group .. '" (also at ' .. groups[a.group] .. ")")
+          else
+            groups[a.group] = join(ap, "group")
+            cc.acls[#cc.acls + 1] = { id = cred_id(a.id, "acl", j), group = a.group, tags = a.tags }
+          end
+        end
+      end
+
+      local jp0 = join(p, "jwt_secrets")
+      for j = 1, maxn(c.jwt_secrets) do
+        local s = c.jwt_secrets[j]
+        local jp = index(jp0, j)
+        if type(s) == "table" then
+          local ok = true
+          if type(s.key) == "string" then
+            ok = unique("jwt", s.key, join(jp, "key"), jp, "jwt key", true)
+          end
+          local alg = s.algorithm or "HS256"
+          if JWT_ALG[alg] and not alg:find("^HS") and s.rsa_public_key == nil then
+            E.add(jp, 'algorithm ' .. alg .. ' needs "rsa_public_key"')
+          end
+          if ok then
+            cc.jwt_secrets[#cc.jwt_secrets + 1] = { id = cred_id(s.id, "jwt", j), key = s.key, algorithm = alg,
+                                                    secret = s.secret, rsa_public_key = s.rsa_public_key,
+                                                    tags = s.tags }
+          end
+        end
+      end
+      out[#out + 1] = cc
     end
   end
   return out
@@ -796,36 +973,17 @@ function M.compile(value, marks, name, opts)
     end
   end
 
-  for i = 1, maxn(src.consumers) do
-    local c = src.consumers[i]
-    local p = index("consumers", i)
-    if type(c) ~= "table" or (next(c) ~= nil and schema.is_array(c)) then
-      E.add(p, "expected a record")
-    else
-      local ok = true
-      for _, k in ipairs({ "username", "custom_id", "id" }) do
-        if c[k] ~= nil and type(c[k]) ~= "string" then
-          E.add(join(p, k), "expected a string")
-          ok = false
-        end
-      end
-      if ok and c.username == nil and c.custom_id == nil then
-        E.add(p, 'a consumer needs a "username" or a "custom_id"')
-      end
-      compiled.consumers[#compiled.consumers + 1] = schema.deep_copy(c)
-    end
+  compiled.consumers = compile_consumers(src.consumers, type(value) == "table" and value.consumers, E)
+  local consumer_refs = {}
+  for _, c in ipairs(compiled.consumers) do
+    consumer_refs[c.id] = true
+    if c.username then consumer_refs[c.username] = true end
   end
-  local cseen = {}
-  for i, c in ipairs(compiled.consumers) do
-    for _, k in ipairs({ "username", "custom_id" }) do
-      if type(c[k]) == "string" then
-        local key = k .. "\0" .. c[k]
-        if cseen[key] then
-          E.add(join(index("consumers", i), k), "duplicate " .. k .. ' "' .. c[k] .. '" (also used by ' .. cseen[key] .. ")")
-        else
-          cseen[key] = index("consumers", i)
-        end
-      end
+  -- an auth plugin's `anonymous` must name a consumer (id or username)
+  local function check_conf(conf, cp)
+    local a = type(conf) == "table" and conf.anonymous
+    if type(a) == "string" and not consumer_refs[a] then
+      E.add(join(cp, "anonymous"), 'no consumer with id or username "' .. a .. '"')
     end
   end
 
@@ -902,14 +1060,14 @@ function M.compile(value, marks, name, opts)
     end
   end
 
-  local global = compile_scope(global_items, E, load)
+  local global = compile_scope(global_items, E, load, check_conf)
   local per_service = {}
   for i = 1, maxn(src.services) do
-    per_service[i] = compile_scope(service_items[i] or {}, E, load)
+    per_service[i] = compile_scope(service_items[i] or {}, E, load, check_conf)
   end
   compiled.global_plugins = chain_of({ global })
   for ri, cr in ipairs(compiled.routes) do
-    local own = compile_scope(route_items[ri] or {}, E, load)
+    local own = compile_scope(route_items[ri] or {}, E, load, check_conf)
     cr.plugins = chain_of({ global, cr.service and per_service[cr.service] or {}, own })
   end
 
