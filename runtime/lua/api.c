@@ -436,10 +436,11 @@ static void sleep_fire(evutil_socket_t fd, short ev, void *arg)
     /* a timer coroutine that slept */
     lua_State *co = s->co;
     int rc = lua_resume(co, 0);
-    if (rc != LUA_YIELD) {
-        if (rc != 0) timer_error(co);
-        luaL_unref(gw_W->L, LUA_REGISTRYINDEX, s->co_ref);
-    }
+    if (rc != 0 && rc != LUA_YIELD) timer_error(co);
+    /* this sleep's anchor goes either way: a coroutine that suspended again is anchored by what
+     * it waits for now (its next sleeper, a gw.http call), so keeping this reference would pin
+     * it (and everything it holds) forever */
+    luaL_unref(gw_W->L, LUA_REGISTRYINDEX, s->co_ref);
     event_free(s->ev);
     free(s);
 }

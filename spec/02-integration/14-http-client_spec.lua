@@ -292,6 +292,16 @@ describe("gw.http through a worker", function()
     assert.equal(200, r.second.status)
   end)
 
+  it("a timer suspended many times (gw.sleep, gw.http) is not pinned in the registry", function()
+    assert.same({ started = true }, probe{ mode = "timer-loop", url = url("/loop") })
+    socket.sleep(0.3)
+    local a = probe{ mode = "registry" }
+    socket.sleep(1)
+    local b = probe{ mode = "registry" }
+    assert.is_true(b.loops > a.loops + 10, "the timer did not run")
+    assert.is_true(b.entries < a.entries + 20, "registry grew from " .. a.entries .. " to " .. b.entries)
+  end)
+
   it("works in the log phase, after the response went out", function()
     local res = assert(client:get("/probe", { query = { mode = "log", id = "l1", url = url("/from-log") } }))
     assert.res_status(200, res) -- the echo service's answer
