@@ -175,12 +175,13 @@ local EMPTY = { consumers = {} }
 local DUMMY_HASH = M.hash_password("gw-no-such-user", "00000000000000000000000000000000")
 
 local function build(compiled)
-  local idx = { by_id = {}, by_username = {}, keyauth = {}, basicauth = {}, jwt = {}, groups = {} }
+  local idx = { by_id = {}, by_username = {}, by_custom_id = {}, keyauth = {}, basicauth = {}, jwt = {}, groups = {} }
   for _, c in ipairs(compiled.consumers or {}) do
     local consumer = { id = c.id, username = c.username, custom_id = c.custom_id, tags = c.tags }
     local ref = { id = c.id }
     idx.by_id[c.id] = consumer
     if c.username then idx.by_username[c.username] = consumer end
+    if c.custom_id then idx.by_custom_id[c.custom_id] = consumer end
     for _, k in ipairs(c.keyauth_credentials or {}) do
       idx.keyauth[k.key] = { { id = k.id, key = k.key, tags = k.tags, consumer = ref }, consumer }
     end
@@ -229,6 +230,13 @@ function M.find_consumer(ref)
   if type(ref) ~= "string" then return nil end
   local idx = M.index()
   return idx.by_id[ref] or idx.by_username[ref]
+end
+
+--- A consumer named by a token's claim (sub, client_id, ...): by username, else by custom_id.
+function M.find_consumer_by_claim(value)
+  if type(value) ~= "string" then return nil end
+  local idx = M.index()
+  return idx.by_username[value] or idx.by_custom_id[value]
 end
 
 --- The credential of a kind by its key ("keyauth": key, "basicauth": username, "jwt": key), and

@@ -4,7 +4,7 @@
 -- ones until min(exp, ttl), inactive ones for negative_ttl. The token's subject or client is
 -- mapped to a consumer of the config. Never a 500 for a bad token: 401 (no/inactive token),
 -- 403 (missing scope), 503 (identity provider down, slow or answering nonsense).
-local ffi = require "ffi"
+local auth = require "gw.auth"
 
 local Introspection = {
   PRIORITY = 1700,
@@ -25,17 +25,8 @@ local MSG_UNAVAILABLE = "The authorization server is unavailable"
 -- cache keys: SHA-256 of (endpoint, client, token) when libcrypto is there (bin/gw links it),
 -- so tokens are not kept in memory as such and keys stay short
 
-pcall(ffi.cdef, "unsigned char *SHA256(const unsigned char *d, size_t n, unsigned char *md);")
-local HAVE_SHA256 = pcall(function() return ffi.C.SHA256 end)
-local digest = ffi.new("unsigned char[32]")
-
 local function cache_key(conf, token)
-  local s = conf.introspection_url .. "\0" .. conf.client_id .. "\0" .. token
-  if HAVE_SHA256 then
-    ffi.C.SHA256(s, #s, digest)
-    return "oauth2i:" .. ffi.string(digest, 32)
-  end
-  return "oauth2i:" .. s
+  return "oauth2i:" .. auth.sha256(conf.introspection_url .. "\0" .. conf.client_id .. "\0" .. token)
 end
 
 ---------------------------------------------------------------------------------------------
@@ -106,10 +97,6 @@ end
 ---------------------------------------------------------------------------------------------
 -- the token
 
-local function url_unescape(s)
-  s = s:gsub("+", " ")
-  return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
-end
 
 -- The token, where it came from ("header" / "query"), or nil.
 local function find_token(conf)
@@ -130,11 +117,7 @@ local function hide_token(conf, where)
   if where == "header" then
     gw.service.request.clear_header(conf.token_header)
   else
-    local out = {}
-    for pair in (gw.request.get_raw_query() or ""):gmatch("[^&]+") do
-      if url_unescape(pair:match("^([^=]*)")) ~= conf.token_query then out[#out + 1] = pair end
-    end
-    gw.service.request.set_raw_query(concat(out, "&"))
+    gw.service.request.set_raw_query(auth.strip_query_arg(gw.request.get_raw_query(), conf.token_query))
   end
 end
 
@@ -246,35 +229,8 @@ end
 ---------------------------------------------------------------------------------------------
 -- consumers: the config's, found by username or custom_id (the anonymous one by id or username)
 
-local indexes = setmetatable({}, { __mode = "k" })
-
-local function index()
-  local compiled = gw._compiled and gw._compiled() or nil
-  if not compiled then return { username = {}, custom_id = {}, id = {} } end
-  local idx = indexes[compiled]
-  if not idx then
-    idx = { username = {}, custom_id = {}, id = {} }
-    for _, c in ipairs(compiled.consumers or {}) do
-      local consumer = { id = c.id, username = c.username, custom_id = c.custom_id }
-      if c.username then idx.username[c.username] = consumer end
-      if c.custom_id then idx.custom_id[c.custom_id] = consumer end
-      if c.id then idx.id[c.id] = consumer end
-    end
-    indexes[compiled] = idx
-  end
-  return idx
-end
-
-local function consumer_by_claim(value)
-  if type(value) ~= "string" then return nil end
-  local idx = index()
-  return idx.username[value] or idx.custom_id[value]
-end
-
-local function consumer_by_ref(ref)
-  local idx = index()
-  return idx.id[ref] or idx.username[ref]
-end
+local consumer_by_claim = auth.find_consumer_by_claim
+local consumer_by_ref = auth.find_consumer
 
 local UPSTREAM_HEADERS = { "X-Consumer-ID", "X-Consumer-Custom-ID", "X-Consumer-Username",
   "X-Anonymous-Consumer", "X-Credential-Identifier", "X-Authenticated-Scope", "X-Authenticated-UserId" }
