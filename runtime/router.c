@@ -373,10 +373,53 @@ static int l_regex_check(lua_State *L)
     return 2;
 }
 
+/* gw.regex.match(pattern, subject): true when the (unanchored) regex matches somewhere in the
+ * subject, false when not; nil and PCRE2's message when the pattern does not compile. The last
+ * few compiled patterns are kept, so a plugin matching the same rules per request compiles once. */
+#define RX_CACHE 16
+static struct { char *pat; size_t len; pcre2_code *re; } rx_cache[RX_CACHE];
+static unsigned rx_next;
+static pcre2_match_data *rx_md;
+
+static int l_regex_match(lua_State *L)
+{
+    size_t n, sn;
+    const char *p = luaL_checklstring(L, 1, &n);
+    const char *s = luaL_checklstring(L, 2, &sn);
+    pcre2_code *re = NULL;
+    for (int i = 0; i < RX_CACHE; i++)
+        if (rx_cache[i].re && rx_cache[i].len == n && memcmp(rx_cache[i].pat, p, n) == 0) { re = rx_cache[i].re; break; }
+    if (!re) {
+        int ec;
+        PCRE2_SIZE eo;
+        re = pcre2_compile((PCRE2_SPTR)p, n, 0, &ec, &eo, NULL);
+        if (!re) {
+            PCRE2_UCHAR msg[256];
+            pcre2_get_error_message(ec, msg, sizeof msg);
+            lua_pushnil(L);
+            lua_pushfstring(L, "%s at offset %d", (char *)msg, (int)eo);
+            return 2;
+        }
+        char *copy = malloc(n + 1);
+        if (!copy) { pcre2_code_free(re); return luaL_error(L, "out of memory"); }
+        memcpy(copy, p, n);
+        copy[n] = 0;
+        unsigned slot = rx_next++ % RX_CACHE;
+        if (rx_cache[slot].re) { pcre2_code_free(rx_cache[slot].re); free(rx_cache[slot].pat); }
+        rx_cache[slot].pat = copy; rx_cache[slot].len = n; rx_cache[slot].re = re;
+    }
+    if (!rx_md && !(rx_md = pcre2_match_data_create(1, NULL))) return luaL_error(L, "out of memory");
+    int rc = pcre2_match(re, (PCRE2_SPTR)s, sn, 0, 0, rx_md, NULL);
+    lua_pushboolean(L, rc >= 0);
+    return 1;
+}
+
 int luaopen_gw_regex(lua_State *L)
 {
     lua_newtable(L);
     lua_pushcfunction(L, l_regex_check);
     lua_setfield(L, -2, "check");
+    lua_pushcfunction(L, l_regex_match);
+    lua_setfield(L, -2, "match");
     return 1;
 }
