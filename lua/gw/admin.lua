@@ -69,6 +69,38 @@ local function apply_text(text, name)
   return json(201, { message = "applied", hash = compiled.hash, generation = master.status().generation })
 end
 
+-- DELETE /proxy-cache[/KEY]: the gw.shared dicts of the generation's proxy-cache plugins
+-- (strategy memory), shared memory the master reaches too. Entries are "proxy-cache:" .. KEY.
+local function purge_proxy_cache(c, key)
+  local dicts, seen = {}, {}
+  local function collect(chain)
+    for _, p in ipairs(chain or {}) do
+      local d = p.name == "proxy-cache" and p.conf and p.conf.strategy == "memory" and p.conf.dict
+      if d and not seen[d] then seen[d] = true; dicts[#dicts + 1] = d end
+    end
+  end
+  for _, r in ipairs(c.routes or {}) do collect(r.plugins) end
+  collect(c.global_plugins)
+  local shared = require "gw.shared"
+  local found = 0
+  for _, name in ipairs(dicts) do
+    local dict = shared[name]
+    if dict then
+      if key then
+        if dict:get_stale("proxy-cache:" .. key) ~= nil then found = found + 1 end
+        dict:delete("proxy-cache:" .. key)
+      else
+        for _, k in ipairs(dict:get_keys(0)) do
+          if k:sub(1, 12) == "proxy-cache:" then dict:delete(k); found = found + 1 end
+        end
+        dict:flush_expired(0)
+      end
+    end
+  end
+  if key and found == 0 then return json(404, { message = "no cache entry '" .. key .. "'" }) end
+  return json(200, { message = "purged", entries = found, dicts = array(dicts) })
+end
+
 --- Handles one admin request: req = {method, path, query, headers, body}.
 -- @return status, body, content type
 function M.handle(req)
@@ -106,6 +138,11 @@ function M.handle(req)
       return json(400, { message = "reload rejected, the running config stays", errors = errs })
     end
     return json(200, { message = "reloaded", generation = master.status().generation })
+  end
+
+  if path == "/proxy-cache" or path:match("^/proxy%-cache/") then
+    if m ~= "DELETE" then return json(405, { message = "method not allowed" }) end
+    return purge_proxy_cache(c, path:match("^/proxy%-cache/(.+)$"))
   end
 
   if m ~= "GET" then return json(405, { message = "method not allowed" }) end
