@@ -612,6 +612,13 @@ gw.http = setmetatable({}, { __index = function(t, k)
   return m[k]
 end })
 
+--- gw.redis: the non-blocking Redis client (lua/gw/redis.lua), loaded on first use.
+gw.redis = setmetatable({}, { __index = function(t, k)
+  local m = require "gw.redis"
+  for name, v in pairs(m) do rawset(t, name, v) end
+  return m[k]
+end })
+
 gw.worker = core.worker
 
 ---------------------------------------------------------------------------------------------------

@@ -695,6 +695,7 @@ static void waiter_ready(waiter *w)
  * aborted and nothing will resume the coroutine. */
 void gw_http_cancel(gw_req *r)
 {
+    if (gw_redis_is_waiter(r->wait_op)) { gw_redis_cancel(r); return; }   /* lua/redis.c */
     waiter *w = r->wait_op;
     if (!w) return;
     r->wait_op = NULL;

@@ -85,6 +85,8 @@ lua_State *gw_vm_new(void)
     lua_setfield(L, -2, "gw.test_c");
     lua_pushcfunction(L, luaopen_gw_http_c);
     lua_setfield(L, -2, "gw.http_c");
+    lua_pushcfunction(L, luaopen_gw_redis_c);
+    lua_setfield(L, -2, "gw.redis_c");
     lua_pushcfunction(L, luaopen_gw_jwt);
     lua_setfield(L, -2, "gw.jwt");
     lua_pop(L, 2);

@@ -19,5 +19,6 @@ int luaopen_gw_shared_c(lua_State *L);
 int luaopen_gw_regex(lua_State *L);
 int luaopen_gw_test_c(lua_State *L);
 int luaopen_gw_http_c(lua_State *L);
+int luaopen_gw_redis_c(lua_State *L);
 int luaopen_gw_jwt(lua_State *L);
 #endif

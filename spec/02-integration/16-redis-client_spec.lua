@@ -1,0 +1,145 @@
+-- gw.redis: the non-blocking Redis client (runtime/lua/redis.c, lua/gw/redis.lua), against a real
+-- redis-server. These run in `gw test` itself (the main thread, where gw.redis runs the loop until
+-- the answer is in); the worker side (a request's coroutine suspended, other requests served
+-- meanwhile) is covered by the rate-limiting plugin's specs (spec/03-plugins/06-rate-limiting).
+local helpers = require "spec.helpers"
+local socket = require "socket"
+local gw = require "gw"
+
+describe("gw.redis", function()
+  local port
+
+  lazy_setup(function()
+    port = helpers.start_redis()
+  end)
+
+  lazy_teardown(function()
+    helpers.stop_redis()
+  end)
+
+  it("runs commands: strings, integers, nil, status, arrays, error replies", function()
+    local r = assert(gw.redis.connect{ host = "127.0.0.1", port = port })
+    assert.equal("OK", r:command("SET", "k1", "v1"))
+    assert.equal("v1", r:command("GET", "k1"))
+    assert.equal(5, r:call("INCRBY", "n1", 5))
+    local v, err = r:command("GET", "missing")
+    assert.is_nil(v)
+    assert.is_nil(err)
+    assert.equal(2, r:command("RPUSH", "l1", "a", "b"))
+    assert.same({ "a", "b" }, r:command("LRANGE", "l1", 0, -1))
+    local m = r:command("MGET", "k1", "missing")
+    assert.equal("v1", m[1])
+    assert.equal(gw.redis.null, m[2])
+    local v2, e2, kind = r:command("INCR", "k1")
+    assert.is_nil(v2)
+    assert.matches("^ERR ", e2)
+    assert.equal("redis", kind)
+    -- binary-safe values
+    assert.equal("OK", r:command("SET", "bin", "a\0b\r\nc"))
+    assert.equal("a\0b\r\nc", r:command("GET", "bin"))
+  end)
+
+  it("pipelines several commands in one call, error replies in place", function()
+    local r = assert(gw.redis.connect{ port = port })
+    local res, errs = r:pipeline({ { "SET", "p1", "x" }, { "INCR", "p1" }, { "GET", "p1" }, { "INCR", "p2" } })
+    assert.equal("OK", res[1]); assert.is_false(errs[1])
+    assert.equal(gw.redis.null, res[2]); assert.matches("^ERR ", errs[2])
+    assert.equal("x", res[3])
+    assert.equal(1, res[4])
+  end)
+
+  it("eval_script: EVALSHA, falling back to EVAL when the script is not cached", function()
+    local r = assert(gw.redis.connect{ port = port })
+    assert.equal("OK", r:command("SCRIPT", "FLUSH"))
+    local script = "return {KEYS[1], ARGV[1], redis.call('INCR', KEYS[1])}"
+    local v = assert(r:eval_script(script, { "e1" }, { "a" }))
+    assert.same({ "e1", "a", 1 }, v)
+    local sha = gw.redis.sha1(script)
+    assert.same({ 1 }, r:command("SCRIPT", "EXISTS", sha))
+    assert.same({ "e1", "b", 2 }, r:eval_script(script, { "e1" }, { "b" }))
+    -- a bare SHA of an unknown script cannot fall back
+    local x, err, kind = r:eval_script(string.rep("0", 40), {}, {})
+    assert.is_nil(x)
+    assert.matches("^NOSCRIPT", err)
+    assert.equal("redis", kind)
+    -- a script error is an error reply
+    local y, err2 = r:eval_script("return redis.call('NOPE')", {}, {})
+    assert.is_nil(y)
+    assert.is_string(err2)
+  end)
+
+  it("SELECT: db picks the database", function()
+    local r0 = assert(gw.redis.connect{ port = port })
+    local r3 = assert(gw.redis.connect{ port = port, db = 3 })
+    assert.equal("OK", r3:command("SET", "dbk", "three"))
+    assert.is_nil(r0:command("GET", "dbk"))
+    assert.equal("three", r3:command("GET", "dbk"))
+  end)
+
+  it("AUTH: password is sent on connect; a wrong one fails connect", function()
+    local p = helpers.get_free_port()
+    local proc = helpers.spawn{ kind = "redis-auth", marker = "redis-server",
+      cmd = string.format("redis-server --port %d --bind 127.0.0.1 --save '' --appendonly no --requirepass s3cret", p) }
+    finally(function() helpers.stop_process(proc, "TERM", 5) end)
+    assert(helpers.wait_until(function() return helpers.port_open(p) end, 10))
+    local r = assert(gw.redis.connect{ port = p, password = "s3cret" })
+    assert.equal("OK", r:command("SET", "a", "1"))
+    local bad, err = gw.redis.connect{ port = p, password = "wrong" }
+    assert.is_nil(bad)
+    assert.matches("WRONGPASS", err .. "", 1, true)
+    local none, e = gw.redis.connect{ port = p }  -- connect pings: NOAUTH
+    assert.is_nil(none)
+    assert.matches("NOAUTH", e, 1, true)
+  end)
+
+  it("times out a slow server within the timeout, and recovers after", function()
+    local r = assert(gw.redis.connect{ port = port, timeout = 200 })
+    local slow = assert(gw.redis.connect{ port = port, timeout = 5000 })
+    -- DEBUG SLEEP on another connection would only block the same server: use CLIENT PAUSE
+    assert.equal("OK", slow:command("CLIENT", "PAUSE", "800"))
+    local t0 = socket.gettime()
+    local v, err, kind = r:command("GET", "k1")
+    local dt = socket.gettime() - t0
+    assert.is_nil(v)
+    assert.equal("timeout", err)
+    assert.equal("io", kind)
+    assert.truthy(dt < 0.6, "took " .. dt)
+    helpers.sleep(0.9)
+    assert.equal("v1", r:command("GET", "k1"))
+  end)
+
+  it("fails quickly when Redis is not there", function()
+    local p = helpers.get_free_port()
+    local t0 = socket.gettime()
+    local r, err, kind = gw.redis.connect{ port = p, timeout = 2000 }
+    assert.is_nil(r)
+    assert.equal("connection refused", err)
+    assert.equal("io", kind)
+    assert.truthy(socket.gettime() - t0 < 0.5)
+  end)
+
+  it("a killed server: calls fail, then succeed once it is back", function()
+    local r = assert(gw.redis.connect{ port = port, timeout = 500 })
+    assert.equal("OK", r:command("SET", "z", "1"))
+    helpers.stop_redis()
+    local v, err, kind = r:command("GET", "z")
+    assert.is_nil(v)
+    assert.is_string(err)
+    assert.equal("io", kind)
+    -- a new server on a new port
+    port = helpers.start_redis()
+    local r2 = assert(gw.redis.connect{ port = port, timeout = 500 })
+    assert.equal("OK", r2:command("SET", "z", "2"))
+  end)
+
+  it("misuse raises", function()
+    assert.has_error(function() gw.redis.connect("x") end)
+    assert.has_error(function() gw.redis.connect{ port = "x" } end)
+    assert.has_error(function() gw.redis.connect{ port = port, timeout = -1 } end)
+    local r = assert(gw.redis.connect{ port = port })
+    assert.has_error(function() r:command() end)
+    assert.has_error(function() r:command("SET", {}, "x") end)
+    assert.has_error(function() r:pipeline({}) end)
+    assert.has_error(function() r:eval_script(nil) end)
+  end)
+end)
