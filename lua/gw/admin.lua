@@ -101,6 +101,46 @@ local function purge_proxy_cache(c, key)
   return json(200, { message = "purged", entries = found, dicts = array(dicts) })
 end
 
+--- The circuit-breaker plugin's circuits, read from the gw.shared dicts its configs name
+-- (the dicts live in shared memory created before the workers were forked, so the master sees
+-- what the workers wrote). One entry per circuit: name, dict, state, generation, since and the
+-- current generation's counts.
+function M.circuit_breakers(c)
+  local dicts = {}
+  local function scan(list)
+    for _, p in ipairs(list or {}) do
+      if p.name == "circuit-breaker" then dicts[(p.conf and p.conf.dict) or "circuit_breaker"] = true end
+    end
+  end
+  scan(c.global_plugins)
+  for _, r in ipairs(c.routes or {}) do scan(r.plugins) end
+  for _, s in ipairs(c.services or {}) do scan(s.plugins) end
+  local ok, shared = pcall(require, "gw.shared")
+  local out = {}
+  if not ok then return out end
+  local names = {}
+  for dname in pairs(dicts) do names[#names + 1] = dname end
+  table.sort(names)
+  for _, dname in ipairs(names) do
+    local d = shared[dname]
+    local keys = d and d:get_keys(0) or {}
+    table.sort(keys)
+    for _, k in ipairs(keys) do
+      local name = k:match("^cb:([^:]+)$")
+      local v = name and d:get(k)
+      local st, gen, since = (v or ""):match("^(%S+) (%d+) (%S+)$")
+      if st then
+        local function n(what) return d:get("cb:" .. name .. ":" .. gen .. ":" .. what) or 0 end
+        out[#out + 1] = { name = name, dict = dname, state = st, generation = tonumber(gen),
+                          since = tonumber(since), requests = n("req"), failures = n("fail"),
+                          consecutive_failures = n("consec"), half_open_requests = n("half"),
+                          half_open_successes = n("succ") }
+      end
+    end
+  end
+  return out
+end
+
 --- Handles one admin request: req = {method, path, query, headers, body}.
 -- @return status, body, content type
 function M.handle(req)
@@ -160,6 +200,7 @@ function M.handle(req)
     local names = plugins_mod.available(plugins_mod.default_dirs(c.gw and c.gw.plugins_path))
     return json(200, { data = array(names) })
   end
+  if path == "/circuit-breakers" then return json(200, { data = array(M.circuit_breakers(c)) }) end
   local uname = path:match("^/upstreams/([^/]+)/health$")
   if uname then
     local u = c.upstreams and c.upstreams[uname]

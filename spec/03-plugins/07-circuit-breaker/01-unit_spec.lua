@@ -1,0 +1,47 @@
+-- circuit-breaker: schema defaults and limits, its README's YAML, and the admin view helper on
+-- a config without circuits.
+local helpers = require "spec.helpers"
+
+local ROOT = helpers.repo .. "/plugins/circuit-breaker"
+
+describe("circuit-breaker schema", function()
+  it("fills in gobreaker-like defaults", function()
+    local c = assert(helpers.validate_plugin_config("circuit-breaker", {}))
+    assert.equal("circuit_breaker", c.dict)
+    assert.equal(5, c.min_requests)
+    assert.equal(0.5, c.failure_ratio)
+    assert.equal(0, c.consecutive_failures)
+    assert.equal(60, c.timeout)
+    assert.equal(1, c.max_requests)
+    assert.equal(0, c.interval)
+    assert.is_nil(c.failure_statuses)
+    assert.is_true(c.count_timeouts)
+    assert.is_true(c.count_connect_errors)
+    assert.equal(503, c.fallback_status)
+    assert.is_false(c.fallback_cache)
+  end)
+
+  it("refuses bad values", function()
+    local function errs(c)
+      local ok, e = helpers.validate_plugin_config("circuit-breaker", c)
+      assert.is_nil(ok)
+      return table.concat(e, "\n")
+    end
+    assert.matches("failure_ratio", errs{ failure_ratio = 2 }, 1, true)
+    assert.matches("timeout", errs{ timeout = 0 }, 1, true)
+    assert.matches("max_requests", errs{ max_requests = 0 }, 1, true)
+    assert.matches("failure_statuses", errs{ failure_statuses = { 700 } }, 1, true)
+    assert.matches("name", errs{ name = "a b" }, 1, true)
+  end)
+
+  it("the README's YAML compiles", function()
+    local text = assert(helpers.read_file(ROOT .. "/README.md"))
+    local n = 0
+    for y in text:gmatch("\n```yaml\n(.-)\n```") do
+      n = n + 1
+      local c, errs = require("gw.config").load_string(y, "README.md")
+      assert(c, errs and table.concat(errs, "\n"))
+    end
+    assert.is_true(n > 0)
+  end)
+end)
