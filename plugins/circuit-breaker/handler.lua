@@ -104,8 +104,11 @@ local function record(d, name, conf, gen, failed)
 end
 CircuitBreaker._record = record
 
+-- HEAD is answered from the GET entry (only GET responses are stored)
 local function cache_key(name)
-  return "cbc:" .. name .. ":" .. gw.request.get_method() .. " " .. gw.request.get_path_with_query()
+  local m = gw.request.get_method()
+  if m == "HEAD" then m = "GET" end
+  return "cbc:" .. name .. ":" .. m .. " " .. gw.request.get_path_with_query()
 end
 
 local function fallback(d, name, conf)

@@ -42,6 +42,8 @@ describe("circuit-breaker (integration)", function()
                         fallback_status = 502, fallback_body = "down", fallback_headers = { ["Content-Type"] = "text/plain" } }),
         svc("slow", { consecutive_failures = 2, timeout = 60, failure_statuses = { 599 } }, { read_timeout = 200 }),
         svc("workers", { consecutive_failures = 3, timeout = 60 }),
+        svc("interval", { min_requests = 2, failure_ratio = 1, interval = 1, timeout = 60 }),
+        svc("consec", { consecutive_failures = 2, min_requests = 100, timeout = 60 }),
       },
     } }
     client = helpers.proxy_client()
@@ -121,6 +123,30 @@ describe("circuit-breaker (integration)", function()
     assert.equal("text/plain", assert.response(res).has.header("Content-Type"))
     assert.equal("open", assert.response(res).has.header("X-Circuit-Breaker"))
     assert.equal(before, hits())
+  end)
+
+  it("resets the counts every interval while closed", function()
+    assert.res_status(500, get("/interval/status/500"))
+    helpers.sleep(1.2)
+    assert.res_status(500, get("/interval/status/500"))   -- a new interval: 1 request, not 2
+    assert.res_status(500, get("/interval/status/500"))   -- 2 of 2 failed: open
+    assert.res_status(503, get("/interval/ok"))
+  end)
+
+  it("a success breaks a run of consecutive failures", function()
+    assert.res_status(500, get("/consec/status/500"))
+    assert.res_status(200, get("/consec/ok"))
+    assert.res_status(500, get("/consec/status/500"))
+    assert.res_status(200, get("/consec/ok"))
+    assert.res_status(500, get("/consec/status/500"))
+    assert.res_status(500, get("/consec/status/500"))
+    assert.res_status(503, get("/consec/ok"))
+  end)
+
+  it("answers HEAD from the cached GET while open", function()
+    local res = assert(client:send{ method = "HEAD", path = "/cached/page?x=1" })
+    assert.res_status(200, res)
+    assert.equal("open", assert.response(res).has.header("X-Circuit-Breaker"))
   end)
 
   it("counts gw's 504 for an upstream timeout as a failure", function()
