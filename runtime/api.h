@@ -9,6 +9,7 @@ void gw_api_response_ready(gw_req *r);             /* header_filter, then send t
 void gw_api_run_log(gw_req *r);                    /* log, then gw_req_complete */
 void gw_api_body_readable(gw_req *r);              /* buffering the whole request body */
 void gw_api_req_cleanup(gw_req *r);
+int gw_api_run_log_aborted(gw_req *r);             /* client gone: log phase anyway; 1 = suspended */
 int gw_api_wants(gw_req *r, int phase);            /* does a plugin of r's route run `phase`? */
 void gw_api_run_body_filter(gw_req *r);            /* body_filter on r->lbody, then send it */
 int gw_api_init_worker(void);                      /* init_worker of every plugin of the generation */

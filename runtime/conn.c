@@ -176,9 +176,19 @@ void gw_conn_close(gw_conn *c)
     gw_req *r = &c->req;
     if (r->state != GW_RS_IDLE && r->state != GW_RS_LINGER) {
         if (r->up) gw_proxy_abort(r);
+        if (!c->test && !c->log_pending && r->gen && r->state != GW_RS_LOG && gw_api_wants(r, GW_PHASE_LOG)) {
+            /* the log phase sees every request, those the client gave up on too (499 when no
+             * response was produced, as nginx logs them) */
+            if (!r->head_sent && !r->local) r->status = 499;
+            if (c->bev) { bufferevent_free(c->bev); c->bev = NULL; }
+            c->log_pending = 1;
+            if (gw_api_run_log_aborted(r)) return;   /* finishes in gw_req_complete */
+            c->log_pending = 0;
+        }
         gw_api_req_cleanup(r);
         req_finish(r);
     }
+    r->state = GW_RS_IDLE;
     if (c->bev) { bufferevent_free(c->bev); c->bev = NULL; }
     if (c->prev_live) c->prev_live->next_live = c->next_live;
     else w->live = c->next_live;
@@ -604,6 +614,15 @@ void gw_req_response_done(gw_req *r)
 void gw_req_complete(gw_req *r)
 {
     gw_conn *c = r->c;
+    if (c->log_pending) {
+        /* the log phase of a request whose client had gone: now the connection can go too */
+        c->log_pending = 0;
+        gw_api_req_cleanup(r);
+        req_finish(r);
+        r->state = GW_RS_IDLE;
+        gw_conn_close(c);
+        return;
+    }
     gw_api_req_cleanup(r);
     int close_after = r->resp_close || !r->body_done;
     req_finish(r);

@@ -113,6 +113,7 @@ struct gw_conn {
     uint64_t linger_until;      /* GW_RS_LINGER: close at the latest then (ms) */
     int test;                   /* a gw.test.context request: no socket, testctx.c drives it */
     int test_wake;              /* testctx: a gw.sleep of this request has fired */
+    int log_pending;            /* closed, but the aborted request's log phase still runs */
     char *hbuf;                 /* copy of the request head (zero-copy parse over it) */
     size_t hcap;
     char *rbuf;                 /* copy of the upstream response head */

@@ -251,6 +251,26 @@ void gw_api_run_log(gw_req *r)
     gw_req_complete(r);
 }
 
+/* The client went away before its request was done: what the request was waiting for is
+ * abandoned (a sleeping or calling coroutine, the upstream), and the log phase runs as for any
+ * request, so that logs and metrics see it. Returns 1 when the log phase suspended (it ends
+ * through gw_req_complete), 0 when it is done. */
+int gw_api_run_log_aborted(gw_req *r)
+{
+    lua_State *L = gw_W->L;
+    if (r->wait_ev) {
+        free(event_get_callback_arg(r->wait_ev));
+        event_free(r->wait_ev);
+        r->wait_ev = NULL;
+    }
+    if (r->wait_op) gw_http_cancel(r);
+    if (r->co_ref >= 0) luaL_unref(L, LUA_REGISTRYINDEX, r->co_ref);
+    r->co_ref = LUA_NOREF;
+    r->co = NULL;
+    r->state = GW_RS_LOG;
+    return phase_enter(r, GW_PHASE_LOG) == RUN_SUSPENDED;
+}
+
 void gw_api_req_cleanup(gw_req *r)
 {
     lua_State *L = gw_W->L;
@@ -474,7 +494,7 @@ static int l_sleep(lua_State *L)
         r->state = r->phase == GW_PHASE_LOG ? GW_RS_LOG : GW_RS_LUA;
         /* The response is out: a client that closes now must not cut the log phase short.
          * Not reading hides its EOF; the next request (req_start) reads again. */
-        if (r->phase == GW_PHASE_LOG) bufferevent_disable(r->c->bev, EV_READ);
+        if (r->phase == GW_PHASE_LOG && r->c->bev) bufferevent_disable(r->c->bev, EV_READ);
     }
     return lua_yield(L, 0);
 }
