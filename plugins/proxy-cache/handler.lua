@@ -3,11 +3,11 @@
 -- vary_headers and the consumer when configured); the TTL comes from ttl_by_status, cache_ttl or
 -- (cache_control: true) the response's s-maxage/max-age. X-Cache-Status tells what happened:
 -- Miss, Hit, Bypass, Expired, Stale. Entries live behind a small storage interface (STORAGES):
--- memory (a gw.shared dict, shared by every worker); redis is to come with gw.redis.
+-- memory (a gw.shared dict, shared by every worker) or redis (gw.redis, shared by every node).
 --
 -- Phases: access looks the key up and answers a fresh hit with gw.response.exit; header_filter
 -- decides whether the upstream's answer may be stored (or replaces an upstream failure with a
--- stale entry); body_filter stores the body (or puts the stale body in).
+-- stale entry); body_filter stores the body (or puts the stale body in); log writes to Redis.
 local auth = require "gw.auth"
 
 local ProxyCache = {
@@ -26,8 +26,9 @@ local GRACE = 60
 ProxyCache.GRACE = GRACE
 
 ---------------------------------------------------------------------------------------------
--- storage: new(conf) -> store | nil, err; store:get(key) -> value, stale; store:set(key, value,
--- ttl) -> ok, err; store:delete(key); store:purge(). A value is an opaque string.
+-- storage: new(conf) -> store | nil, err; store:get(key) -> value, stale, err (err: the storage
+-- failed, the request bypasses the cache); store:set(key, value, ttl) -> ok, err;
+-- store:delete(key); store:purge(). A value is an opaque string; store.defers: set only in log.
 
 local STORAGES = {}
 
@@ -49,6 +50,47 @@ STORAGES.memory = function(conf)
       end
       dict:flush_expired(0)
       return true
+    end,
+  }
+end
+
+-- redis: gw.redis may suspend only in rewrite, access and log, so a store that `defers` is written
+-- in the log phase (the memory one is written at once in body_filter). Redis failures are logged
+-- and the request goes on uncached (Bypass).
+STORAGES.redis = function(conf)
+  local redis = require "gw.redis"
+  local function client()
+    local r, err = redis.connect{ host = conf.redis_host, port = conf.redis_port,
+                                  password = conf.redis_password, db = conf.redis_database,
+                                  timeout = conf.redis_timeout }
+    if not r then gw.log.err("redis ", conf.redis_host, ":", conf.redis_port, ": ", tostring(err)) end
+    return r
+  end
+  local function cmd(...)
+    local r = client()
+    if not r then return nil, "redis unavailable" end
+    local v, err = r:command(...)
+    if v == nil and err then gw.log.err("redis ", (...), ": ", tostring(err)) end
+    return v, err
+  end
+  return {
+    defers = true,
+    get = function(_, key)
+      local v, err = cmd("GET", key)
+      if err then return nil, nil, err end
+      return v
+    end,
+    set = function(_, key, value, ttl) return cmd("SET", key, value, "EX", math.max(1, math.ceil(ttl))) end,
+    delete = function(_, key) return cmd("DEL", key) end,
+    purge = function(_)
+      local cursor, n = "0", 0
+      repeat
+        local res, err = cmd("SCAN", cursor, "MATCH", PREFIX .. "*", "COUNT", 1000)
+        if not res then return nil, err end
+        cursor = res[1]
+        for _, k in ipairs(res[2] or {}) do cmd("DEL", k); n = n + 1 end
+      until cursor == "0"
+      return n
     end,
   }
 end
@@ -207,7 +249,8 @@ function ProxyCache:access(conf)
   if not store then p.bypass = true return end
   local key = ProxyCache.cache_key(conf)
   p.key, p.store = key, store
-  local raw = store:get(PREFIX .. key)
+  local raw, _, err = store:get(PREFIX .. key)
+  if err then p.bypass = true return end
   local e = raw and decode(raw)
   local now = gw.now()
   if e and now < e.expires then
@@ -257,7 +300,9 @@ function ProxyCache.save(conf, p, body)
   if not m or #body > conf.max_body_size then return end
   local now = gw.now()
   m.stored_at, m.expires = now, now + m.ttl
-  local ok, err = p.store:set(PREFIX .. p.key, encode(m, body), m.ttl + conf.stale_ttl + GRACE)
+  local value, ttl = encode(m, body), m.ttl + conf.stale_ttl + GRACE
+  if p.store.defers then p.deferred = { value, ttl } return end
+  local ok, err = p.store:set(PREFIX .. p.key, value, ttl)
   if not ok then gw.log.warn("could not store ", p.key, ": ", tostring(err)) end
 end
 
@@ -265,6 +310,15 @@ function ProxyCache:body_filter(conf)
   local p = gw.ctx.plugin
   if p.serve_stale then return gw.response.set_raw_body(p.stale.body) end
   if p.pending then ProxyCache.save(conf, p, gw.response.get_raw_body()) end
+end
+
+function ProxyCache:log(conf)
+  local p = gw.ctx.plugin
+  local d = p.deferred
+  if not d then return end
+  p.deferred = nil
+  local ok, err = p.store:set(PREFIX .. p.key, d[1], d[2])
+  if not ok then gw.log.warn("could not store ", p.key, ": ", tostring(err)) end
 end
 
 return ProxyCache

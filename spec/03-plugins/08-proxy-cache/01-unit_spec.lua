@@ -39,11 +39,12 @@ describe("proxy-cache schema", function()
     assert.matches("vary_headers[0]", errs_of{ vary_headers = { "bad header" } }, 1, true)
   end)
 
-  it("strategy redis is refused while gw.redis is missing", function()
-    if pcall(require, "gw.redis") then return end
-    local ok, errs = helpers.validate_plugin_config("proxy-cache", { strategy = "redis" })
-    assert.is_nil(ok)
-    assert.matches("strategy redis needs gw.redis", table.concat(errs, "\n"), 1, true)
+  it("strategy redis with its connection fields", function()
+    local c = conf_of{ strategy = "redis", redis_port = 6380, redis_password = "pw" }
+    assert.equal("127.0.0.1", c.redis_host)
+    assert.equal(6380, c.redis_port)
+    assert.equal(0, c.redis_database)
+    assert.equal(1000, c.redis_timeout)
   end)
 end)
 

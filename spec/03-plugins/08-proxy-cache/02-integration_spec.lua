@@ -252,6 +252,4 @@ describe("proxy-cache", function()
     end
     assert.matches("shared dict 'nope' is not declared", helpers.gw_log(), 1, true)
   end)
-
-  pending("strategy redis: waits for gw.redis (lua/gw/redis.lua), not in the tree yet")
 end)
