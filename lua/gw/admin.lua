@@ -126,9 +126,12 @@ function M.circuit_breakers(c)
     local keys = d and d:get_keys(0) or {}
     table.sort(keys)
     for _, k in ipairs(keys) do
-      local name = k:match("^cb:([^:]+)$")
-      local v = name and d:get(k)
-      local st, gen, since = (v or ""):match("^(%S+) (%d+) (%S+)$")
+      -- a circuit's state is the string "STATE GEN SINCE" under cb:NAME (NAME may hold ':' for
+      -- per-target circuits, NAME@HOST:PORT); its counters are numbers, its locks booleans
+      local v = k:sub(1, 3) == "cb:" and d:get(k)
+      local st, gen, since
+      if type(v) == "string" then st, gen, since = v:match("^(%a[%a_]*) (%d+) (%S+)$") end
+      local name = st and k:sub(4)
       if st then
         local function n(what) return d:get("cb:" .. name .. ":" .. gen .. ":" .. what) or 0 end
         out[#out + 1] = { name = name, dict = dname, state = st, generation = tonumber(gen),

@@ -1,4 +1,5 @@
--- circuit-breaker: gobreaker's state machine (closed -> open -> half-open) per service, the
+-- circuit-breaker: gobreaker's state machine (closed -> open -> half-open) per service (or per
+-- target of the service's upstream with per_target), the
 -- state in a gw.shared dict so every worker sees one circuit. While open the upstream is never
 -- touched: the fallback answers (static, or the last good response cached for that path).
 --
@@ -57,9 +58,10 @@ local function current(d, name, conf)
     st = transition(d, name, st, "half_open")
   elseif st.state == "closed" and conf.interval > 0 and st.since > 0 and now >= st.since + conf.interval then
     st = transition(d, name, st, "closed")
-  elseif st.state == "closed" and st.since == 0 and conf.interval > 0 then
-    -- first use: start the interval clock
-    st = transition(d, name, st, "closed")
+  elseif st.since == 0 then
+    -- first use: the circuit shows in the admin API, and the interval clock starts
+    d:add("cb:" .. name, "closed 0 " .. string.format("%.3f", now))
+    st = read(d, name)
   end
   return st
 end
@@ -128,17 +130,64 @@ local function fallback(d, name, conf)
   return gw.response.exit(conf.fallback_status, conf.fallback_body, h)
 end
 
+-- per_target: one circuit per target of the service's upstream, NAME@HOST:PORT. A half-open
+-- target that still admits a probe is chosen first; else a weighted random closed target. The
+-- request is sent there with gw.service.set_target. nil when every target's circuit is open.
+local function pick_target(d, name, conf, targets)
+  local closed, total = {}, 0
+  for _, t in ipairs(targets) do
+    if (t.weight or 100) > 0 then
+      local tname = name .. "@" .. t.host .. ":" .. t.port
+      local st = current(d, tname, conf)
+      if st.state == "half_open" then
+        local n = d:incr(counter(d, tname, st.gen, "half"), 1, 0, COUNTER_TTL)
+        if n and n <= conf.max_requests then return t, tname, st end
+      elseif st.state == "closed" then
+        closed[#closed + 1] = { t, tname, st }
+        total = total + (t.weight or 100)
+      end
+    end
+  end
+  if total == 0 then return nil end
+  local point = math.random() * total
+  for _, c in ipairs(closed) do
+    point = point - (c[1].weight or 100)
+    if point < 0 then return c[1], c[2], c[3] end
+  end
+  local c = closed[#closed]
+  return c[1], c[2], c[3]
+end
+
+local function upstream_targets()
+  local svc = gw.router.get_service()
+  local compiled = gw._compiled and gw._compiled()
+  local up = svc and svc.upstream and compiled and compiled.upstreams and compiled.upstreams[svc.upstream]
+  return up and up.targets
+end
+
 function CircuitBreaker:access(conf)
   local d = dict_of(conf)
   if not d then return end
   local name = circuit_name(conf)
+  local p = gw.ctx.plugin
+  p.base = name
+  if conf.per_target then
+    local targets = upstream_targets()
+    if targets and #targets > 0 then
+      local t, tname, st = pick_target(d, name, conf, targets)
+      if not t then return fallback(d, name, conf) end
+      local ok, err = gw.service.set_target(t.host, t.port)
+      if not ok then gw.log.err("cannot send to ", t.host, ":", t.port, ": ", err) end
+      p.name, p.gen = tname, st.gen
+      return
+    end
+  end
   local st = current(d, name, conf)
   if st.state == "open" then return fallback(d, name, conf) end
   if st.state == "half_open" then
     local n = d:incr(counter(d, name, st.gen, "half"), 1, 0, COUNTER_TTL)
     if not n or n > conf.max_requests then return fallback(d, name, conf) end
   end
-  local p = gw.ctx.plugin
   p.name, p.gen = name, st.gen
 end
 
@@ -166,7 +215,7 @@ function CircuitBreaker:body_filter(conf)
   if #body > conf.cache_max_body then return end
   p.cache.body = body
   local d = dict_of(conf)
-  if d then d:set(cache_key(p.name), cjson.encode(p.cache), conf.cache_ttl) end
+  if d then d:set(cache_key(p.base), cjson.encode(p.cache), conf.cache_ttl) end
 end
 
 function CircuitBreaker:log(conf)

@@ -5,6 +5,8 @@ return {
   fields = {
     { name = { type = "string", len_min = 1, match = "^[%w._%-]+$",
                description = "circuit name (default: the service's name); plugins sharing a name share a circuit" } },
+    { per_target = { type = "boolean", default = false,
+                     description = "one circuit per target of the service's upstream; the plugin picks the target" } },
     { dict = { type = "string", default = "circuit_breaker", len_min = 1,
                description = "gw.shared dict holding the state (must be declared in gw.shared_dicts)" } },
     { min_requests = { type = "integer", default = 5, between = { 1, 1000000000 },

@@ -4,7 +4,7 @@ local helpers = require "spec.helpers"
 local cjson = require "cjson"
 
 describe("circuit-breaker (integration)", function()
-  local up, client, admin
+  local up, client, admin, dead
 
   -- requests the mock saw, not counting the /stats requests that asked
   local asked = 0
@@ -33,9 +33,15 @@ describe("circuit-breaker (integration)", function()
       for k, v in pairs(extra or {}) do s[k] = v end
       return s
     end
+    dead = helpers.get_free_port()          -- nothing listens there: connect errors (502)
     helpers.start_gw{ config = {
       gw = { workers = 2, shared_dicts = { circuit_breaker = "1m" } },
+      upstreams = {
+        { name = "pool", targets = { { target = "127.0.0.1:" .. up[1] }, { target = "127.0.0.1:" .. dead } } },
+      },
       services = {
+        { name = "pertarget", url = "http://pool", retries = 0, routes = { { paths = { "/pertarget" } } },
+          plugins = { { name = "circuit-breaker", config = { per_target = true, consecutive_failures = 2, timeout = 60 } } } },
         svc("trip", { min_requests = 3, failure_ratio = 0.5, timeout = 1, max_requests = 2 }),
         svc("halfopen", { consecutive_failures = 2, timeout = 1, max_requests = 2 }),
         svc("cached", { consecutive_failures = 2, timeout = 60, fallback_cache = true,
@@ -171,6 +177,22 @@ describe("circuit-breaker (integration)", function()
       c:close()
     end
     assert.equal(before, hits())
+  end)
+
+  it("per_target: the target that fails is cut off, the other keeps serving", function()
+    local n502 = 0
+    for _ = 1, 40 do
+      local res = get("/pertarget/ok")
+      if res.status == 502 then n502 = n502 + 1 else assert.res_status(200, res) end
+    end
+    assert.equal(2, n502)                    -- two connect errors open that target's circuit
+    assert.is_true(log_has("circuit pertarget@127.0.0.1:" .. dead .. ": closed -> open"))
+    local body = cjson.decode(assert.res_status(200, assert(admin:get("/circuit-breakers"))))
+    local by = {}
+    for _, c in ipairs(body.data) do by[c.name] = c end
+    assert(by["pertarget@127.0.0.1:" .. dead], cjson.encode(body))
+    assert.equal("open", by["pertarget@127.0.0.1:" .. dead].state)
+    assert.equal("closed", by["pertarget@127.0.0.1:" .. up[1]].state)
   end)
 
   it("shows every circuit in the admin API", function()
