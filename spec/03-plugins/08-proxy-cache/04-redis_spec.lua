@@ -1,24 +1,23 @@
 -- proxy-cache with strategy redis: a real redis-server (helpers.start_redis), the real mock
--- upstream, two gw instances sharing one cache through Redis; Redis down -> Bypass, never an error.
+-- upstream, two gw workers sharing one cache through Redis; Redis down -> Bypass, never an error.
 local helpers = require "spec.helpers"
 local redis = require "gw.redis"
 
 describe("proxy-cache strategy redis", function()
-  local up, rport, gw_b
+  local up, rport
 
   local function upstream_requests() return helpers.mock_stats(up[1]).requests - 1 end
 
-  local function get(path, port)
-    local c = port and helpers.http_client("127.0.0.1", port, 5000) or helpers.proxy_client()
+  local function get(path)
+    local c = helpers.proxy_client()
     local res = assert(c:get(path))
     c:close()
     return res
   end
 
-  local function config(proxy_port)
+  local function config()
     return {
-      gw = { workers = 2, listen = proxy_port and { "127.0.0.1:" .. proxy_port } or nil,
-             admin_listen = proxy_port and "off" or nil },
+      gw = { workers = 2 },
       services = { {
         name = "r", url = "http://127.0.0.1:" .. up[1] .. "/r", routes = { { paths = { "/r" } } },
         plugins = { { name = "proxy-cache", config = {
