@@ -132,6 +132,31 @@ describe("gw.redis", function()
     assert.equal("OK", r2:command("SET", "z", "2"))
   end)
 
+  it("in gw.test.context: a handler's call suspends and resumes like gw.sleep", function()
+    local handler = { access = function(_, conf)
+      local r = assert(gw.redis.connect{ port = conf.port })
+      gw.ctx.shared.set = r:command("SET", "ctx", "yes")
+      gw.ctx.shared.get = r:command("GET", "ctx")
+      local res = r:pipeline({ { "INCR", "ctxn" }, { "INCR", "ctxn" } })
+      gw.ctx.shared.n = res[2]
+      gw.service.request.set_header("X-After", "yes")
+    end }
+    local ctx = gw.test.context{}
+    assert.is_true(ctx:run(handler, "access", { port = port }))
+    assert.equal("OK", ctx.shared.set)
+    assert.equal("yes", ctx.shared.get)
+    assert.equal(2, ctx.shared.n)
+    assert.equal("yes", ctx:upstream_header("X-After"))
+  end)
+
+  it("is refused in header_filter", function()
+    local handler = { header_filter = function(_, conf)
+      local r = gw.redis.connect{ port = conf.port }
+    end }
+    local ctx = gw.test.context{}
+    assert.has_error(function() ctx:run(handler, "header_filter", { port = port }) end)
+  end)
+
   it("misuse raises", function()
     assert.has_error(function() gw.redis.connect("x") end)
     assert.has_error(function() gw.redis.connect{ port = "x" } end)
