@@ -127,8 +127,10 @@ ProxyCache.sorted_query = sorted_query
 
 --- The text the key is the hash of, and the key itself (32 hex digits of its SHA-256).
 function ProxyCache.cache_key(conf)
+  local method = gw.request.get_method()
+  if method == "HEAD" then method = "GET" end   -- a HEAD is answered from the GET entry
   local parts = {
-    gw.request.get_method(), gw.request.get_host(), gw.request.get_path(),
+    method, gw.request.get_host(), gw.request.get_path(),
     sorted_query(gw.request.get_raw_query()),
   }
   for _, name in ipairs(conf.vary_headers or {}) do
@@ -286,10 +288,10 @@ function ProxyCache:header_filter(conf)
   local ttl = ProxyCache.ttl_for(conf, status, gw.response.get_headers(1000)["cache-control"])
   local len = tonumber(gw.response.get_header("Content-Length"))
   if not ttl or (len and len > conf.max_body_size) then return status_header(conf, p, "Bypass") end
-  p.pending = { status = status, headers = response_headers(), ttl = ttl }
   status_header(conf, p, p.status)
-  if gw.request.get_method() == "HEAD" then   -- no body_filter for a response without a body
-    ProxyCache.save(conf, p, "")
+  -- a HEAD response has no body to store (and runs no body_filter): only GET fills the entry
+  if gw.request.get_method() ~= "HEAD" then
+    p.pending = { status = status, headers = response_headers(), ttl = ttl }
   end
 end
 
