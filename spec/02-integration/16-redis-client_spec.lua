@@ -168,3 +168,55 @@ describe("gw.redis", function()
     assert.has_error(function() r:eval_script(nil) end)
   end)
 end)
+
+describe("gw.redis in a worker", function()
+  local port, client
+  local cjson = require "cjson"
+
+  local function probe(args)
+    local res = assert(client:get("/probe", { query = args }))
+    assert.res_status(200, res)
+    return cjson.decode(res.body)
+  end
+
+  lazy_setup(function()
+    port = helpers.start_redis()
+    helpers.start_gw{ plugins_path = { helpers.repo .. "/spec/fixtures/plugins" }, config = {
+      services = {
+        { name = "probe", url = "echo://", routes = { { paths = { "/probe" } } },
+          plugins = { { name = "redis-probe" } } },
+        { name = "plain", url = "echo://", routes = { { paths = { "/plain" } } } },
+      },
+    } }
+  end)
+  lazy_teardown(helpers.stop_all)
+  before_each(function() client = helpers.proxy_client() end)
+  after_each(function() client:close() end)
+
+  it("from a request, a timer and the log phase", function()
+    local r = probe{ port = port, key = "w1" }
+    assert.same({ n = 1, v = "1", phase = "access" }, r)
+    assert.same({ started = true }, probe{ port = port, key = "w1", mode = "timer", id = "t1" })
+    assert(helpers.wait_until(function() return probe{ mode = "result", id = "t1" }.n == 2 end, 5))
+    assert.same({ n = 2, v = "2", phase = "timer" }, probe{ mode = "result", id = "t1" })
+    assert.same({ logged = true }, probe{ port = port, key = "w1", mode = "log", id = "l1" })
+    assert(helpers.wait_until(function() return probe{ mode = "result", id = "l1" }.n == 3 end, 5))
+    assert.equal("log", probe{ mode = "result", id = "l1" }.phase)
+  end)
+
+  it("a client that goes away while its request waits for Redis: the worker carries on", function()
+    local r = assert(gw.redis.connect{ port = port })
+    assert.equal("OK", r:command("CLIENT", "PAUSE", "500"))
+    local s = assert(socket.connect("127.0.0.1", helpers.gw_info().proxy_port))
+    s:send("GET /probe?port=" .. port .. "&key=gone&timeout=3000 HTTP/1.1\r\nHost: x\r\n\r\n")
+    helpers.sleep(0.1)
+    s:close()
+    local t0 = socket.gettime()
+    assert.res_status(200, client:get("/plain"))
+    assert.truthy(socket.gettime() - t0 < 0.2)
+    helpers.sleep(0.6)
+    local out = probe{ port = port, key = "after" }
+    assert.equal(1, out.n)
+    assert.falsy(helpers.gw_log():find("died", 1, true))
+  end)
+end)
