@@ -20,6 +20,7 @@ local WINDOWS = { "second", "minute", "hour", "day", "month" }
 -- Returns {blocked (0/1), count_1, reset_1, ..., count_n, reset_n} (count after this request,
 -- or the current count when blocked; reset in seconds).
 local SCRIPT = [[
+if redis.replicate_commands then pcall(redis.replicate_commands) end
 local t = redis.call('TIME')
 local now = tonumber(t[1])
 local n = tonumber(ARGV[1])
