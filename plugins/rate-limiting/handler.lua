@@ -118,7 +118,6 @@ local function count_redis(conf, key, wins)
   for i, w in ipairs(wins) do
     w.count = tonumber(res[2 * i]) or 0
     w.reset = tonumber(res[2 * i + 1]) or w.len
-    if res[1] == 1 then w.count = math.max(w.count, 0) end
   end
   return res[1] == 1, nil, true
 end
@@ -139,13 +138,12 @@ function RateLimiting:access(conf)
   end
 
   local headers = {}
-  local reset, stop_reset = nil, 0
+  local reset, stop_reset = nil, 0     -- of the window with the least left; of the full ones
   local min_remaining, min_w
   for _, w in ipairs(wins) do
     -- local counts include this request even when it is refused; redis counts do not
     local used = w.count
     local remaining = math.max(0, w.limit - used)
-    if atomic and blocked then remaining = math.max(0, w.limit - used) end
     if not conf.hide_client_headers then
       headers["X-RateLimit-Limit-" .. NAMES[w.name]] = tostring(w.limit)
       headers["X-RateLimit-Remaining-" .. NAMES[w.name]] = tostring(remaining)
