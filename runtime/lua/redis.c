@@ -302,19 +302,27 @@ static rconn *conn_get(struct event_base *base, const char *key, const char *hos
 static int send_cmd(lua_State *L, rconn *c, rop *op, int t)
 {
     int argc = (int)lua_objlen(L, t);
-    const char *argv[argc > 0 ? argc : 1];
-    size_t lens[argc > 0 ? argc : 1];
+    if (argc <= 0) return -1;
+    /* on the heap: a command may carry many arguments */
+    const char **argv = malloc((size_t)argc * sizeof *argv);
+    size_t *lens = malloc((size_t)argc * sizeof *lens);
+    int rc = -1;
+    if (!argv || !lens) goto out;
     for (int i = 0; i < argc; i++) {
         lua_rawgeti(L, t, i + 1);
         argv[i] = lua_tolstring(L, -1, &lens[i]);
         lua_pop(L, 1);              /* the string stays in the table */
-        if (!argv[i]) return -1;
+        if (!argv[i]) goto out;
     }
-    if (redisAsyncCommandArgv(c->ac, reply_cb, op, argc, argv, lens) != REDIS_OK) return -1;
+    if (redisAsyncCommandArgv(c->ac, reply_cb, op, argc, argv, lens) != REDIS_OK) goto out;
     c->pending++;
     op->outstanding++;
     op->refs++;
-    return 0;
+    rc = 0;
+out:
+    free(argv);
+    free(lens);
+    return rc;
 }
 
 static int send_argv(rconn *c, rop *op, int argc, const char **argv)

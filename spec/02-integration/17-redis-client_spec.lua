@@ -157,6 +157,14 @@ describe("gw.redis", function()
     assert.has_error(function() ctx:run(handler, "header_filter", { port = port }) end)
   end)
 
+  it("a command with very many arguments", function()
+    local r = assert(gw.redis.connect{ port = port })
+    local args = { "RPUSH", "many" }
+    for i = 1, 100000 do args[#args + 1] = i end
+    assert.equal(100000, r:command(unpack(args)))
+    assert.equal("100000", r:command("LINDEX", "many", -1))
+  end)
+
   it("misuse raises", function()
     assert.has_error(function() gw.redis.connect("x") end)
     assert.has_error(function() gw.redis.connect{ port = "x" } end)
