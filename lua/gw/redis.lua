@@ -52,7 +52,7 @@ end
 
 local function run(self, cmds)
   check_phase("gw.redis")
-  local op = C.start(self.host, self.port, self.password, self.db, cmds, self.timeout)
+  local op = C.start(self.host, self.port, self.password, self.db, cmds, self.timeout, self.connect_timeout)
   C.wait(op)
   return C.result(op)
 end
@@ -68,11 +68,13 @@ function M.connect(opts)
   if type(port) ~= "number" or port < 1 or port > 65535 or port % 1 ~= 0 then argerr("connect", "port must be an integer 1-65535") end
   if type(db) ~= "number" or db < 0 or db % 1 ~= 0 then argerr("connect", "db must be an integer >= 0") end
   if type(timeout) ~= "number" or timeout <= 0 then argerr("connect", "timeout must be a positive number of milliseconds") end
+  local ct = opts.connect_timeout or timeout
+  if type(ct) ~= "number" or ct <= 0 then argerr("connect", "connect_timeout must be a positive number of milliseconds") end
   if opts.password ~= nil and (type(opts.password) ~= "string" or opts.password == "") then
     argerr("connect", "password must be a non-empty string")
   end
   local self = setmetatable({ host = host, port = port, db = db, password = opts.password,
-                              timeout = math.ceil(timeout) }, Client)
+                              timeout = math.ceil(timeout), connect_timeout = math.ceil(ct) }, Client)
   -- sets up the connection (AUTH, SELECT) when there is none yet
   local res, err = run(self, {})
   if not res then return nil, err, "io" end

@@ -84,6 +84,8 @@ typedef struct rconn {
     int ac_gone;                    /* hiredis freed (or is freeing) ac */
     int retired;                    /* no new calls go to it */
     int killing;                    /* we are inside redisAsyncFree */
+    struct event *ctimer;           /* connect_timeout, until connected */
+    int connect_timed_out;
     struct rconn *next, *prev;
 } rconn;
 
@@ -103,6 +105,7 @@ static void conn_maybe_free(rconn *c)
 {
     if (c->ac_gone && c->pending == 0 && !c->killing) {
         conn_unlink(c);
+        if (c->ctimer) event_free(c->ctimer);
         free(c->key);
         free(c);
     }
@@ -111,6 +114,7 @@ static void conn_maybe_free(rconn *c)
 static void connect_cb(const redisAsyncContext *ac, int status)
 {
     rconn *c = ac->data;
+    if (c->ctimer) { event_free(c->ctimer); c->ctimer = NULL; }
     if (status != REDIS_OK) {
         /* hiredis frees ac after this; the pending callbacks then run with no reply */
         conn_unlink(c);
@@ -224,7 +228,7 @@ static void reply_cb(redisAsyncContext *ac, void *reply, void *priv)
         int i = op->got++;
         if (!x) {
             char m[200];
-            snprintf(m, sizeof m, "%s", ac->errstr[0] ? ac->errstr : "connection closed");
+            snprintf(m, sizeof m, "%s", c->connect_timed_out ? "connect timeout" : ac->errstr[0] ? ac->errstr : "connection closed");
             if (strcmp(m, "Connection refused") == 0) snprintf(m, sizeof m, "connection refused");
             op_fail(op, m);
         } else if (i < op->nsetup) {
@@ -259,6 +263,17 @@ static void timer_cb(evutil_socket_t fd, short ev, void *arg)
     op_unref(op);
 }
 
+
+static void ctimer_cb(evutil_socket_t fd, short ev, void *arg)
+{
+    (void)fd; (void)ev;
+    rconn *c = arg;
+    event_free(c->ctimer);
+    c->ctimer = NULL;
+    c->connect_timed_out = 1;
+    conn_kill(c);
+}
+
 static struct event_base *own_base;
 
 static struct event_base *loop_base(void)
@@ -268,7 +283,7 @@ static struct event_base *loop_base(void)
     return own_base;
 }
 
-static rconn *conn_get(struct event_base *base, const char *key, const char *host, int port, int *fresh, const char **err)
+static rconn *conn_get(struct event_base *base, const char *key, const char *host, int port, int connect_ms, int *fresh, const char **err)
 {
     for (rconn *c = conns; c; c = c->next)
         if (c->base == base && !c->ac_gone && strcmp(c->key, key) == 0) { *fresh = 0; return c; }
@@ -291,6 +306,10 @@ static rconn *conn_get(struct event_base *base, const char *key, const char *hos
     redisLibeventAttach(ac, base);
     redisAsyncSetConnectCallback(ac, connect_cb);
     redisAsyncSetDisconnectCallback(ac, disconnect_cb);
+    if (connect_ms > 0 && (c->ctimer = evtimer_new(base, ctimer_cb, c))) {
+        struct timeval tv = { connect_ms / 1000, (connect_ms % 1000) * 1000 };
+        evtimer_add(c->ctimer, &tv);
+    }
     c->next = conns;
     if (conns) conns->prev = c;
     conns = c;
@@ -336,7 +355,8 @@ static int send_argv(rconn *c, rop *op, int argc, const char **argv)
     return 0;
 }
 
-/* start(host, port, password|nil, db, {{arg...}, ...}, timeout_ms) -> op. Validation in redis.lua. */
+/* start(host, port, password|nil, db, {{arg...}, ...}, timeout_ms, connect_timeout_ms) -> op.
+ * Validation in redis.lua. */
 static int l_start(lua_State *L)
 {
     const char *host = luaL_checkstring(L, 1);
@@ -345,6 +365,7 @@ static int l_start(lua_State *L)
     int db = luaL_checkint(L, 4);
     luaL_checktype(L, 5, LUA_TTABLE);
     int timeout = luaL_checkint(L, 6);
+    int connect_ms = luaL_optint(L, 7, 0);
     struct event_base *base = loop_base();
     if (!base) return luaL_error(L, "gw.redis: no event loop");
 
@@ -363,7 +384,7 @@ static int l_start(lua_State *L)
     snprintf(key, sizeof key, "%s|%d|%d|%s", host, port, db, password ? password : "");
     int fresh = 0;
     const char *err = NULL;
-    rconn *c = conn_get(base, key, host, port, &fresh, &err);
+    rconn *c = conn_get(base, key, host, port, connect_ms, &fresh, &err);
     if (!c) { op_fail(op, err); return 1; }
     op->conn = c;
     if (fresh) {

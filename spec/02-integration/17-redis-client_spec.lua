@@ -108,6 +108,26 @@ describe("gw.redis", function()
     assert.equal("v1", r:command("GET", "k1"))
   end)
 
+  it("connect_timeout: a server that never completes the handshake", function()
+    -- a listener whose backlog is full: further connects hang in SYN
+    local srv = assert(socket.tcp())
+    assert(srv:bind("127.0.0.1", 0))
+    assert(srv:listen(0))
+    local _, p = srv:getsockname()
+    local fill = {}
+    for i = 1, 8 do
+      local c = socket.tcp(); c:settimeout(0); c:connect("127.0.0.1", tonumber(p)); fill[i] = c
+    end
+    finally(function() for _, c in ipairs(fill) do c:close() end srv:close() end)
+    local t0 = socket.gettime()
+    local r, err, kind = gw.redis.connect{ port = tonumber(p), timeout = 3000, connect_timeout = 200 }
+    local dt = socket.gettime() - t0
+    assert.is_nil(r)
+    assert.equal("connect timeout", err)
+    assert.equal("io", kind)
+    assert.truthy(dt >= 0.15 and dt < 1, "took " .. dt)
+  end)
+
   it("fails quickly when Redis is not there", function()
     local p = helpers.get_free_port()
     local t0 = socket.gettime()
