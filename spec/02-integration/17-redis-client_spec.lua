@@ -1,7 +1,7 @@
 -- gw.redis: the non-blocking Redis client (runtime/lua/redis.c, lua/gw/redis.lua), against a real
 -- redis-server. These run in `gw test` itself (the main thread, where gw.redis runs the loop until
 -- the answer is in); the worker side (a request's coroutine suspended, other requests served
--- meanwhile) is covered by the rate-limiting plugin's specs (spec/03-plugins/06-rate-limiting).
+-- meanwhile) is covered by the rate-limiting plugin's specs (spec/03-plugins/09-rate-limiting).
 local helpers = require "spec.helpers"
 local socket = require "socket"
 local gw = require "gw"
