@@ -14,35 +14,43 @@ local NAMES = { second = "Second", minute = "Minute", hour = "Hour", day = "Day"
 local WINDOWS = { "second", "minute", "hour", "day", "month" }
 
 -- Checks every window, counts the request in each only when none is full (all or nothing, in
--- one step on the server: no read-then-write race between nodes). Windows are fixed, aligned on
--- the server's clock (TIME), so every node agrees on them.
+-- one step on the server: no read-then-write race between nodes). Each window slides: the count
+-- is the current fixed window's plus the previous one's weighted by how much of it still lies
+-- inside the sliding window (the "sliding window counter"), so a client cannot get twice the
+-- limit across a window boundary. Windows are aligned on the server's clock (TIME), so every
+-- node agrees on them.
 -- KEYS[1]: key prefix. ARGV: n, then per window its length in seconds and its limit.
--- Returns {blocked (0/1), count_1, reset_1, ..., count_n, reset_n} (count after this request,
--- or the current count when blocked; reset in seconds).
+-- Returns {blocked (0/1), count_1, reset_1, ..., count_n, reset_n} (the sliding count after this
+-- request, or the current one when blocked, rounded up; reset: seconds until the fixed window
+-- ends).
 local SCRIPT = [[
 if redis.replicate_commands then pcall(redis.replicate_commands) end
 local t = redis.call('TIME')
-local now = tonumber(t[1])
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local n = tonumber(ARGV[1])
-local keys, counts, resets = {}, {}, {}
+local keys, lens, counts, resets = {}, {}, {}, {}
 local blocked = 0
 for i = 1, n do
   local len = tonumber(ARGV[2 * i])
   local limit = tonumber(ARGV[2 * i + 1])
-  local start = now - (now % len)
+  local start = math.floor(now / len) * len
+  lens[i] = len
   keys[i] = KEYS[1] .. ':' .. len .. ':' .. start
-  resets[i] = start + len - now
-  counts[i] = tonumber(redis.call('GET', keys[i]) or '0')
-  if counts[i] >= limit then blocked = 1 end
+  resets[i] = math.ceil(start + len - now)
+  local prev = tonumber(redis.call('GET', KEYS[1] .. ':' .. len .. ':' .. (start - len)) or '0')
+  local cur = tonumber(redis.call('GET', keys[i]) or '0')
+  counts[i] = prev * ((len - (now - start)) / len) + cur
+  if counts[i] + 1 > limit then blocked = 1 end
 end
 if blocked == 0 then
   for i = 1, n do
-    counts[i] = redis.call('INCR', keys[i])
-    if counts[i] == 1 then redis.call('EXPIRE', keys[i], tonumber(ARGV[2 * i]) + 1) end
+    redis.call('INCR', keys[i])
+    redis.call('EXPIRE', keys[i], 2 * lens[i] + 1)
+    counts[i] = counts[i] + 1
   end
 end
 local out = { blocked }
-for i = 1, n do out[#out + 1] = counts[i]; out[#out + 1] = resets[i] end
+for i = 1, n do out[#out + 1] = math.ceil(counts[i]); out[#out + 1] = resets[i] end
 return out
 ]]
 

@@ -43,6 +43,11 @@ services:
         plugins:
           - name: rate-limiting
             config: { day: 2, limit_by: ip, policy: redis, redis_host: 127.0.0.1, redis_port: {REDIS} }
+      - name: sliding
+        paths: ["/sliding"]
+        plugins:
+          - name: rate-limiting
+            config: { second: 5, limit_by: ip, policy: redis, redis_host: 127.0.0.1, redis_port: {REDIS} }
       - name: open
         paths: ["/open"]
 ]]
@@ -108,6 +113,26 @@ describe("rate-limiting policy redis (integration)", function()
     end
     assert.equal(10, ok)
     assert.equal(20, refused)
+  end)
+
+  it("the window slides: a burst at the end of one second still counts early in the next", function()
+    -- wait for the last quarter of a second on Redis's clock, spend the limit there
+    local function redis_now()
+      local a, b = redis_cli("TIME"):match("(%d+)%s+(%d+)")
+      return tonumber(a) + tonumber(b) / 1e6
+    end
+    local now = redis_now()
+    local frac = now % 1
+    socket.sleep(frac < 0.7 and (0.7 - frac) or (1.7 - frac))
+    for _ = 1, 5 do assert.res_status(200, get_at(a_port, "/sliding")) end
+    -- just after the boundary: a fixed window would start again at 0; the sliding count is
+    -- still about 5 (the previous second weighs in almost fully)
+    now = redis_now()
+    socket.sleep(math.ceil(now) - now + 0.02)
+    assert.res_status(429, get_at(b_port, "/sliding"))
+    -- two seconds later the previous window no longer counts
+    socket.sleep(2)
+    assert.res_status(200, get_at(a_port, "/sliding"))
   end)
 
   it("counts every window in one step, refused requests not counted; headers", function()
