@@ -2,6 +2,7 @@
  * C functions conn.c and proxy.c call when a phase is due. */
 #ifndef GW_API_H
 #define GW_API_H
+#include <lua.h>
 #include "conn.h"
 
 void gw_api_run_request(gw_req *r, int no_route);   /* rewrite + access, then proxy/echo/404 */
@@ -9,6 +10,7 @@ void gw_api_response_ready(gw_req *r);             /* header_filter, then send t
 void gw_api_run_log(gw_req *r);                    /* log, then gw_req_complete */
 void gw_api_body_readable(gw_req *r);              /* buffering the whole request body */
 void gw_api_req_cleanup(gw_req *r);
+void gw_api_resume_timer(lua_State *co, int ref);  /* a timer coroutine's wait is over */
 int gw_api_run_log_aborted(gw_req *r);             /* client gone: log phase anyway; 1 = suspended */
 int gw_api_wants(gw_req *r, int phase);            /* does a plugin of r's route run `phase`? */
 void gw_api_run_body_filter(gw_req *r);            /* body_filter on r->lbody, then send it */

@@ -431,13 +431,23 @@ static void timer_unlink(sleeper *s)
 
 /* A timer callback failed: its message with the coroutine's traceback (the stack is still
  * there after lua_resume returned the error). */
-static void timer_error(lua_State *co)
+static void timer_error(lua_State *L, lua_State *co)
 {
-    lua_State *L = gw_W->L;
     const char *msg = lua_tostring(co, -1);
     luaL_traceback(L, co, msg ? msg : "(error object is not a string)", 0);
     gw_err("timer failed: %s", lua_tostring(L, -1));
     lua_pop(L, 1);
+}
+
+/* Resumes a timer's coroutine once what it waited for (gw.sleep, gw.http, gw.redis) is done, and
+ * drops that wait's anchor `ref` either way: a coroutine that suspended again is anchored by what
+ * it waits for now, so keeping the reference would pin it (and all it holds) forever. */
+void gw_api_resume_timer(lua_State *co, int ref)
+{
+    lua_State *L = gw_W && gw_W->L ? gw_W->L : co;
+    int rc = lua_resume(co, 0);
+    if (rc != 0 && rc != LUA_YIELD) timer_error(L, co);
+    luaL_unref(L, LUA_REGISTRYINDEX, ref);
 }
 
 static void sleep_fire(evutil_socket_t fd, short ev, void *arg)
@@ -454,13 +464,7 @@ static void sleep_fire(evutil_socket_t fd, short ev, void *arg)
     }
     if (s->fn_ref != LUA_NOREF) { timer_run(s, 0); return; }
     /* a timer coroutine that slept */
-    lua_State *co = s->co;
-    int rc = lua_resume(co, 0);
-    if (rc != 0 && rc != LUA_YIELD) timer_error(co);
-    /* this sleep's anchor goes either way: a coroutine that suspended again is anchored by what
-     * it waits for now (its next sleeper, a gw.http call), so keeping this reference would pin
-     * it (and everything it holds) forever */
-    luaL_unref(gw_W->L, LUA_REGISTRYINDEX, s->co_ref);
+    gw_api_resume_timer(s->co, s->co_ref);
     event_free(s->ev);
     free(s);
 }
@@ -518,7 +522,7 @@ static void timer_run(sleeper *s, int premature)
     timer_unlink(s);
     int rc = lua_resume(co, nargs);
     /* a coroutine that yielded (gw.sleep) is anchored by its sleeper */
-    if (rc != 0 && rc != LUA_YIELD) timer_error(co);
+    if (rc != 0 && rc != LUA_YIELD) timer_error(gw_W->L, co);
     luaL_unref(L, LUA_REGISTRYINDEX, co_ref);
     if (s->every > 0 && !gw_W->draining && !premature) {
         struct timeval tv = tv_of(s->every);

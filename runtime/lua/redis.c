@@ -426,15 +426,7 @@ static void wake_cb(evutil_socket_t fd, short ev, void *arg)
     lua_State *co = w->co;
     int ref = w->co_ref;
     free(w);
-    lua_State *L = gw_W && gw_W->L ? gw_W->L : co;
-    int rc = lua_resume(co, 0);
-    if (rc != 0 && rc != LUA_YIELD) {
-        const char *msg = lua_tostring(co, -1);
-        luaL_traceback(L, co, msg ? msg : "(error object is not a string)", 0);
-        gw_err("timer failed: %s", lua_tostring(L, -1));
-        lua_pop(L, 1);
-    }
-    luaL_unref(L, LUA_REGISTRYINDEX, ref);
+    gw_api_resume_timer(co, ref);
 }
 
 int gw_redis_is_waiter(void *w) { return w && *(int *)w == REDIS_WAIT_TAG; }
