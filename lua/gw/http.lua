@@ -15,18 +15,10 @@ local DEFAULT_MAX_BODY = 8 * 1024 * 1024
 local USER_AGENT = "gw/0.1.0"
 
 -- rewrite, access, log and timer: where a coroutine may be suspended (as gw.sleep)
-local gw_, mask
+local gw_
 local function check_phase(fname)
   gw_ = gw_ or require "gw"
-  if not mask then
-    local bit = require "bit"
-    mask = 0
-    for i = 0, 8 do
-      local n = gw_.PHASES[i]
-      if n == "rewrite" or n == "access" or n == "log" or n == "timer" then mask = bit.bor(mask, bit.lshift(1, i)) end
-    end
-  end
-  gw_._check_phase(fname, mask)
+  gw_._check_phase(fname, gw_._YIELDABLE)
 end
 
 local function raise(fname, msg, level) error(fname .. ": " .. msg, level or 4) end

@@ -95,6 +95,7 @@ local PRE = mask_of("rewrite", "access")
 local RESP_READ = mask_of("header_filter", "body_filter", "log")
 local RESP_WRITE = mask_of("rewrite", "access", "header_filter")
 local YIELDABLE = mask_of("rewrite", "access", "timer", "log")
+gw._YIELDABLE = YIELDABLE -- where a coroutine may suspend: gw.sleep, gw.http, gw.redis
 
 local sp = ffi.new("const char *[1]")
 local sn = ffi.new("size_t[1]")

@@ -36,18 +36,10 @@ local function check_args(fn, cmd)
 end
 
 -- rewrite, access, log and timer: where a coroutine may be suspended (as gw.sleep, gw.http)
-local gw_, mask
+local gw_
 local function check_phase(fname)
   gw_ = gw_ or require "gw"
-  if not mask then
-    local bit = require "bit"
-    mask = 0
-    for i = 0, 8 do
-      local n = gw_.PHASES[i]
-      if n == "rewrite" or n == "access" or n == "log" or n == "timer" then mask = bit.bor(mask, bit.lshift(1, i)) end
-    end
-  end
-  gw_._check_phase(fname, mask)
+  gw_._check_phase(fname, gw_._YIELDABLE)
 end
 
 local function run(self, cmds)
