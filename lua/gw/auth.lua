@@ -284,12 +284,15 @@ local H = M.HEADERS
 --- Sets (or clears, so a client cannot send its own) the headers that tell the upstream who
 -- called: X-Consumer-ID, X-Consumer-Custom-ID, X-Consumer-Username, X-Credential-Identifier, and
 -- X-Anonymous-Consumer: true when there is no credential (the anonymous consumer).
-function M.set_consumer_headers(consumer, credential, identifier)
+local function put(name, v)
   local req = gw.service.request
-  local function put(name, v)
-    if v ~= nil then req.set_header(name, tostring(v)) else req.clear_header(name) end
-  end
-  consumer = type(consumer) == "table" and consumer or {}
+  if v ~= nil then req.set_header(name, tostring(v)) else req.clear_header(name) end
+end
+
+local NO_CONSUMER = {}
+
+function M.set_consumer_headers(consumer, credential, identifier)
+  consumer = type(consumer) == "table" and consumer or NO_CONSUMER
   put(H.consumer_id, consumer.id)
   put(H.custom_id, consumer.custom_id)
   put(H.username, consumer.username)

@@ -159,12 +159,16 @@ local function encode_args(t)
   return concat(out, "&")
 end
 
+-- header tables answer any spelling: t["Content_Type"] finds "content-type" (one metatable for
+-- all, so no closure is made per call: closures stop LuaJIT's traces)
+local HEADERS_MT = { __index = function(tt, k)
+  if type(k) ~= "string" then return nil end
+  local lk = k:lower():gsub("_", "-")
+  if lk ~= k then return rawget(tt, lk) end
+end }
+
 local function headers_of(resp, max)
-  local t = setmetatable({}, { __index = function(tt, k)
-    if type(k) ~= "string" then return nil end
-    local lk = k:lower():gsub("_", "-")
-    if lk ~= k then return rawget(tt, lk) end
-  end })
+  local t = setmetatable({}, HEADERS_MT)
   local n = C.gw_ffi_header_count(resp)
   if max and n > max then n = max end
   for i = 0, n - 1 do
@@ -263,6 +267,21 @@ function request.get_header(name)
   check_phase("gw.request.get_header", REQ)
   check_string("gw.request.get_header", "name", name)
   return get_header(0, name)
+end
+
+--- How many request headers are named `name` (0 when none): duplicate checks without building
+-- the whole header table.
+-- @phases rewrite, access, balancer, header_filter, body_filter, log
+function request.get_header_count(name)
+  check_phase("gw.request.get_header_count", REQ)
+  check_string("gw.request.get_header_count", "name", name)
+  local n, i = 0, 0
+  while true do
+    i = C.gw_ffi_get_header(0, name, #name, i, sp, sn)
+    if i < 0 then return n end
+    n = n + 1
+    i = i + 1
+  end
 end
 
 function request.get_headers(max)

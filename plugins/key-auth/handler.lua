@@ -14,13 +14,12 @@ local INVALID = "Invalid authentication credentials"
 -- The key of the request: key | nil, message. With hide_credentials, the key is removed from what
 -- goes upstream.
 local function find_key(conf)
-  local headers, query, body
+  local query, body
   for _, name in ipairs(conf.key_names) do
     if conf.key_in_header then
       local v = gw.request.get_header(name)
       if v ~= nil then
-        headers = headers or gw.request.get_headers(1000)
-        if type(headers[name]) == "table" then return nil, DUPLICATE end
+        if gw.request.get_header_count(name) > 1 then return nil, DUPLICATE end
         if conf.hide_credentials then gw.service.request.clear_header(name) end
         return v
       end
