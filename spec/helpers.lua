@@ -917,6 +917,26 @@ end
 local Client = {}
 Client.__index = Client
 
+--- The fenced code blocks of a Markdown text in one language, in order ("" for a bare ``` fence):
+-- README specs compile their YAML and run their commands.
+function helpers.fenced_blocks(text, lang)
+  local out, cur = {}, nil
+  for line in (text .. "\n"):gmatch("([^\n]*)\n") do
+    if cur then
+      if line == "```" then
+        if cur.lang == lang then out[#out + 1] = table.concat(cur, "\n") end
+        cur = nil
+      else
+        cur[#cur + 1] = line
+      end
+    else
+      local l = line:match("^```(%w*)$")
+      if l then cur = { lang = l } end
+    end
+  end
+  return out
+end
+
 --- Validates a plugin configuration the way the gateway does.
 -- @param name_or_schema a plugin name (loaded from plugins/ and `dirs`) or a schema table
 -- @tparam table config the plugin's `config`

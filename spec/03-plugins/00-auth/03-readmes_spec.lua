@@ -12,24 +12,7 @@ local function readme(name)
   return assert(helpers.read_file(helpers.repo .. "/plugins/" .. name .. "/README.md"))
 end
 
--- the fenced blocks of a language ("" for a bare ``` fence), in order
-local function blocks(text, lang)
-  local out, cur = {}, nil
-  for line in (text .. "\n"):gmatch("([^\n]*)\n") do
-    if cur then
-      if line == "```" then
-        if cur.lang == lang then out[#out + 1] = table.concat(cur, "\n") end
-        cur = nil
-      else
-        cur[#cur + 1] = line
-      end
-    else
-      local l = line:match("^```(%w*)$")
-      if l then cur = { lang = l } end
-    end
-  end
-  return out
-end
+local function blocks(text, lang) return helpers.fenced_blocks(text, lang) end
 
 -- `curl [-i] [-H 'k: v'] [-u 'u:p'] localhost:8000/PATH   # STATUS ...` -> request + status
 local function curl_lines(text)

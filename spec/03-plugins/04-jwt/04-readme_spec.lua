@@ -7,23 +7,7 @@ local jwt = require "gw.jwt"
 
 local text = assert(helpers.read_file(helpers.repo .. "/plugins/jwt/README.md"))
 
--- the fenced blocks of a language ("" for a bare fence), in order
-local function blocks(lang)
-  local out, cur, cur_lang = {}, nil, nil
-  for line in (text .. "\n"):gmatch("([^\n]*)\n") do
-    if cur then
-      if line == "```" then
-        if cur_lang == lang then out[#out + 1] = table.concat(cur, "\n") end
-        cur = nil
-      else
-        cur[#cur + 1] = line
-      end
-    elseif line:match("^```") then
-      cur, cur_lang = {}, line:sub(4)
-    end
-  end
-  return out
-end
+local function blocks(lang) return helpers.fenced_blocks(text, lang) end
 
 describe("jwt README", function()
   local token

@@ -3,17 +3,7 @@
 local helpers = require "spec.helpers"
 local config = require "gw.config"
 
-local function yaml_blocks(text)
-  local out, cur = {}, nil
-  for line in (text .. "\n"):gmatch("([^\n]*)\n") do
-    if cur then
-      if line == "```" then out[#out + 1] = table.concat(cur, "\n"); cur = nil else cur[#cur + 1] = line end
-    elseif line == "```yaml" then
-      cur = {}
-    end
-  end
-  return out
-end
+local function yaml_blocks(text) return helpers.fenced_blocks(text, "yaml") end
 
 describe("rate-limiting README", function()
   local text = assert(helpers.read_file(helpers.repo .. "/plugins/rate-limiting/README.md"))
