@@ -30,8 +30,14 @@ int gw_resolve(const char *host, int port, struct sockaddr_storage *ss, socklen_
         h = buf;
     }
     if (getaddrinfo(h, ps, &hints, &res) != 0 || !res) return -1;
-    memcpy(ss, res->ai_addr, res->ai_addrlen);
-    *len = res->ai_addrlen;
+    /* An IPv4 address when the name has one: glibc may sort ::1 before 127.0.0.1 for
+     * "localhost" (it does on a fresh Debian 12), while servers on loopback mostly listen on
+     * IPv4 only. A name with IPv6 addresses only still gets its first one. */
+    struct addrinfo *pick = res;
+    for (struct addrinfo *a = res; a; a = a->ai_next)
+        if (a->ai_family == AF_INET) { pick = a; break; }
+    memcpy(ss, pick->ai_addr, pick->ai_addrlen);
+    *len = pick->ai_addrlen;
     freeaddrinfo(res);
     return 0;
 }
