@@ -43,6 +43,7 @@ describe("memory across reloads", function()
     end
     services[#services + 1] = { name = "gc", url = "echo://", routes = { { paths = { "/gc" } } },
       plugins = { { name = "code", config = { access = [[
+        jit.flush()   -- compiled traces are GC objects too, and vary with what the JIT saw
         collectgarbage() collectgarbage()
         gw.response.exit(200, { kb = collectgarbage("count") })
       ]] } } } }
@@ -64,6 +65,9 @@ describe("memory across reloads", function()
       :format(a.master, a.worker, a.lua, b.master, b.worker, b.lua))
     assert.truthy(b.master <= a.master * 1.10, "master RSS grew")
     assert.truthy(b.worker <= a.worker * 1.10, "worker RSS grew")
-    assert.truthy(b.lua <= a.lua * 1.10, "worker Lua memory grew")
+    -- LuaJIT's string table is part of the count and is resized in powers of two with
+    -- hysteresis (it grows when full, shrinks only below a quarter), so two healthy workers can
+    -- differ by one 128 kB step of it; what must not happen is growth beyond that
+    assert.truthy(b.lua <= a.lua * 1.10 + 128, "worker Lua memory grew")
   end)
 end)
