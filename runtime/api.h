@@ -16,9 +16,7 @@ int gw_api_wants(gw_req *r, int phase);            /* does a plugin of r's route
 void gw_api_run_body_filter(gw_req *r);            /* body_filter on r->lbody, then send it */
 int gw_api_init_worker(void);                      /* init_worker of every plugin of the generation */
 void gw_api_timers_premature(void);                /* stopping: run pending timers, premature = true */
-void gw_http_cancel(gw_req *r);                    /* lua/http.c: r ends while it waits in gw.http */
-int gw_redis_is_waiter(void *w);                    /* lua/redis.c: is r->wait_op a gw.redis call */
-void gw_redis_cancel(gw_req *r);                   /* lua/redis.c: r ends while it waits in gw.redis */
+void gw_wait_cancel(gw_req *r);                    /* r ends while it waits on r->wait_op */
 
 /* conn.c */
 void gw_req_send_local(gw_req *r);

@@ -11,6 +11,11 @@
 
 typedef struct gw_worker gw_worker;
 typedef struct gw_conn gw_conn;
+struct gw_req;
+
+/* What a request's coroutine waits on besides gw.sleep (a gw.http or gw.redis call). Each kind's
+ * waiter starts with this, so a request that ends first cancels it without knowing its kind. */
+typedef struct gw_wait { void (*cancel)(struct gw_req *r); } gw_wait;
 typedef struct gw_upconn gw_upconn;
 
 /* Request states: what the connection is waiting for. */
@@ -79,7 +84,7 @@ typedef struct gw_req {
     int exited;                 /* gw.response.exit called */
     int wait_ref;               /* pending timer (gw.sleep) */
     struct event *wait_ev;
-    void *wait_op;              /* gw.http: the calls the coroutine waits for (lua/http.c) */
+    void *wait_op;              /* a gw_wait-headed waiter (gw.http, gw.redis), or NULL */
 
     /* upstream */
     gw_upconn *up;

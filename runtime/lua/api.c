@@ -251,6 +251,11 @@ void gw_api_run_log(gw_req *r)
     gw_req_complete(r);
 }
 
+void gw_wait_cancel(gw_req *r)
+{
+    if (r->wait_op) ((gw_wait *)r->wait_op)->cancel(r);
+}
+
 /* The client went away before its request was done: what the request was waiting for is
  * abandoned (a sleeping or calling coroutine, the upstream), and the log phase runs as for any
  * request, so that logs and metrics see it. Returns 1 when the log phase suspended (it ends
@@ -263,7 +268,7 @@ int gw_api_run_log_aborted(gw_req *r)
         event_free(r->wait_ev);
         r->wait_ev = NULL;
     }
-    if (r->wait_op) gw_http_cancel(r);
+    gw_wait_cancel(r);
     if (r->co_ref >= 0) luaL_unref(L, LUA_REGISTRYINDEX, r->co_ref);
     r->co_ref = LUA_NOREF;
     r->co = NULL;
@@ -280,7 +285,7 @@ void gw_api_req_cleanup(gw_req *r)
         event_free(r->wait_ev);
         r->wait_ev = NULL;
     }
-    if (r->wait_op) gw_http_cancel(r);   /* gw.http calls nobody will wait for */
+    gw_wait_cancel(r);   /* gw.http / gw.redis calls nobody will wait for */
     if (r->co_ref >= 0) luaL_unref(L, LUA_REGISTRYINDEX, r->co_ref);
     if (r->ctx_ref >= 0) luaL_unref(L, LUA_REGISTRYINDEX, r->ctx_ref);
     r->co_ref = r->ctx_ref = LUA_NOREF;

@@ -11,7 +11,7 @@
  *   - a request's coroutine (gw_cur): r->wait_op points at the waiter; gw_req_lua_resume wakes
  *     it (a gw.test.context request is resumed by testctx.c, which runs the loop while
  *     r->wait_op is set); if the request ends first (client gone), gw_api_req_cleanup calls
- *     gw_http_cancel, which aborts the ops;
+ *     the waiter's cancel (http_cancel), which aborts the ops;
  *   - a timer's coroutine: the waiter holds a registry reference to it and resumes it;
  *   - the main thread (gw test, gw lua scripts: no coroutine to suspend): the loop is run here
  *     until the ops are done.
@@ -240,6 +240,7 @@ typedef struct hop {
 enum { W_REQ = 1, W_TIMER, W_BLOCK };
 
 struct waiter {
+    gw_wait wait;                   /* first: r->wait_op points here */
     int mode;
     gw_req *r;
     lua_State *co;
@@ -684,9 +685,8 @@ static void waiter_ready(waiter *w)
 
 /* The request r ends while its coroutine waits in gw.http (the client went away): the ops are
  * aborted and nothing will resume the coroutine. */
-void gw_http_cancel(gw_req *r)
+static void http_cancel(gw_req *r)
 {
-    if (gw_redis_is_waiter(r->wait_op)) { gw_redis_cancel(r); return; }   /* lua/redis.c */
     waiter *w = r->wait_op;
     if (!w) return;
     r->wait_op = NULL;
@@ -844,6 +844,7 @@ static int l_wait(lua_State *L)
     w->nops = n;
     w->pending = pending;
     w->co_ref = LUA_NOREF;
+    w->wait.cancel = http_cancel;
     gw_req *r = gw_cur;
     if (r) {
         if (r->co != L) { free(ops); free(w); return luaL_error(L, "gw.http: cannot suspend a coroutine created by the plugin (call it from the handler itself)"); }

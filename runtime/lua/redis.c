@@ -11,7 +11,7 @@
  *
  * wait(op) suspends the caller exactly as gw.http does (http.c): a request's coroutine through
  * r->wait_op (gw_req_lua_resume wakes it; gw.test.context is run by testctx.c; a request that
- * ends while it waits is cancelled through gw_http_cancel -> gw_redis_cancel), a timer's
+ * ends while it waits is cancelled through the waiter's cancel, redis_cancel), a timer's
  * coroutine through a registry reference, and the main thread by running the loop here. The
  * wake-up is a zero-delay event, so no Lua runs inside a hiredis callback. */
 #include <stdlib.h>
@@ -169,10 +169,9 @@ typedef struct rop {
 
 enum { W_REQ = 1, W_TIMER, W_BLOCK };
 
-#define REDIS_WAIT_TAG 0x52444953   /* first field of a waiter stored in r->wait_op */
 
 struct rwaiter {
-    int tag;
+    gw_wait wait;                   /* first: r->wait_op points here */
     int mode;
     gw_req *r;
     lua_State *co;
@@ -429,10 +428,8 @@ static void wake_cb(evutil_socket_t fd, short ev, void *arg)
     gw_api_resume_timer(co, ref);
 }
 
-int gw_redis_is_waiter(void *w) { return w && *(int *)w == REDIS_WAIT_TAG; }
-
 /* The request ends while its coroutine waits in gw.redis: nothing will resume it. */
-void gw_redis_cancel(gw_req *r)
+static void redis_cancel(gw_req *r)
 {
     rwaiter *w = r->wait_op;
     r->wait_op = NULL;
@@ -449,7 +446,7 @@ static int l_wait(lua_State *L)
     if (op->w) return luaL_error(L, "gw.redis: the call is already being waited for");
     rwaiter *w = calloc(1, sizeof *w);
     if (!w) return luaL_error(L, "no memory");
-    w->tag = REDIS_WAIT_TAG;
+    w->wait.cancel = redis_cancel;
     w->co_ref = LUA_NOREF;
     w->op = op;
     gw_req *r = gw_cur;

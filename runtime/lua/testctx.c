@@ -306,7 +306,7 @@ static int l_gc(lua_State *L)
     *p = NULL;
     gw_req *r = &c->req;
     if (r->wait_ev) event_free(r->wait_ev);
-    if (r->wait_op) gw_http_cancel(r);
+    gw_wait_cancel(r);
     if (r->ctx_ref >= 0) luaL_unref(L, LUA_REGISTRYINDEX, r->ctx_ref);
     arena_block *b = r->blocks;
     while (b) { arena_block *n = b->next; free(b); b = n; }
