@@ -72,23 +72,17 @@ lua_State *gw_vm_new(void)
     lua_setfield(L, -3, "cpath");
     lua_pop(L, 1);
 
+    /* the C modules, loaded on first require */
+    static const luaL_Reg modules[] = {
+        { "gw.yaml", luaopen_gw_yaml }, { "gw.core", luaopen_gw_core }, { "gw.shared_c", luaopen_gw_shared_c },
+        { "gw.regex", luaopen_gw_regex }, { "gw.test_c", luaopen_gw_test_c }, { "gw.http_c", luaopen_gw_http_c },
+        { "gw.redis_c", luaopen_gw_redis_c }, { "gw.jwt", luaopen_gw_jwt }, { NULL, NULL }
+    };
     lua_getfield(L, -1, "preload");
-    lua_pushcfunction(L, luaopen_gw_yaml);
-    lua_setfield(L, -2, "gw.yaml");
-    lua_pushcfunction(L, luaopen_gw_core);
-    lua_setfield(L, -2, "gw.core");
-    lua_pushcfunction(L, luaopen_gw_shared_c);
-    lua_setfield(L, -2, "gw.shared_c");
-    lua_pushcfunction(L, luaopen_gw_regex);
-    lua_setfield(L, -2, "gw.regex");
-    lua_pushcfunction(L, luaopen_gw_test_c);
-    lua_setfield(L, -2, "gw.test_c");
-    lua_pushcfunction(L, luaopen_gw_http_c);
-    lua_setfield(L, -2, "gw.http_c");
-    lua_pushcfunction(L, luaopen_gw_redis_c);
-    lua_setfield(L, -2, "gw.redis_c");
-    lua_pushcfunction(L, luaopen_gw_jwt);
-    lua_setfield(L, -2, "gw.jwt");
+    for (const luaL_Reg *m = modules; m->name; m++) {
+        lua_pushcfunction(L, m->func);
+        lua_setfield(L, -2, m->name);
+    }
     lua_pop(L, 2);
 
     lua_pushstring(L, gw_home);
