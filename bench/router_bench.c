@@ -68,7 +68,7 @@ int main(int argc, char **argv)
         double t0 = now_ns();
         for (int j = 0; j < per; j++) {
             size_t strip;
-            gw_route *rt = gw_router_match(r, &reqs[(b * per + j) % NPATHS], &strip);
+            gw_route *rt = gw_router_match(r, &reqs[(b * per + j) % NPATHS], &strip, NULL);
             hits += rt != NULL;
         }
         t[b] = (now_ns() - t0) / per;

@@ -363,6 +363,7 @@ static void process_head(gw_conn *c, size_t avail)
     r->body_done = r->body_left == 0;
     if (r->h.chunked) gw_chunked_init(&r->chunk);
     if (!r->h.keepalive || c->draining || w->draining) r->resp_close = 1;
+    r->body_limit = g->max_body_size;
     if (g->max_body_size > 0 && r->h.content_length > g->max_body_size) {
         r->resp_close = 1;
         gw_req_error(r, 413, "Request body too large");
@@ -371,7 +372,7 @@ static void process_head(gw_conn *c, size_t avail)
     gw_req_client_timeouts(r);
 
     size_t strip = 0;
-    r->route = gw_router_match(g->router, &r->h, &strip);
+    r->route = gw_router_match(g->router, &r->h, &strip, &r->route_re);
     if (!r->route) {
         r->route = g->fallback;
         gw_api_run_request(r, 1);

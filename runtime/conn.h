@@ -51,6 +51,7 @@ typedef struct gw_req {
     gw_header *hdrs;            /* h.headers; capacity c->hdr_cap */
     size_t head_len;
     size_t strip_len;           /* bytes of path removed by strip_path */
+    const void *route_re;       /* the regex path that matched (pcre2_code *), or NULL */
     gw_str up_method, up_path, up_query;   /* what goes upstream */
     gw_str up_host;             /* Host set by a plugin (gw.service.request.set_header), else empty */
     int path_set, query_set;
@@ -60,6 +61,7 @@ typedef struct gw_req {
     gw_chunked chunk;
     int body_done;
     int64_t body_read;
+    int64_t body_limit;         /* request body bound (bytes; 0 none): limits.max_body_size or set_body_limit */
     struct evbuffer *body;      /* whole body, when buffered (echo, get_raw_body, set_raw_body) */
     int body_buffered;
     int body_replaced;          /* set_raw_body: body holds the new upstream body */

@@ -98,10 +98,10 @@ static unsigned chain_mask(lua_State *L, int chain_idx)
     int n = (int)lua_objlen(L, chain_idx);
     for (int i = 1; i <= n; i++) {
         lua_rawgeti(L, chain_idx, i);
-        lua_getfield(L, -1, "handler");
+        lua_getfield(L, -1, "phases");      /* the phases this instance runs (a set) */
         for (int ph = 0; ph < GW_PHASE_COUNT; ph++) {
             lua_getfield(L, -1, gw_phase_names[ph]);
-            if (lua_isfunction(L, -1)) mask |= 1u << ph;
+            if (lua_toboolean(L, -1)) mask |= 1u << ph;
             lua_pop(L, 1);
         }
         lua_pop(L, 2);

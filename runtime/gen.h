@@ -89,7 +89,9 @@ void gw_gen_free(struct lua_State *L, gw_gen *g);
 
 /* Router */
 typedef struct gw_router gw_router;
-gw_route *gw_router_match(gw_router *r, const gw_http_request *req, size_t *prefix_len);
+/* regex (may be NULL): set to the matched regex path's compiled code (pcre2_code *), or NULL when
+ * the route matched by prefix or without a path. */
+gw_route *gw_router_match(gw_router *r, const gw_http_request *req, size_t *prefix_len, const void **regex);
 
 int gw_resolve(const char *host, int port, struct sockaddr_storage *ss, socklen_t *len);
 #endif

@@ -87,7 +87,7 @@ int gw_req_pull_body(gw_req *r, struct evbuffer *in, struct evbuffer *dst, int r
 
 static int pull_body(gw_req *r, struct evbuffer *in, struct evbuffer *dst, int rechunk)
 {
-    int64_t max = r->gen->max_body_size;
+    int64_t max = r->body_limit;
     if (r->body_left > 0) {
         size_t n = evbuffer_get_length(in);
         if ((int64_t)n > r->body_left) n = (size_t)r->body_left;

@@ -287,7 +287,7 @@ static int entry_match(entry *e, const gw_http_request *req, const char *host, s
 
 #define MAX_CAND 256
 
-gw_route *gw_router_match(gw_router *r, const gw_http_request *req, size_t *strip_len)
+gw_route *gw_router_match(gw_router *r, const gw_http_request *req, size_t *strip_len, const void **regex)
 {
     /* Host without port, lowercased, bounded: hosts longer than 255 bytes match no host rule. */
     char host[256];
@@ -329,7 +329,11 @@ gw_route *gw_router_match(gw_router *r, const gw_http_request *req, size_t *stri
         for (int i = 0; i < r->n; i++) {
             entry *e = &r->entries[i];
             if (e->prefix && (pn < e->plen || memcmp(path, e->prefix, e->plen) != 0)) continue;
-            if (entry_match(e, req, host, hn, hfull, hfn, &strip)) { if (strip_len) *strip_len = strip; return e->route; }
+            if (entry_match(e, req, host, hn, hfull, hfn, &strip)) {
+                if (strip_len) *strip_len = strip;
+                if (regex) *regex = e->re;
+                return e->route;
+            }
         }
         return NULL;
     }
@@ -348,6 +352,7 @@ gw_route *gw_router_match(gw_router *r, const gw_http_request *req, size_t *stri
         entry *e = &r->entries[i];
         if (entry_match(e, req, host, hn, hfull, hfn, &strip)) {
             if (strip_len) *strip_len = strip;
+            if (regex) *regex = e->re;
             return e->route;
         }
     }
@@ -358,6 +363,15 @@ gw_route *gw_router_match(gw_router *r, const gw_http_request *req, size_t *stri
  * compiler as the router, so a regex path that passes `gw check` also compiles at start. */
 #include <lua.h>
 #include <lauxlib.h>
+static int push_compile_error(lua_State *L, int ec, PCRE2_SIZE eo)
+{
+    PCRE2_UCHAR msg[256];
+    pcre2_get_error_message(ec, msg, sizeof msg);
+    lua_pushnil(L);
+    lua_pushfstring(L, "%s at offset %d", (char *)msg, (int)eo);
+    return 2;
+}
+
 static int l_regex_check(lua_State *L)
 {
     size_t n;
@@ -366,11 +380,7 @@ static int l_regex_check(lua_State *L)
     PCRE2_SIZE eo;
     pcre2_code *re = pcre2_compile((PCRE2_SPTR)p, n, PCRE2_ANCHORED, &ec, &eo, NULL);
     if (re) { pcre2_code_free(re); lua_pushboolean(L, 1); return 1; }
-    PCRE2_UCHAR msg[256];
-    pcre2_get_error_message(ec, msg, sizeof msg);
-    lua_pushnil(L);
-    lua_pushfstring(L, "%s at offset %d", (char *)msg, (int)eo);
-    return 2;
+    return push_compile_error(L, ec, eo);
 }
 
 /* gw.regex.match(pattern, subject): true when the (unanchored) regex matches somewhere in the
@@ -393,13 +403,7 @@ static int l_regex_match(lua_State *L)
         int ec;
         PCRE2_SIZE eo;
         re = pcre2_compile((PCRE2_SPTR)p, n, 0, &ec, &eo, NULL);
-        if (!re) {
-            PCRE2_UCHAR msg[256];
-            pcre2_get_error_message(ec, msg, sizeof msg);
-            lua_pushnil(L);
-            lua_pushfstring(L, "%s at offset %d", (char *)msg, (int)eo);
-            return 2;
-        }
+        if (!re) return push_compile_error(L, ec, eo);
         char *copy = malloc(n + 1);
         if (!copy) { pcre2_code_free(re); return luaL_error(L, "out of memory"); }
         memcpy(copy, p, n);
@@ -414,12 +418,128 @@ static int l_regex_match(lua_State *L)
     return 1;
 }
 
+/* Compiled regex objects: regex.compile(pattern [, flags]) -> object with :match(s) and :exec(s).
+ * flags: "a" anchored at the subject's start, "i" caseless. The object owns its code and match
+ * data; both are freed when it is collected. */
+#define RX_MT "gw.regex.object"
+typedef struct { pcre2_code *re; pcre2_match_data *md; } rx_obj;
+
+static int l_regex_compile(lua_State *L)
+{
+    size_t n;
+    const char *p = luaL_checklstring(L, 1, &n);
+    const char *flags = luaL_optstring(L, 2, "");
+    uint32_t opts = 0;
+    for (const char *f = flags; *f; f++) {
+        if (*f == 'a') opts |= PCRE2_ANCHORED;
+        else if (*f == 'i') opts |= PCRE2_CASELESS;
+        else return luaL_error(L, "gw.regex.compile: unknown flag '%c' (known: a, i)", *f);
+    }
+    int ec;
+    PCRE2_SIZE eo;
+    pcre2_code *re = pcre2_compile((PCRE2_SPTR)p, n, opts, &ec, &eo, NULL);
+    if (!re) return push_compile_error(L, ec, eo);
+    pcre2_jit_compile(re, PCRE2_JIT_COMPLETE);
+    pcre2_match_data *md = pcre2_match_data_create_from_pattern(re, NULL);
+    if (!md) { pcre2_code_free(re); return luaL_error(L, "out of memory"); }
+    rx_obj *o = lua_newuserdata(L, sizeof *o);
+    o->re = re;
+    o->md = md;
+    luaL_getmetatable(L, RX_MT);
+    lua_setmetatable(L, -2);
+    return 1;
+}
+
+static int push_exec(lua_State *L, const pcre2_code *re, pcre2_match_data *md, const char *s, size_t sn);
+
+/* The captures of a route's regex path (as gw_router_match reported it) on the request path:
+ * pushes the table :exec gives, or nil. */
+int gw_router_push_captures(lua_State *L, const void *regex, const char *path, size_t n)
+{
+    if (!regex) { lua_pushnil(L); return 1; }
+    pcre2_match_data *md = pcre2_match_data_create_from_pattern(regex, NULL);
+    if (!md) return luaL_error(L, "out of memory");
+    push_exec(L, regex, md, path, n);
+    pcre2_match_data_free(md);
+    return 1;
+}
+
+static int l_rx_gc(lua_State *L)
+{
+    rx_obj *o = luaL_checkudata(L, 1, RX_MT);
+    if (o->md) pcre2_match_data_free(o->md);
+    if (o->re) pcre2_code_free(o->re);
+    o->md = NULL;
+    o->re = NULL;
+    return 0;
+}
+
+static int l_rx_match(lua_State *L)
+{
+    rx_obj *o = luaL_checkudata(L, 1, RX_MT);
+    size_t sn;
+    const char *s = luaL_checklstring(L, 2, &sn);
+    lua_pushboolean(L, pcre2_match(o->re, (PCRE2_SPTR)s, sn, 0, 0, o->md, NULL) >= 0);
+    return 1;
+}
+
+/* :exec(s) -> nil when no match; else { [0] = whole match, [1..n] = groups (false when a group
+ * did not take part), NAME = named groups }. */
+static int l_rx_exec(lua_State *L)
+{
+    rx_obj *o = luaL_checkudata(L, 1, RX_MT);
+    size_t sn;
+    const char *s = luaL_checklstring(L, 2, &sn);
+    return push_exec(L, o->re, o->md, s, sn);
+}
+
+/* Matches and pushes the captures table (see :exec), or nil. */
+static int push_exec(lua_State *L, const pcre2_code *re, pcre2_match_data *md, const char *s, size_t sn)
+{
+    int rc = pcre2_match(re, (PCRE2_SPTR)s, sn, 0, 0, md, NULL);
+    if (rc < 0) { lua_pushnil(L); return 1; }
+    uint32_t ngroups = 0;
+    pcre2_pattern_info(re, PCRE2_INFO_CAPTURECOUNT, &ngroups);
+    PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
+    lua_createtable(L, (int)ngroups, 1);
+    for (uint32_t i = 0; i <= ngroups; i++) {
+        if ((int)i < rc && ov[2 * i] != PCRE2_UNSET) lua_pushlstring(L, s + ov[2 * i], ov[2 * i + 1] - ov[2 * i]);
+        else lua_pushboolean(L, 0);
+        lua_rawseti(L, -2, (int)i);
+    }
+    uint32_t nnames = 0, esize = 0;
+    PCRE2_SPTR table;
+    pcre2_pattern_info(re, PCRE2_INFO_NAMECOUNT, &nnames);
+    pcre2_pattern_info(re, PCRE2_INFO_NAMEENTRYSIZE, &esize);
+    pcre2_pattern_info(re, PCRE2_INFO_NAMETABLE, &table);
+    for (uint32_t i = 0; i < nnames; i++) {
+        PCRE2_SPTR e = table + (size_t)i * esize;
+        int g = (e[0] << 8) | e[1];
+        lua_rawgeti(L, -1, g);
+        lua_setfield(L, -2, (const char *)(e + 2));
+    }
+    return 1;
+}
+
 int luaopen_gw_regex(lua_State *L)
 {
+    if (luaL_newmetatable(L, RX_MT)) {
+        lua_pushcfunction(L, l_rx_gc);
+        lua_setfield(L, -2, "__gc");
+        lua_newtable(L);
+        lua_pushcfunction(L, l_rx_match);
+        lua_setfield(L, -2, "match");
+        lua_pushcfunction(L, l_rx_exec);
+        lua_setfield(L, -2, "exec");
+        lua_setfield(L, -2, "__index");
+    }
+    lua_pop(L, 1);
     lua_newtable(L);
     lua_pushcfunction(L, l_regex_check);
     lua_setfield(L, -2, "check");
     lua_pushcfunction(L, l_regex_match);
     lua_setfield(L, -2, "match");
+    lua_pushcfunction(L, l_regex_compile);
+    lua_setfield(L, -2, "compile");
     return 1;
 }

@@ -280,6 +280,16 @@ local UPSTREAM = { type = "record", fields = {
   { id = { type = "string" } },
 } }
 
+local function cidr_check(v)
+  local a, err = require("gw.ip").parse_cidr(v)
+  if not a then return nil, err end
+  return true
+end
+local function nonempty_string(v)
+  if v == "" then return nil, "must not be empty" end
+  return true
+end
+
 local GW = { type = "record", fields = {
   { listen = { type = "any", default = { "0.0.0.0:8000" } } },
   { admin_listen = { type = "any", default = "127.0.0.1:8001" } },
@@ -309,6 +319,8 @@ local GW = { type = "record", fields = {
   { shared_dicts = { type = "map", default = {}, keys = { type = "string", custom_validator = name_check },
                      values = { type = "any", custom_validator = size_check } } },
   { plugins_path = { type = "array", default = {}, elements = { type = "string" } } },
+  { trusted_ips = { type = "array", default = {}, elements = { type = "string", custom_validator = cidr_check } } },
+  { real_ip_header = { type = "string", default = "X-Forwarded-For", custom_validator = nonempty_string } },
 } }
 
 -- Consumers and their credentials, in Kong's declarative format. Semantics (uniqueness across
@@ -503,6 +515,8 @@ local function compile_gw(g, E, base_dir)
   out.shared_dicts = {}
   for k, v in pairs(g.shared_dicts or {}) do out.shared_dicts[k] = M.parse_size(v) end
 
+  out.trusted_ips = g.trusted_ips or {}
+  out.real_ip_header = g.real_ip_header or "X-Forwarded-For"
   out.plugins_path = {}
   for i, p in ipairs(g.plugins_path or {}) do
     if p == "" then
@@ -719,6 +733,28 @@ local function chain_of(layers)
 end
 M.chain_of = chain_of
 
+-- The phases one instance runs: those its handler implements, narrowed by the handler's optional
+-- `phases_for(conf)` (a list of phase names), so that e.g. a body_filter a config does not need
+-- is not entered and the response is not buffered for it. nil (with an error) when it fails.
+local function instance_phases(plugin, conf, path, E)
+  local fn = plugin.handler.phases_for
+  if fn == nil then return plugin.phases end
+  local ok, list = pcall(fn, plugin.handler, conf)
+  if not ok then
+    E.add(path, "phases_for failed: " .. tostring(list))
+    return nil
+  end
+  if type(list) ~= "table" then
+    E.add(path, "phases_for must return a list of phase names, got " .. type(list))
+    return nil
+  end
+  local set = {}
+  for _, ph in ipairs(list) do
+    if plugin.phases[ph] then set[ph] = true end
+  end
+  return set
+end
+
 -- Compiles the entries of one scope (a list of { entry, path }) into instances.
 local function compile_scope(items, E, load, check_conf)
   local out, seen = {}, {}
@@ -739,9 +775,10 @@ local function compile_scope(items, E, load, check_conf)
         else
           local conf, errs = schema.validate(plugin.schema, e.config)
           if conf and check_conf then check_conf(conf, join(p, "config")) end
-          if conf then
+          local phases = conf and instance_phases(plugin, conf, join(p, "config"), E)
+          if phases then
             out[#out + 1] = { name = e.name, handler = plugin.handler, conf = conf,
-                              priority = plugin.priority, phases = plugin.phases }
+                              priority = plugin.priority, phases = phases }
           else
             local cp = join(p, "config")
             for _, ce in ipairs(errs) do

@@ -19,6 +19,7 @@ ffi.cdef [[
 int gw_ffi_phase(void);
 int gw_ffi_req_str(int which, const char **p, size_t *n);
 int gw_ffi_req_port(int peer);
+int gw_ffi_set_body_limit(int64_t n);
 int gw_ffi_header_count(int resp);
 int gw_ffi_header_at(int resp, int i, const char **np, size_t *nn, const char **vp, size_t *vn);
 int gw_ffi_get_header(int resp, const char *name, size_t nl, int from, const char **vp, size_t *vn);
@@ -287,6 +288,32 @@ end
 function request.get_headers(max)
   check_phase("gw.request.get_headers", REQ)
   return headers_of(0, max or 100)
+end
+
+--- The captures of the matched route's regex path: { unnamed = {[0] = whole, "g1", ...},
+-- named = { name = "..." } } (groups that did not take part are false); both empty when the
+-- route matched by a prefix path or by no path.
+function request.get_uri_captures()
+  check_phase("gw.request.get_uri_captures", REQ)
+  local caps = core.uri_captures()
+  local unnamed, named = {}, {}
+  if caps then
+    for k, v in pairs(caps) do
+      if type(k) == "number" then unnamed[k] = v else named[k] = v end
+    end
+  end
+  return { unnamed = unnamed, named = named }
+end
+
+--- Bounds this request's body to n bytes (0: no bound), in place of limits.max_body_size: a
+-- body read or streamed past it ends the request with 413. Returns false when the declared
+-- Content-Length (or what was read already) is over n, true otherwise.
+function request.set_body_limit(n)
+  check_phase("gw.request.set_body_limit", PRE)
+  if type(n) ~= "number" or n < 0 or n ~= math.floor(n) then
+    error("gw.request.set_body_limit: n must be an integer >= 0", 2)
+  end
+  return C.gw_ffi_set_body_limit(n) == 1
 end
 
 --- The whole request body as a string (reads it first when needed).
@@ -599,10 +626,45 @@ gw.router = {
   end,
 }
 
+--- The client address behind trusted proxies: the TCP peer, unless it is in gw.trusted_ips; then
+-- the gw.real_ip_header (X-Forwarded-For) addresses from the right, skipping trusted ones: the
+-- first untrusted address, or the leftmost when all are trusted.
+local trusted_for, trusted_set   -- the set of compiled_current (built on first use per generation)
+local function forwarded_ip()
+  local peer = req_str(S_CLIENT_IP)
+  local g = compiled_current and compiled_current.gw
+  if not g or not g.trusted_ips or #g.trusted_ips == 0 then return peer end
+  if trusted_for ~= compiled_current then
+    trusted_set = require("gw.ip").set(g.trusted_ips)
+    trusted_for = compiled_current
+  end
+  if not trusted_set or not trusted_set:contains(peer) then return peer end
+  local name = g.real_ip_header
+  local list, n = {}, 0
+  local from = 0
+  while true do
+    from = C.gw_ffi_get_header(0, name, #name, from, sp, sn)
+    if from < 0 then break end
+    for part in ffi.string(sp[0], sn[0]):gmatch("[^,]+") do
+      n = n + 1
+      list[n] = part:match("^%s*(.-)%s*$")
+    end
+    from = from + 1
+  end
+  if n == 0 then return peer end
+  local ipmod = require "gw.ip"
+  for i = n, 1, -1 do
+    local a = list[i]
+    if not ipmod.parse(a) then return peer end      -- garbage in the header: trust nothing more
+    if i == 1 or not trusted_set:contains(a) then return a end
+  end
+  return peer
+end
+
 --- gw.client: who is calling.
 gw.client = {
   get_ip = function() check_phase("gw.client.get_ip", REQ) return req_str(S_CLIENT_IP) end,
-  get_forwarded_ip = function() check_phase("gw.client.get_forwarded_ip", REQ) return req_str(S_CLIENT_IP) end,
+  get_forwarded_ip = function() check_phase("gw.client.get_forwarded_ip", REQ) return forwarded_ip() end,
   get_port = function() check_phase("gw.client.get_port", REQ) return C.gw_ffi_req_port(1) end,
   get_consumer = function() check_phase("gw.client.get_consumer", REQ) local t = core.ctx() return t and t.authenticated_consumer end,
   get_credential = function() check_phase("gw.client.get_credential", REQ) local t = core.ctx() return t and t.authenticated_credential end,
@@ -652,7 +714,7 @@ function gw._run_phase(phase, chain)
   local name = PHASES[phase]
   for i = 1, #chain do
     local p = chain[i]
-    local fn = p.handler[name]
+    local fn = p.phases[name] and p.handler[name]
     if fn then
       set_current_plugin(p.name)
       local ok, err = xpcall(fn, traceback, p.handler, p.conf)

@@ -41,9 +41,10 @@ function Ctx:run(handler, phase, conf)
   return res == "exit" and "exit" or true
 end
 
---- Sets the upstream response a header_filter/body_filter/log handler will see.
-function Ctx:set_response(status, headers)
-  C.set_response(self._c, status, headers or {})
+--- Sets the upstream response a header_filter/body_filter/log handler will see (`body`: what
+-- gw.response.get_raw_body() returns in body_filter).
+function Ctx:set_response(status, headers, body)
+  C.set_response(self._c, status, headers or {}, body)
   refresh(self)
 end
 

@@ -386,6 +386,16 @@ static int l_read_body(lua_State *L)
     return lua_yield(L, 0);
 }
 
+int gw_router_push_captures(lua_State *L, const void *regex, const char *path, size_t n);
+
+/* core.uri_captures(): the captures table of the route's regex path, or nil. */
+static int l_uri_captures(lua_State *L)
+{
+    gw_req *r = gw_cur;
+    if (!r) return luaL_error(L, "no request");
+    return gw_router_push_captures(L, r->route_re, r->h.path.p, r->h.path.n);
+}
+
 /* gw.service.request.set_raw_body(s): replaces the body sent upstream. */
 static int l_set_body(lua_State *L)
 {
@@ -652,7 +662,7 @@ int luaopen_gw_core(lua_State *L)
     static const luaL_Reg fns[] = {
         { "sleep", l_sleep }, { "timer_at", l_timer_at }, { "timer_every", l_timer_every },
         { "log", l_log }, { "now", l_now }, { "monotonic_ms", l_monotonic_ms }, { "ctx", l_ctx },
-        { "read_body", l_read_body }, { "resp_body", l_resp_body }, { "set_resp_body", l_set_resp_body }, { "set_body", l_set_body }, { "worker", l_worker },
+        { "read_body", l_read_body }, { "uri_captures", l_uri_captures }, { "resp_body", l_resp_body }, { "set_resp_body", l_set_resp_body }, { "set_body", l_set_body }, { "worker", l_worker },
         { NULL, NULL }
     };
     lua_newtable(L);

@@ -47,6 +47,17 @@ int gw_ffi_req_str(int which, const char **p, size_t *n)
     }
 }
 
+/* gw.request.set_body_limit(n): bounds this request's body (0: no bound). 1 when the body can
+ * still fit, 0 when its Content-Length or what was read already is over n. */
+int gw_ffi_set_body_limit(int64_t n)
+{
+    gw_req *r = gw_cur;
+    if (!r) return -2;
+    r->body_limit = n;
+    if (n > 0 && (r->h.content_length > n || r->body_read > n)) return 0;
+    return 1;
+}
+
 int gw_ffi_req_port(int peer)
 {
     gw_req *r = gw_cur;

@@ -11,6 +11,8 @@
 #include "worker.h"
 #include "vm.h"
 #include "api.h"
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
 
 #define CAP 256
 #define MT "gw.test.context"
@@ -137,6 +139,19 @@ static int l_new(lua_State *L)
     r->h.path.n = q ? (size_t)(q - t) : n;
     r->h.query.p = q ? q + 1 : "";
     r->h.query.n = q ? n - (size_t)(q - t) - 1 : 0;
+    /* route_path: a regex route path ("~/orders/(?<id>\\d+)") whose captures
+     * gw.request.get_uri_captures() reports for this request */
+    lua_getfield(L, 1, "route_path");
+    if (lua_isstring(L, -1)) {
+        s = lua_tolstring(L, -1, &n);
+        if (n > 1 && s[0] == '~') {
+            int ec;
+            PCRE2_SIZE eo;
+            r->route_re = pcre2_compile((PCRE2_SPTR)(s + 1), n - 1, PCRE2_ANCHORED, &ec, &eo, NULL);
+            if (!r->route_re) return luaL_error(L, "gw.test.context: route_path does not compile at offset %d", (int)eo);
+        }
+    }
+    lua_pop(L, 1);
     s = opt_field(L, 1, "client_ip", "127.0.0.1", &n);
     snprintf(c->peer_ip, sizeof c->peer_ip, "%.*s", (int)n, s);
     lua_getfield(L, 1, "headers");
@@ -287,7 +302,8 @@ static int l_state(lua_State *L)
     return 1;
 }
 
-/* gw.test_c.set_response(ctx, status, headers): the upstream's answer, before header_filter. */
+/* gw.test_c.set_response(ctx, status, headers [, body]): the upstream's answer, before
+ * header_filter; the body is what body_filter's gw.response.get_raw_body() returns. */
 static int l_set_response(lua_State *L)
 {
     gw_conn *c = check(L);
@@ -295,6 +311,13 @@ static int l_set_response(lua_State *L)
     r->status = (int)luaL_checkinteger(L, 2);
     r->nrhdrs = 0;
     headers_from(L, 3, r, r->rhdrs, &r->nrhdrs);
+    if (!lua_isnoneornil(L, 4)) {
+        size_t n;
+        const char *b = luaL_checklstring(L, 4, &n);
+        if (!r->lbody) r->lbody = evbuffer_new();
+        evbuffer_drain(r->lbody, evbuffer_get_length(r->lbody));
+        evbuffer_add(r->lbody, b, n);
+    }
     return 0;
 }
 
@@ -312,6 +335,7 @@ static int l_gc(lua_State *L)
     while (b) { arena_block *n = b->next; free(b); b = n; }
     if (r->body) evbuffer_free(r->body);
     if (r->lbody) evbuffer_free(r->lbody);
+    if (r->route_re) pcre2_code_free((pcre2_code *)r->route_re);
     free(r->hdrs);
     free(r->rhdrs);
     free(c);

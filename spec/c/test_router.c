@@ -45,7 +45,7 @@ static const char *match(gw_router *r, const char *method, const char *host, con
     req.headers = h;
     if (hname) { h[0].name.p = hname; h[0].name.n = strlen(hname); h[0].value.p = hval; h[0].value.n = strlen(hval); req.nheaders = 1; }
     size_t s = 0;
-    gw_route *rt = gw_router_match(r, &req, &s);
+    gw_route *rt = gw_router_match(r, &req, &s, NULL);
     if (strip) *strip = s;
     return rt ? rt->name : "none";
 }
