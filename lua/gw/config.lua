@@ -779,7 +779,7 @@ local function compile_scope(items, E, load, check_conf)
           if phases then
             out[#out + 1] = { name = e.name, handler = plugin.handler, conf = conf,
                               priority = plugin.priority, phases = phases }
-          else
+          elseif errs then
             local cp = join(p, "config")
             for _, ce in ipairs(errs) do
               E.add(ce.path == "" and cp or (cp .. "." .. ce.path), ce.msg)

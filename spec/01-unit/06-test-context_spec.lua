@@ -24,4 +24,24 @@ describe("ctx", function()
     local h3 = { header_filter = function() gw.service.request.set_header("a", "b") end }
     assert.has_error(function() c2:run(h3, "header_filter") end)
   end)
+
+  it("route_path gives get_uri_captures; set_response's body is what body_filter reads", function()
+    local got, body
+    local h = { access = function() got = gw.request.get_uri_captures() end,
+                body_filter = function()
+                  body = gw.response.get_raw_body()
+                  gw.response.set_raw_body(body:upper())
+                end }
+    local ctx = gw.test.context{ path = "/users/42/posts?x=1", route_path = "~/users/(?<id>\\d+)/(\\w+)" }
+    ctx:run(h, "access")
+    assert.same({ unnamed = { [0] = "/users/42/posts", "42", "posts" }, named = { id = "42" } }, got)
+    ctx:set_response(200, { ["Content-Type"] = "text/plain" }, "hello")
+    ctx:run(h, "body_filter")
+    assert.equal("hello", body)
+    assert.equal("HELLO", ctx.response.body)
+    local plain = gw.test.context{ path = "/users/42" }
+    plain:run(h, "access")
+    assert.same({ unnamed = {}, named = {} }, got)
+    assert.has_error(function() gw.test.context{ route_path = "~(" } end)
+  end)
 end)
