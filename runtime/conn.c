@@ -363,12 +363,9 @@ static void process_head(gw_conn *c, size_t avail)
     r->body_done = r->body_left == 0;
     if (r->h.chunked) gw_chunked_init(&r->chunk);
     if (!r->h.keepalive || c->draining || w->draining) r->resp_close = 1;
+    /* the body bound is checked when the body is first read or streamed (gw_req_pull_body),
+     * after the plugins, which may change it (gw.request.set_body_limit) */
     r->body_limit = g->max_body_size;
-    if (g->max_body_size > 0 && r->h.content_length > g->max_body_size) {
-        r->resp_close = 1;
-        gw_req_error(r, 413, "Request body too large");
-        return;
-    }
     gw_req_client_timeouts(r);
 
     size_t strip = 0;

@@ -88,6 +88,7 @@ int gw_req_pull_body(gw_req *r, struct evbuffer *in, struct evbuffer *dst, int r
 static int pull_body(gw_req *r, struct evbuffer *in, struct evbuffer *dst, int rechunk)
 {
     int64_t max = r->body_limit;
+    if (r->body_left > 0 && max > 0 && r->body_read + r->body_left > max) return -413;  /* declared too large */
     if (r->body_left > 0) {
         size_t n = evbuffer_get_length(in);
         if ((int64_t)n > r->body_left) n = (size_t)r->body_left;
@@ -542,6 +543,12 @@ static void try_connect(gw_req *r)
 
 void gw_proxy_start(gw_req *r)
 {
+    if (!r->body_done && !r->body_buffered && r->body_limit > 0 && r->h.content_length > r->body_limit) {
+        /* declared too large: answered before any of it is read (no 100 Continue) */
+        r->resp_close = 1;
+        gw_req_error(r, 413, "Request body too large");
+        return;
+    }
     r->state = GW_RS_UPSTREAM;
     if (r->h.expect_continue && !r->body_done && !r->body_buffered &&
         evbuffer_get_length(bufferevent_get_input(r->c->bev)) == 0)
