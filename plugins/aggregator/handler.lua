@@ -522,7 +522,8 @@ local function text_of(v)
   return ""
 end
 
--- A string node's text; in a URL a missing value of a call gives nil and the reference.
+-- A string node's text. In a URL, a value missing from a call's result or from the route's
+-- captures gives nil and the reference (a missing query argument or header is empty).
 local function interp(n, env)
   local parts, buf, url = n.parts, {}, n.url
   for i = 1, #parts do
@@ -531,7 +532,7 @@ local function interp(n, env)
       buf[i] = p
     else
       local v = resolve(p, env)
-      if v == nil and url and p.k == "call" then return nil, p.text end
+      if v == nil and url and (p.k == "call" or p.k == "capture") then return nil, p.text end
       v = text_of(v)
       buf[i] = url and pct(v) or v
     end

@@ -301,4 +301,18 @@ describe("aggregator handler (gw.test.context)", function()
     assert.equal("application/json", body.headers["content-type"])
     assert.same({ id = "a/b c", q = "x&y=z" }, cjson.decode(body.body))
   end)
+
+  it("numbered captures; a missing capture fails the call, a missing query argument is empty", function()
+    local conf = {
+      calls = { { name = "e", url = base() .. "/echo/$(uri_captures.1)/$(uri_captures.2)?all=$(uri_captures.0)&q=$(query.q)" } },
+      response = { path = "$(calls.e.body.rawpath)", query = "$(calls.e.body.rawquery)" },
+    }
+    local status, body = run(conf, { path = "/v/7/x", route_path = "~/v/(\\d+)/(\\w+)$" })
+    assert.equal(200, status)
+    assert.same({ path = "/echo/7/x", query = "all=%2Fv%2F7%2Fx&q=" }, body)
+    -- a prefix route has no captures
+    status, body = run(conf, { path = "/v/7/x" })
+    assert.equal(502, status)
+    assert.same({ message = "upstream call could not be made: no value for $(uri_captures.1)", call = "e" }, body)
+  end)
 end)
