@@ -774,7 +774,7 @@ local function compile_scope(items, E, load, check_conf)
           end
         else
           local conf, errs = schema.validate(plugin.schema, e.config)
-          if conf and check_conf then check_conf(conf, join(p, "config")) end
+          if conf and check_conf then check_conf(conf, join(p, "config"), plugin) end
           local phases = conf and instance_phases(plugin, conf, join(p, "config"), E)
           if phases then
             out[#out + 1] = { name = e.name, handler = plugin.handler, conf = conf,
@@ -1016,11 +1016,33 @@ function M.compile(value, marks, name, opts)
     consumer_refs[c.id] = true
     if c.username then consumer_refs[c.username] = true end
   end
-  -- an auth plugin's `anonymous` must name a consumer (id or username)
-  local function check_conf(conf, cp)
+  -- an auth plugin's `anonymous` must name a consumer (id or username); the gw.shared dicts an
+  -- instance asks for (handler:shared_dicts(conf) -> { name = default size }) are declared with
+  -- that size unless gw.shared_dicts already has them
+  local declared = compiled.gw.shared_dicts or {}
+  compiled.gw.shared_dicts = declared
+  local function check_conf(conf, cp, plugin)
     local a = type(conf) == "table" and conf.anonymous
     if type(a) == "string" and not consumer_refs[a] then
       E.add(join(cp, "anonymous"), 'no consumer with id or username "' .. a .. '"')
+    end
+    local fn = plugin and plugin.handler.shared_dicts
+    if fn then
+      local ok, want = pcall(fn, plugin.handler, conf)
+      if not ok or type(want) ~= "table" then
+        E.add(cp, "shared_dicts failed: " .. (ok and ("expected a table, got " .. type(want)) or tostring(want)))
+        return
+      end
+      for name, size in pairs(want) do
+        if declared[name] == nil then
+          local bytes = type(name) == "string" and #name <= 63 and name_check(name) and M.parse_size(size)
+          if not bytes then
+            E.add(cp, "shared_dicts: bad dict " .. tostring(name) .. " = " .. tostring(size))
+          else
+            declared[name] = bytes
+          end
+        end
+      end
     end
   end
 

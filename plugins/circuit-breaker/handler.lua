@@ -225,4 +225,10 @@ function CircuitBreaker:log(conf)
   if d then record(d, p.name, conf, p.gen, is_failure(conf, gw.response.get_status())) end
 end
 
+-- The circuits' dict, declared with 1 MiB (16 MiB with fallback_cache, whose bodies live there too)
+-- unless gw.shared_dicts sizes it.
+function CircuitBreaker:shared_dicts(conf)
+  return { [conf.dict] = conf.fallback_cache and "16m" or "1m" }
+end
+
 return CircuitBreaker

@@ -8,7 +8,7 @@ return {
     { per_target = { type = "boolean", default = false,
                      description = "one circuit per target of the service's upstream; the plugin picks the target" } },
     { dict = { type = "string", default = "circuit_breaker", len_min = 1,
-               description = "gw.shared dict holding the state (must be declared in gw.shared_dicts)" } },
+               description = "gw.shared dict holding the state (declared with a default size when gw.shared_dicts does not list it)" } },
     { min_requests = { type = "integer", default = 5, between = { 1, 1000000000 },
                        description = "requests seen while closed before failure_ratio can trip" } },
     { failure_ratio = { type = "number", default = 0.5, between = { 0, 1 },

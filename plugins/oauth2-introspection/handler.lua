@@ -321,4 +321,9 @@ function Introspection:access(conf)
   return authenticate(consumer, result, false)
 end
 
+-- The cache's dict, declared with 1 MiB (thousands of tokens) unless gw.shared_dicts sizes it.
+function Introspection:shared_dicts(conf)
+  return { [conf.cache_dict] = "1m" }
+end
+
 return Introspection

@@ -40,7 +40,7 @@ return {
     { negative_ttl = { type = "number", default = 5, between = { 0, 86400 },
                        description = "seconds an inactive result is cached (0: not cached)" } },
     { cache_dict = { type = "string", default = "oauth2_introspection", len_min = 1,
-                     description = "gw.shared dict for the cache; a per-worker LRU table when it is not declared" } },
+                     description = "gw.shared dict for the cache; declared with 1 MiB when gw.shared_dicts does not list it" } },
     { ssl_verify = { type = "boolean", default = true,
                      description = "verify the identity provider's certificate (https)" } },
     { ssl_ca_file = { type = "string", len_min = 1, description = "PEM CA file instead of the system store" } },

@@ -323,4 +323,10 @@ function ProxyCache:log(conf)
   if not ok then gw.log.warn("could not store ", p.key, ": ", tostring(err)) end
 end
 
+-- The memory strategy's dict, declared with 16 MiB unless gw.shared_dicts sizes it.
+function ProxyCache:shared_dicts(conf)
+  if conf.strategy ~= "memory" then return {} end
+  return { [conf.dict] = "16m" }
+end
+
 return ProxyCache

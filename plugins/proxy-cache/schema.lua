@@ -6,7 +6,7 @@ return {
     { strategy = { type = "string", default = "memory", one_of = { "memory", "redis" },
                    description = "where entries live: memory (a gw.shared dict) or redis (gw.redis)" } },
     { dict = { type = "string", default = "proxy_cache", match = "^[%w_%-]+$",
-               description = "gw.shared dict of the memory strategy; must be declared in gw.shared_dicts" } },
+               description = "gw.shared dict of the memory strategy; declared with 16 MiB when gw.shared_dicts does not list it" } },
     { redis_host = { type = "string", default = "127.0.0.1", len_min = 1, description = "redis strategy: server host" } },
     { redis_port = { type = "integer", default = 6379, between = { 1, 65535 }, description = "redis strategy: server port" } },
     { redis_password = { type = "string", len_min = 1, description = "redis strategy: AUTH password" } },

@@ -174,4 +174,10 @@ function RateLimiting:access(conf)
   for k, v in pairs(headers) do gw.response.set_header(k, v) end
 end
 
+-- The counters' dict, declared with 1 MiB (thousands of counters) unless gw.shared_dicts sizes it.
+function RateLimiting:shared_dicts(conf)
+  if conf.policy ~= "local" then return {} end
+  return { [conf.dict] = "1m" }
+end
+
 return RateLimiting

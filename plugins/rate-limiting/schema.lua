@@ -15,7 +15,7 @@ local more = {
   { policy = { type = "string", default = "local", one_of = { "local", "redis" },
                description = "local: a gw.shared dict, exact across the workers of one node; redis: one atomic script per request, shared by every node" } },
   { dict = { type = "string", default = "rate_limiting", len_min = 1,
-             description = "the gw.shared dict of policy local (declare it in gw.shared_dicts)" } },
+             description = "the gw.shared dict of policy local (declared with 1 MiB when gw.shared_dicts does not list it)" } },
   { fault_tolerant = { type = "boolean", default = true,
                        description = "when the counters cannot be reached, let the request through (error logged); false: answer 500" } },
   { hide_client_headers = { type = "boolean", default = false, description = "send no rate-limit headers to the client" } },

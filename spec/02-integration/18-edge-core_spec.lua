@@ -146,4 +146,19 @@ describe("edge core config", function()
                       services = { { name = "s", url = "echo://", plugins = { { name = "body-optional", config = { fail = true } } } } } }
     assert.matches("plugins%[0%]%.config: phases_for failed: .*phases_for cannot decide", e)
   end)
+
+  it("declares the shared dicts a plugin asks for, keeping the sizes gw.shared_dicts gives", function()
+    local c = assert(config.load_string(cjson.encode{ _format_version = "3.0",
+      gw = { shared_dicts = { proxy_cache = "2m" } },
+      services = { { name = "s", url = "echo://", plugins = {
+        { name = "rate-limiting", config = { minute = 5 } },
+        { name = "proxy-cache" } } } } }, "dicts.json"))
+    assert.equal(1024 * 1024, c.gw.shared_dicts.rate_limiting)
+    assert.equal(2 * 1024 * 1024, c.gw.shared_dicts.proxy_cache)
+    -- policy redis needs no dict
+    c = assert(config.load_string(cjson.encode{ _format_version = "3.0",
+      services = { { name = "s", url = "echo://", plugins = {
+        { name = "rate-limiting", config = { minute = 5, policy = "redis", redis_host = "127.0.0.1" } } } } } }, "dicts.json"))
+    assert.is_nil(c.gw.shared_dicts.rate_limiting)
+  end)
 end)
