@@ -29,7 +29,6 @@ local NULL = cjson.null
 
 local EMPTY = "\0gw:empty-array"            -- an empty JSON array, as a decoded value
 local EMPTY_JSON = '"\\u0000gw:empty-array"'
-Aggregator._EMPTY = EMPTY
 
 -- `[ ]` outside strings becomes the sentinel string, so the decoder keeps it apart from `{}`.
 local function mark_empty_arrays(s)
@@ -333,6 +332,7 @@ local function compile_headers(h, cx, path)
     local p = join(path, name)
     if type(name) ~= "string" or not find(name, TOKEN) then fail(p, "invalid header name") end
     if type(h[name]) ~= "string" then fail(p, "expected a string") end
+    if find(h[name], "[%z\r\n]") then fail(p, "must not contain CR, LF or NUL") end
     list[#list + 1] = { name, compile_string(h[name], cx, p, nil, "header") }
   end
   return list
@@ -450,6 +450,12 @@ local function compile(conf)
   if not has_header(plan.headers, "content-type") then
     table.insert(plan.headers, 1, { "Content-Type", { k = "const", v = "application/json; charset=utf-8" } })
   end
+  local fixed = {}                           -- the response headers, when none is a template
+  for _, h in ipairs(plan.headers) do
+    if h[2].k ~= "const" then fixed = nil break end
+    fixed[h[1]] = h[2].v
+  end
+  plan.fixed_headers = fixed
   return plan
 end
 
@@ -679,7 +685,6 @@ local function settle(c, res, reason)
   if c.on_error == "fallback" then rec.body = c.fallback end
   return rec, msg, status, reason
 end
-Aggregator._settle = settle
 
 local function run_wave(wave, env)
   local reqs, idx, n = {}, {}, 0
@@ -734,15 +739,18 @@ function Aggregator:access(conf)
     end
   end
   local body = encode(eval(plan.response, env))
-  local headers = {}
-  local hs = plan.headers
-  for i = 1, #hs do
-    local v = header_value(hs[i][2], env)
-    if v ~= nil then
-      if find(v, BAD_VALUE) then
-        gw.log.warn("response header ", hs[i][1], " left out: the value contains CR, LF or NUL")
-      else
-        headers[hs[i][1]] = v
+  local headers = plan.fixed_headers
+  if not headers then
+    headers = {}
+    local hs = plan.headers
+    for i = 1, #hs do
+      local v = header_value(hs[i][2], env)
+      if v ~= nil then
+        if find(v, BAD_VALUE) then
+          gw.log.warn("response header ", hs[i][1], " left out: the value contains CR, LF or NUL")
+        else
+          headers[hs[i][1]] = v
+        end
       end
     end
   end

@@ -86,6 +86,8 @@ describe("aggregator compiler", function()
     assert.matches("calls[0].url: must not contain spaces", err{ { name = "a", url = "http://a/b c" } }, 1, true)
     assert.matches("calls[0].headers.X Y: invalid header name",
       err{ { name = "a", url = "http://a/", headers = { ["X Y"] = "1" } } }, 1, true)
+    assert.matches("calls[0].headers.X: must not contain CR, LF or NUL",
+      err{ { name = "a", url = "http://a/", headers = { X = "a\r\nB: c" } } }, 1, true)
     assert.matches("calls[0].fallback: required with on_error: fallback",
       err{ { name = "a", url = "http://a/", on_error = "fallback" } }, 1, true)
     assert.matches("calls[0].fallback: only used with on_error: fallback",
@@ -123,14 +125,7 @@ describe("aggregator compiler", function()
 end)
 
 describe("aggregator mapping", function()
-  local seed = {
-    order = {
-      ["$merge"] = "$(calls.order.body)",
-      customer = { name = "$(calls.customer.body.name)", email = "$(calls.customer.body.email)" },
-      items = { ["$each"] = "$(calls.items.body)", ["$as"] = "item",
-                ["$map"] = { ["$merge"] = "$(item)", availableQuantity = "$(item.inventory)" } },
-    },
-  }
+  local seed = bff.SEED_RESPONSE
 
   it("composes the seed's getOrderDetails: spread order, picked customer, mapped items", function()
     local out = map(seed, {
@@ -300,6 +295,22 @@ describe("aggregator handler (gw.test.context)", function()
     assert.is_nil(body.headers["x-absent"])
     assert.equal("application/json", body.headers["content-type"])
     assert.same({ id = "a/b c", q = "x&y=z" }, cjson.decode(body.body))
+  end)
+
+  it("a header value with CR or LF from a result: the call fails, a response header is left out", function()
+    local raw = base() .. "/echo?raw=%7B%22t%22%3A%22a%5Cr%5CnEvil%3A%201%22%7D"   -- {"t":"a\r\nEvil: 1"}
+    local status, body, ctx = run{
+      calls = { { name = "src", url = raw },
+                { name = "use", url = base() .. "/echo", headers = { ["X-T"] = "$(calls.src.body.t)" }, on_error = "null" } },
+      response = { use = "$(calls.use.body)", why = "$(calls.use.error)" },
+      response_headers = { ["X-T"] = "$(calls.src.body.t)", ["X-Ok"] = "fine" },
+    }
+    assert.equal(200, status)
+    assert.same({ use = cjson.null,
+                  why = "upstream call could not be made: header X-T: the value contains CR, LF or NUL" }, body)
+    assert.is_nil(ctx:response_header("X-T"))
+    assert.is_nil(ctx:response_header("Evil"))
+    assert.equal("fine", ctx:response_header("X-Ok"))
   end)
 
   it("numbered captures; a missing capture fails the call, a missing query argument is empty", function()

@@ -7,14 +7,7 @@ local socket = require "socket"
 
 local bff = dofile(helpers.repo .. "/spec/03-plugins/14-aggregator/bff.lua")
 
-local SEED_RESPONSE = {
-  order = {
-    ["$merge"] = "$(calls.order.body)",
-    customer = { name = "$(calls.customer.body.name)", email = "$(calls.customer.body.email)" },
-    items = { ["$each"] = "$(calls.items.body)", ["$as"] = "item",
-              ["$map"] = { ["$merge"] = "$(item)", availableQuantity = "$(item.inventory)" } },
-  },
-}
+local SEED_RESPONSE = bff.SEED_RESPONSE
 
 describe("aggregator (integration)", function()
   local ports, client
@@ -84,10 +77,7 @@ describe("aggregator (integration)", function()
   before_each(function() client = helpers.proxy_client() end)
   after_each(function() client:close() end)
 
-  local function get(path)
-    local res = assert(client:get(path))
-    return res.status, cjson.decode(res.body), res
-  end
+  local function get(path) return bff.get(client, path) end
 
   it("composes the seed's order details from three backends over a regex route", function()
     local status, body, res = get("/api/orders/42/details")

@@ -23,12 +23,7 @@ describe("aggregator README", function()
 
     lazy_setup(function()
       local ports = bff.start{ "orders", "customers", "inventory" }
-      local y = yamls[1]
-      for role, port in pairs{ [9101] = ports.orders, [9102] = ports.customers, [9103] = ports.inventory } do
-        local n
-        y, n = y:gsub("127%.0%.0%.1:" .. role .. "/", "127.0.0.1:" .. port .. "/")
-        assert.equal(1, n)
-      end
+      local y = bff.substitute_ports(yamls[1], ports)
       y = y:gsub('^_format_version: "3.0"\n', '_format_version: "3.0"\ngw:\n  listen: ["127.0.0.1:{PROXY_PORT}"]\n' ..
         '  admin_listen: "127.0.0.1:{ADMIN_PORT}"\n  workers: 1\n')
       helpers.start_gw{ yaml = y }
@@ -37,10 +32,7 @@ describe("aggregator README", function()
     before_each(function() client = helpers.proxy_client() end)
     after_each(function() client:close() end)
 
-    local function get(path)
-      local res = assert(client:get(path))
-      return res.status, cjson.decode(res.body), res
-    end
+    local function get(path) return bff.get(client, path) end
 
     it("composes the order details, with the configured headers", function()
       local status, body, res = get("/api/orders/42/details?lang=en")

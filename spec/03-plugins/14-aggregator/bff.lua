@@ -50,4 +50,32 @@ function M.counts(port, reset)
   return assert(helpers.json_decode(res.body)).requests
 end
 
+--- The seed's getOrderDetails as a mapping: { order: { ...order, customer: { name, email },
+-- items: items.map(item => ({ ...item, availableQuantity: item.inventory })) } }.
+M.SEED_RESPONSE = {
+  order = {
+    ["$merge"] = "$(calls.order.body)",
+    customer = { name = "$(calls.customer.body.name)", email = "$(calls.customer.body.email)" },
+    items = { ["$each"] = "$(calls.items.body)", ["$as"] = "item",
+              ["$map"] = { ["$merge"] = "$(item)", availableQuantity = "$(item.inventory)" } },
+  },
+}
+
+--- Points the example backends of a config text (127.0.0.1:9101 orders, :9102 customers,
+-- :9103 inventory) at the fixture's ports; each must appear exactly once.
+function M.substitute_ports(text, ports)
+  for port, role in pairs{ [9101] = "orders", [9102] = "customers", [9103] = "inventory" } do
+    local n
+    text, n = text:gsub("127%.0%.0%.1:" .. port .. "/", "127.0.0.1:" .. ports[role] .. "/")
+    assert(n == 1, "127.0.0.1:" .. port .. " appears " .. n .. " times")
+  end
+  return text
+end
+
+--- GET through a client: status, decoded JSON body, response.
+function M.get(client, path)
+  local res = assert(client:get(path))
+  return res.status, require("cjson").decode(res.body), res
+end
+
 return M
