@@ -251,11 +251,19 @@ local function utf8_len(s)
 end
 M.utf8_len = utf8_len
 
+--- JSON text of a value, with "/" left unescaped (cjson writes "\/"; since it escapes every "/"
+-- of its output, dropping the backslash before each one is exact). nil, err when not encodable.
+local function encode(v)
+  local s, err = cjson.encode(v)
+  if not s then return nil, err end
+  return (s:gsub("\\/", "/"))
+end
+M.encode = encode
+
 local function show(v)
   if v == NULL then return "null" end
   if type(v) == "table" and next(v) == nil then return getmetatable(v) == array_mt and "[]" or "{}" end
-  local s = cjson.encode(v)
-  return s or tostring(v)
+  return encode(v) or tostring(v)
 end
 
 ---------------------------------------------------------------------------------------------------
@@ -416,7 +424,7 @@ local function path_string(st)
     local k = st.path[i]
     if type(k) == "number" then parts[#parts + 1] = "[" .. (k - 1) .. "]"
     elseif find(k, IDENT) then parts[#parts + 1] = (#parts == 1 and parts[1] == "") and k or ("." .. k)
-    else parts[#parts + 1] = "[" .. (cjson.encode(k) or k) .. "]" end
+    else parts[#parts + 1] = "[" .. (encode(k) or k) .. "]" end
   end
   local s = concat(parts)
   if s == "" then s = "(root)" end

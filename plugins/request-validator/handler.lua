@@ -94,10 +94,13 @@ local function form_validator(conf, c)
   return c.body_form
 end
 
+local JSON_TYPE = { ["Content-Type"] = "application/json; charset=utf-8" }
+
+-- {"error":MESSAGE,"details":[...]}, "error" first
 local function fail(conf, status, message, details)
-  local body = { error = message }
-  if conf.verbose_response ~= false then body.details = details end
-  return gw.response.exit(status, body)
+  local body = '{"error":"' .. message .. '"'
+  if conf.verbose_response ~= false then body = body .. ',"details":' .. jsonschema.encode(details) end
+  return gw.response.exit(status, body .. "}", JSON_TYPE)
 end
 
 local function path_params()

@@ -381,6 +381,11 @@ describe("jsonschema decode", function()
     assert.is_not_nil(js.decode(("["):rep(100) .. ("]"):rep(100)))
   end)
 
+  it("encodes with / unescaped, backslashes kept", function()
+    assert.equal('["a/b","c\\\\/d"]', js.encode({ "a/b", "c\\/d" }))
+    assert.same({ "a/b", "c\\/d" }, js.decode(js.encode({ "a/b", "c\\/d" })))
+  end)
+
   it("the two decoders agree", function()
     for _, text in ipairs({ '{"a":[1,2.5,-3e2,true,false,null,"x\\"y\\\\z\\/"],"b":{"c":{}}}', '"plain"', "0", "-0.5",
                             '[{"k":"\\u0041"}]', '{"":1}', '"a\tb"', "[1.]", "[1.e5]", "  [ 1 , 2 ]  " }) do

@@ -113,6 +113,16 @@ describe("request-validator body", function()
     assert.same({ "body.meta: must be an object", "body.tags: must be an array" }, answer.details)
   end)
 
+  it("writes the answer with error first, / unescaped and backslashes kept", function()
+    local c = conf{ body_schema = { properties = { ["a\\/b"] = { pattern = "^/api/" } } } }
+    local ctx, answer = post(c, '{"a\\\\/b":"/v1/x"}')
+    assert.equal(400, ctx.exit_status)
+    assert.equal('{"error":"Validation failed","details":["body[\\"a\\\\\\\\/b\\"]: must match the pattern ^/api/"]}',
+                 ctx.exit_body)
+    assert.same({ 'body["a\\\\/b"]: must match the pattern ^/api/' }, answer.details)
+    assert.matches("application/json", ctx:response_header("Content-Type"), 1, true)
+  end)
+
   it("omits the details when verbose_response is false", function()
     local c = conf{ body_schema = USER.body_schema, verbose_response = false }
     local ctx, answer = post(c, '{"email":"x"}')
