@@ -141,16 +141,32 @@ local function lua_decode(s)
     return n
   end
 
+  -- after "{" or "[": true when the close byte follows at once (an empty one)
+  local function empty(close)
+    pos = pos + 1
+    skip()
+    if byte(s, pos) ~= close then return false end
+    pos = pos + 1
+    return true
+  end
+  -- after an item: true at the close byte, false at ","
+  local function closes(close, msg)
+    skip()
+    local c = byte(s, pos)
+    if c == close then pos = pos + 1 return true end
+    if c ~= 44 then fail(msg) end
+    pos = pos + 1
+    return false
+  end
+
   function value(depth)
     if depth > MAX_DEPTH then fail("too many nested arrays or objects") end
     skip()
     local c = byte(s, pos)
     if c == 123 then                                    -- {
       local t = {}
-      pos = pos + 1
-      skip()
-      if byte(s, pos) == 125 then pos = pos + 1 return t end
-      while true do
+      if empty(125) then return t end
+      repeat
         skip()
         if byte(s, pos) ~= 34 then fail("expected a string key") end
         local k = str()
@@ -158,26 +174,16 @@ local function lua_decode(s)
         if byte(s, pos) ~= 58 then fail("expected ':'") end
         pos = pos + 1
         t[k] = value(depth + 1)
-        skip()
-        c = byte(s, pos)
-        pos = pos + 1
-        if c == 125 then return t end
-        if c ~= 44 then pos = pos - 1 fail("expected ',' or '}'") end
-      end
+      until closes(125, "expected ',' or '}'")
+      return t
     elseif c == 91 then                                 -- [
       local t, n = {}, 0
-      pos = pos + 1
-      skip()
-      if byte(s, pos) == 93 then pos = pos + 1 return setmetatable(t, array_mt) end
-      while true do
+      if empty(93) then return setmetatable(t, array_mt) end
+      repeat
         n = n + 1
         t[n] = value(depth + 1)
-        skip()
-        c = byte(s, pos)
-        pos = pos + 1
-        if c == 93 then return t end
-        if c ~= 44 then pos = pos - 1 fail("expected ',' or ']'") end
-      end
+      until closes(93, "expected ',' or ']'")
+      return t
     elseif c == 34 then return str()
     elseif c == 116 and sub(s, pos, pos + 3) == "true" then pos = pos + 4 return true
     elseif c == 102 and sub(s, pos, pos + 4) == "false" then pos = pos + 5 return false
@@ -618,9 +624,61 @@ function Compiler:node(s, path)
   return memo.fn
 end
 
+-- a check that reports msg when test(v) is false
+local function checker(msg, test)
+  return function(v, st)
+    if test(v) then return true end
+    report(st, msg)
+    return false
+  end
+end
+local function add(list, msg, test) list[#list + 1] = checker(msg, test) end
+
+-- a check that every one of names is present; each missing one is reported at its path
+local function present(names, msg)
+  return function(v, st)
+    local ok = true
+    for i = 1, #names do
+      if v[names[i]] == nil then
+        report_at(st, names[i], msg)
+        ok = false
+        if st.stop then return false end
+      end
+    end
+    return ok
+  end
+end
+
+-- no two items of the array equal
+local function unique(v)
+  local n = #v
+  if n <= 8 then                                        -- small: pairwise, nothing allocated
+    for i = 2, n do
+      for j = 1, i - 1 do
+        if deep_equal(v[i], v[j]) then return false end
+      end
+    end
+    return true
+  end
+  local seen, tabs = {}, {}
+  for i = 1, n do
+    local x = v[i]
+    if type(x) == "table" then
+      for j = 1, #tabs do
+        if deep_equal(tabs[j], x) then return false end
+      end
+      tabs[#tabs + 1] = x
+    else
+      if seen[x] then return false end
+      seen[x] = true
+    end
+  end
+  return true
+end
+
 local function bool_schema(b)
   if b then return function() return true end end
-  return function(_, st) report(st, "is not allowed") return false end
+  return checker("is not allowed", function() return false end)
 end
 
 function compile_node(c, s, path)
@@ -732,87 +790,52 @@ function compile_node(c, s, path)
         if type(x) == "table" then tables[#tables + 1] = x else set[x] = true end
         if i <= 10 then shown[i] = show(x) end
       end
-      local msg = "must be one of: " .. concat(shown, ", ") .. (#e > 10 and ", ..." or "")
-      checks[#checks + 1] = function(v, st)
-        if type(v) ~= "table" then
-          if set[v] then return true end
-        else
-          for i = 1, #tables do if deep_equal(tables[i], v) then return true end end
-        end
-        report(st, msg)
+      add(checks, "must be one of: " .. concat(shown, ", ") .. (#e > 10 and ", ..." or ""), function(v)
+        if type(v) ~= "table" then return set[v] == true end
+        for i = 1, #tables do if deep_equal(tables[i], v) then return true end end
         return false
-      end
+      end)
     end
   end
   if s.const ~= nil then
     local k = s.const
-    local msg = "must be equal to " .. show(k)
-    checks[#checks + 1] = function(v, st)
-      if v == k or deep_equal(k, v) then return true end
-      report(st, msg)
-      return false
-    end
+    add(checks, "must be equal to " .. show(k), function(v) return v == k or deep_equal(k, v) end)
   end
 
   -- numbers
   local mult = num("multipleOf")
   if mult and mult <= 0 then c:err(spath(path, "multipleOf"), "must be greater than 0") mult = nil end
   if mult then
-    local msg = "must be a multiple of " .. show(mult)
-    num_checks[#num_checks + 1] = function(v, st)
+    add(num_checks, "must be a multiple of " .. show(mult), function(v)
       local q = v / mult
-      if q == q and abs(q - floor(q + 0.5)) <= 1e-9 * math.max(1, abs(q)) then return true end
-      report(st, msg)
-      return false
-    end
+      return q == q and abs(q - floor(q + 0.5)) <= 1e-9 * math.max(1, abs(q))
+    end)
   end
-  local function bound(k, test, word)
-    local b = num(k)
-    if b == nil then return end
-    local msg = "must be " .. word .. " " .. show(b)
-    num_checks[#num_checks + 1] = function(v, st)
-      if test(v, b) then return true end
-      report(st, msg)
-      return false
-    end
-  end
-  bound("minimum", function(v, b) return v >= b end, "at least")
-  bound("maximum", function(v, b) return v <= b end, "at most")
-  bound("exclusiveMinimum", function(v, b) return v > b end, "greater than")
-  bound("exclusiveMaximum", function(v, b) return v < b end, "less than")
+  local lo, hi, xlo, xhi = num("minimum"), num("maximum"), num("exclusiveMinimum"), num("exclusiveMaximum")
+  if lo then add(num_checks, "must be at least " .. show(lo), function(v) return v >= lo end) end
+  if hi then add(num_checks, "must be at most " .. show(hi), function(v) return v <= hi end) end
+  if xlo then add(num_checks, "must be greater than " .. show(xlo), function(v) return v > xlo end) end
+  if xhi then add(num_checks, "must be less than " .. show(xhi), function(v) return v < xhi end) end
 
-  -- strings
+  -- strings: a UTF-8 character is 1 to 4 bytes, so most lengths are settled by the byte count
   local minl, maxl = count("minLength"), count("maxLength")
   if minl and minl > 0 then
-    local msg = "must be at least " .. plural(minl, "character", "characters")
-    str_checks[#str_checks + 1] = function(v, st)
+    add(str_checks, "must be at least " .. plural(minl, "character", "characters"), function(v)
       local n = #v
-      if n >= 4 * minl or (n >= minl and utf8_len(v) >= minl) then return true end
-      report(st, msg)
-      return false
-    end
+      return n >= 4 * minl or (n >= minl and utf8_len(v) >= minl)
+    end)
   end
   if maxl then
-    local msg = "must be at most " .. plural(maxl, "character", "characters")
-    str_checks[#str_checks + 1] = function(v, st)
-      if #v <= maxl or utf8_len(v) <= maxl then return true end
-      report(st, msg)
-      return false
-    end
+    add(str_checks, "must be at most " .. plural(maxl, "character", "characters"), function(v)
+      return #v <= maxl or utf8_len(v) <= maxl
+    end)
   end
   if s.pattern ~= nil then
     if type(s.pattern) ~= "string" then c:err(spath(path, "pattern"), "must be a string")
     else
       local m, err = compile_pattern(s.pattern)
       if not m then c:err(spath(path, "pattern"), "invalid regex: " .. tostring(err))
-      else
-        local msg = "must match the pattern " .. s.pattern
-        str_checks[#str_checks + 1] = function(v, st)
-          if m(v) then return true end
-          report(st, msg)
-          return false
-        end
-      end
+      else add(str_checks, "must match the pattern " .. s.pattern, m) end
     end
   end
   if s.format ~= nil then
@@ -820,99 +843,48 @@ function compile_node(c, s, path)
     if not f then
       c:err(spath(path, "format"), "unknown format " .. show(s.format) .. " (known: " .. concat(FORMAT_NAMES, ", ") .. ")")
     else
-      local msg = "must be a valid " .. s.format
-      str_checks[#str_checks + 1] = function(v, st)
-        if f(v) then return true end
-        report(st, msg)
-        return false
-      end
+      add(str_checks, "must be a valid " .. s.format, f)
     end
   end
 
   -- arrays
   local items = s.items
   if items ~= nil then
+    -- a tuple (a schema per position, then additionalItems), or one schema for every item
+    local tuple, rest = {}, nil
     if is_list(items) and next(items) ~= nil then
-      local tuple = {}
       for i, x in ipairs(items) do tuple[i] = c:sub_descend(x, spath(spath(path, "items"), i)) end
-      local extra = s.additionalItems ~= nil and c:sub_descend(s.additionalItems, spath(path, "additionalItems")) or nil
-      local nt = #tuple
-      arr_checks[#arr_checks + 1] = function(v, st)
-        local ok = true
-        for i = 1, #v do
-          local node = i <= nt and tuple[i] or extra
-          if not node then break end
-          if not child(node, v[i], i, st) then
-            ok = false
-            if st.stop then return false end
-          end
-        end
-        return ok
-      end
+      rest = s.additionalItems ~= nil and c:sub_descend(s.additionalItems, spath(path, "additionalItems")) or nil
     else
-      local node = c:sub_descend(items, spath(path, "items"))
-      arr_checks[#arr_checks + 1] = function(v, st)
-        local ok = true
-        for i = 1, #v do
-          if not child(node, v[i], i, st) then
-            ok = false
-            if st.stop then return false end
-          end
+      rest = c:sub_descend(items, spath(path, "items"))
+    end
+    local nt = #tuple
+    arr_checks[#arr_checks + 1] = function(v, st)
+      local ok = true
+      for i = 1, #v do
+        local node = i <= nt and tuple[i] or rest
+        if not node then break end
+        if not child(node, v[i], i, st) then
+          ok = false
+          if st.stop then return false end
         end
-        return ok
       end
+      return ok
     end
   elseif s.additionalItems ~= nil then
     c:sub_descend(s.additionalItems, spath(path, "additionalItems"))     -- checked, has no effect
   end
   local mini, maxi = count("minItems"), count("maxItems")
   if mini and mini > 0 then
-    local msg = "must have at least " .. plural(mini, "item", "items")
-    arr_checks[#arr_checks + 1] = function(v, st)
-      if #v >= mini then return true end
-      report(st, msg)
-      return false
-    end
+    add(arr_checks, "must have at least " .. plural(mini, "item", "items"), function(v) return #v >= mini end)
   end
   if maxi then
-    local msg = "must have at most " .. plural(maxi, "item", "items")
-    arr_checks[#arr_checks + 1] = function(v, st)
-      if #v <= maxi then return true end
-      report(st, msg)
-      return false
-    end
+    add(arr_checks, "must have at most " .. plural(maxi, "item", "items"), function(v) return #v <= maxi end)
   end
   if s.uniqueItems ~= nil and type(s.uniqueItems) ~= "boolean" then
     c:err(spath(path, "uniqueItems"), "must be a boolean")
   elseif s.uniqueItems then
-    arr_checks[#arr_checks + 1] = function(v, st)
-      local n = #v
-      if n < 2 then return true end
-      if n <= 8 then                                    -- small: pairwise, nothing allocated
-        for i = 2, n do
-          for j = 1, i - 1 do
-            if deep_equal(v[i], v[j]) then report(st, "must not contain duplicate items") return false end
-          end
-        end
-        return true
-      end
-      local seen, tabs
-      for i = 1, n do
-        local x = v[i]
-        if type(x) == "table" then
-          tabs = tabs or {}
-          for j = 1, #tabs do
-            if deep_equal(tabs[j], x) then report(st, "must not contain duplicate items") return false end
-          end
-          tabs[#tabs + 1] = x
-        else
-          seen = seen or {}
-          if seen[x] then report(st, "must not contain duplicate items") return false end
-          seen[x] = true
-        end
-      end
-      return true
-    end
+    add(arr_checks, "must not contain duplicate items", unique)
   end
   if s.contains ~= nil then
     local node = c:sub_descend(s.contains, spath(path, "contains"))
@@ -948,19 +920,7 @@ function compile_node(c, s, path)
         if type(name) ~= "string" then c:err(spath(spath(path, "required"), i), "must be a string")
         elseif not seen[key(name)] then seen[key(name)] = true names[#names + 1] = key(name) end
       end
-      if #names > 0 then
-        obj_checks[#obj_checks + 1] = function(v, st)
-          local ok = true
-          for i = 1, #names do
-            if v[names[i]] == nil then
-              report_at(st, names[i], "is required")
-              ok = false
-              if st.stop then return false end
-            end
-          end
-          return ok
-        end
-      end
+      if #names > 0 then obj_checks[#obj_checks + 1] = present(names, "is required") end
     end
   end
 
@@ -1037,30 +997,19 @@ function compile_node(c, s, path)
         local d = s.dependencies[k]
         local p = spath(spath(path, "dependencies"), tostring(k))
         local name = key(k)
+        local check
         if is_list(d) and (next(d) == nil or type(d[1]) == "string") then
           local need = {}
           for i, x in ipairs(d) do
             if type(x) ~= "string" then c:err(spath(p, i), "must be a string") else need[#need + 1] = key(x) end
           end
-          local msg = "is required when " .. tostring(k) .. " is present"
-          obj_checks[#obj_checks + 1] = function(v, st)
-            if v[name] == nil then return true end
-            local ok = true
-            for i = 1, #need do
-              if v[need[i]] == nil then
-                report_at(st, need[i], msg)
-                ok = false
-                if st.stop then return false end
-              end
-            end
-            return ok
-          end
+          check = present(need, "is required when " .. tostring(k) .. " is present")
         else
-          local node = c:node(d, p)
-          obj_checks[#obj_checks + 1] = function(v, st)
-            if v[name] == nil then return true end
-            return node(v, st)
-          end
+          check = c:node(d, p)
+        end
+        obj_checks[#obj_checks + 1] = function(v, st)
+          if v[name] == nil then return true end
+          return check(v, st)
         end
       end
     end
