@@ -14,7 +14,7 @@ CTESTS := $(patsubst spec/c/%.c,build/spec/%,$(wildcard spec/c/test_*.c))
 DEB_PKGS := build-essential pkg-config git ca-certificates curl openssl python3 \
             libluajit2-5.1-dev libevent-dev libssl-dev libhiredis-dev lua-cjson lua-cjson-dev \
             libjwt-dev libyaml-dev libpcre2-dev lua-busted lua-socket lua-filesystem \
-            luarocks redis-server nginx libnginx-mod-http-lua haproxy wrk
+            luarocks redis-server nginx libnginx-mod-http-lua haproxy wrk prometheus
 
 .PHONY: all deps build run test ctest spec bench bench-router rock fuzz lint clean check
 all: build

@@ -12,6 +12,7 @@
 #include <event2/buffer.h>
 #include "gw.h"
 #include "conn.h"
+#include "metrics.h"
 #include "worker.h"
 #include "api.h"
 
@@ -176,10 +177,13 @@ void gw_conn_close(gw_conn *c)
     gw_req *r = &c->req;
     if (r->state != GW_RS_IDLE && r->state != GW_RS_LINGER) {
         if (r->up) gw_proxy_abort(r);
-        if (!c->test && !c->log_pending && r->gen && r->state != GW_RS_LOG && gw_api_wants(r, GW_PHASE_LOG)) {
-            /* the log phase sees every request, those the client gave up on too (499 when no
-             * response was produced, as nginx logs them) */
+        if (!c->test && !c->log_pending && r->gen && r->state != GW_RS_LOG) {
+            /* metrics and the log phase see every request, those the client gave up on too
+             * (499 when no response was produced, as nginx logs them) */
             if (!r->head_sent && !r->local) r->status = 499;
+            gw_metrics_request(r);
+        }
+        if (!c->test && !c->log_pending && r->gen && r->state != GW_RS_LOG && gw_api_wants(r, GW_PHASE_LOG)) {
             if (c->bev) { bufferevent_free(c->bev); c->bev = NULL; }
             c->log_pending = 1;
             if (gw_api_run_log_aborted(r)) return;   /* finishes in gw_req_complete */
@@ -352,6 +356,7 @@ static void process_head(gw_conn *c, size_t avail)
     r->head_len = rc;
     c->nreq++;
     r->start_ms = gw_now_ms();
+    r->start_us = gw_now_us();
     r->id = ++w->next_req_id;
     snprintf(r->id_str, sizeof r->id_str, "%x-%llx", (unsigned)getpid(), (unsigned long long)r->id);
     if (w->stats) w->stats->requests++;
@@ -535,6 +540,7 @@ void gw_req_write_head(gw_req *r, int64_t body_len, int no_body)
         if (r->h.version >= 11) r->resp_chunked_out = 1;
         else r->resp_close = 1;
     }
+    size_t head_start = evbuffer_get_length(out);
     char line[64];
     int ln = snprintf(line, sizeof line, "HTTP/1.1 %d %s\r\n", r->status, status_text(r->status));
     evbuffer_add(out, line, ln);
@@ -557,6 +563,7 @@ void gw_req_write_head(gw_req *r, int64_t body_len, int no_body)
     if (r->resp_close) evbuffer_add(out, "Connection: close\r\n\r\n", 21);
     else if (r->h.version < 11) evbuffer_add(out, "Connection: keep-alive\r\n\r\n", 26);
     else evbuffer_add(out, "\r\n", 2);
+    r->head_bytes = evbuffer_get_length(out) - head_start;
     r->head_sent = 1;
 }
 
@@ -605,6 +612,7 @@ void gw_req_send_local(gw_req *r)
 /* The response is complete in the client's output buffer: log phase, then the next request. */
 void gw_req_response_done(gw_req *r)
 {
+    gw_metrics_request(r);
     gw_api_run_log(r);
 }
 

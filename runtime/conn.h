@@ -43,6 +43,10 @@ typedef struct gw_req {
     int state;
     int phase;                  /* current gw_phase, for phase checks */
     uint64_t start_ms;
+    uint64_t start_us;          /* monotonic, when the head was complete (metrics, access log) */
+    uint64_t up_start_us;       /* first upstream connect attempt; 0: not proxied */
+    uint64_t up_end_us;         /* the upstream response complete, or the upstream given up */
+    size_t head_bytes;          /* bytes of the response head written */
     uint64_t id;                /* request id, for logs and X-Request-Id */
     char id_str[24];
 

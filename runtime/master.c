@@ -24,6 +24,7 @@
 #include "master.h"
 #include "worker.h"
 #include "shm.h"
+#include "metrics.h"
 #include "vm.h"
 #include "http_parser.h"
 
@@ -674,10 +675,21 @@ static int l_health(lua_State *L)
     return 1;
 }
 
+/* master.metrics(): the Prometheus text of every worker's figures (metrics.c). */
+static int l_metrics(lua_State *L)
+{
+    struct evbuffer *b = evbuffer_new();
+    gw_metrics_render(b);
+    size_t n = evbuffer_get_length(b);
+    lua_pushlstring(L, (const char *)evbuffer_pullup(b, (ssize_t)n), n);
+    evbuffer_free(b);
+    return 1;
+}
+
 int luaopen_gw_master(lua_State *L)
 {
     static const luaL_Reg fns[] = {
-        { "health", l_health },
+        { "health", l_health }, { "metrics", l_metrics },
         { "apply", l_apply }, { "reload", l_reload }, { "current", l_current }, { "status", l_status },
         { NULL, NULL }
     };
@@ -736,7 +748,7 @@ int gw_master_run(const char *file)
     int ci = lua_gettop(L);
     set_compiled_globals(L, ci);
 
-    if (gw_shm_stats_init() != 0) { gw_err("cannot create shared memory"); return 1; }
+    if (gw_shm_stats_init() != 0 || gw_metrics_init() != 0) { gw_err("cannot create shared memory"); return 1; }
     char err[512];
     lua_getfield(L, ci, "gw");
     int gwi = lua_gettop(L);

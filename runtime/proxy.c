@@ -13,6 +13,7 @@
 #include <openssl/ssl.h>
 #include "gw.h"
 #include "conn.h"
+#include "metrics.h"
 #include "worker.h"
 #include "api.h"
 
@@ -466,6 +467,7 @@ void gw_proxy_client_readable(gw_req *r)
 
 static void fail(gw_req *r, int status, const char *msg)
 {
+    r->up_end_us = gw_now_us();
     gw_proxy_abort(r);
     if (r->head_sent) { gw_conn_abort(r->c); return; }
     if (!r->body_done) r->resp_close = 1;
@@ -550,6 +552,7 @@ void gw_proxy_start(gw_req *r)
         return;
     }
     r->state = GW_RS_UPSTREAM;
+    r->up_start_us = gw_now_us();
     if (r->h.expect_continue && !r->body_done && !r->body_buffered &&
         evbuffer_get_length(bufferevent_get_input(r->c->bev)) == 0)
         evbuffer_add(bufferevent_get_output(r->c->bev), "HTTP/1.1 100 Continue\r\n\r\n", 25);
@@ -728,6 +731,7 @@ void gw_proxy_head_filtered(gw_req *r)
 
 static void response_finished(gw_req *r)
 {
+    r->up_end_us = gw_now_us();
     gw_upconn *u = r->up;
     r->up = NULL;
     struct evbuffer *in = bufferevent_get_input(u->bev);

@@ -27,6 +27,7 @@
 #include <unistd.h>
 #include <lua.h>
 #include <lauxlib.h>
+#include <event2/buffer.h>
 #include "gw.h"
 #include "shm.h"
 
@@ -477,6 +478,31 @@ int gw_dict_create(const char *name, size_t bytes)
     nregistry++;
     gw_debug("gw.shared: dict \"%s\": %zu bytes, %u buckets", name, bytes, nb);
     return 0;
+}
+
+size_t gw_ffi_dict_free_space(gw_dict *d);
+
+/* gateway_shared_dict_* lines for /metrics (the master's view: the registry is inherited). */
+void gw_dicts_render_metrics(struct evbuffer *out)
+{
+    evbuffer_add_printf(out, "# HELP gateway_shared_dict_capacity_bytes Size of each gw.shared dict\n"
+                             "# TYPE gateway_shared_dict_capacity_bytes gauge\n");
+    for (int i = 0; i < nregistry; i++)
+        evbuffer_add_printf(out, "gateway_shared_dict_capacity_bytes{dict=\"%s\"} %llu\n", registry[i].name,
+                            (unsigned long long)registry[i].d->size);
+    evbuffer_add_printf(out, "# HELP gateway_shared_dict_free_bytes Bytes of each gw.shared dict in free blocks\n"
+                             "# TYPE gateway_shared_dict_free_bytes gauge\n");
+    for (int i = 0; i < nregistry; i++)
+        evbuffer_add_printf(out, "gateway_shared_dict_free_bytes{dict=\"%s\"} %llu\n", registry[i].name,
+                            (unsigned long long)gw_ffi_dict_free_space(registry[i].d));
+    evbuffer_add_printf(out, "# HELP gateway_shared_dict_entries Entries stored in each gw.shared dict, expired or not\n"
+                             "# TYPE gateway_shared_dict_entries gauge\n");
+    for (int i = 0; i < nregistry; i++) {
+        gw_dict *d = registry[i].d;
+        uint64_t n = 0;
+        if (!dict_lock(d)) { n = d->count; dict_unlock(d); }
+        evbuffer_add_printf(out, "gateway_shared_dict_entries{dict=\"%s\"} %llu\n", registry[i].name, (unsigned long long)n);
+    }
 }
 
 gw_dict *gw_dict_find(const char *name, size_t len)

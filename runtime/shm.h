@@ -42,4 +42,6 @@ int gw_shm_stats_init(void);
 typedef struct gw_dict gw_dict;
 int gw_dict_create(const char *name, size_t bytes);   /* 0 ok, -1 error (logged) */
 gw_dict *gw_dict_find(const char *name, size_t len);
+struct evbuffer;
+void gw_dicts_render_metrics(struct evbuffer *out);
 #endif

@@ -154,6 +154,10 @@ function M.handle(req)
   local m, path = req.method, req.path:gsub("/+$", "")
   if path == "" then path = "/" end
 
+  if path == "/metrics" and m == "GET" then
+    return 200, master.metrics(), "text/plain; version=0.0.4; charset=utf-8"
+  end
+
   if path == "/status" and m == "GET" then
     local st = master.status()
     st.config_hash = c.hash

@@ -694,6 +694,13 @@ gw.http = setmetatable({}, { __index = function(t, k)
   return m[k]
 end })
 
+--- gw.metrics: plugin metrics in the Prometheus table (lua/gw/metrics.lua), loaded on first use.
+gw.metrics = setmetatable({}, { __index = function(t, k)
+  local m = require "gw.metrics"
+  for name, v in pairs(m) do rawset(t, name, v) end
+  return m[k]
+end })
+
 --- gw.redis: the non-blocking Redis client (lua/gw/redis.lua), loaded on first use.
 gw.redis = setmetatable({}, { __index = function(t, k)
   local m = require "gw.redis"

@@ -45,7 +45,12 @@ local function transition(d, name, cur, to)
   if not ok then return read(d, name) end
   local nxt = { state = to, gen = cur.gen + 1, since = gw.now() }
   d:set("cb:" .. name, nxt.state .. " " .. nxt.gen .. " " .. string.format("%.3f", nxt.since))
-  if cur.state ~= to then gw.log.warn("circuit ", name, ": ", cur.state, " -> ", to) end
+  if cur.state ~= to then
+    gw.log.warn("circuit ", name, ": ", cur.state, " -> ", to)
+    local g = gw.metrics.gauge("gateway_circuit_breaker_state",
+                               "1 for the state each circuit is in, 0 for the others", { "name", "state" })
+    for _, s in ipairs({ "closed", "open", "half_open" }) do g:set(s == to and 1 or 0, { name, s }) end
+  end
   return nxt
 end
 

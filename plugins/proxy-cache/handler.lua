@@ -233,7 +233,15 @@ end
 
 local function age_of(e) return tostring(math.max(0, floor(gw.now() - e.stored_at))) end
 
+-- gateway_proxy_cache_requests_total{service,route,status}: Hit, Miss, Bypass, Expired, Stale
+local function count(status)
+  local svc, route = gw.metrics.service_route()
+  gw.metrics.counter("gateway_proxy_cache_requests_total", "Requests seen by proxy-cache, by X-Cache-Status",
+                     { "service", "route", "status" }):inc(1, { svc, route, status })
+end
+
 local function status_header(conf, p, status)
+  count(status)
   gw.response.set_header("X-Cache-Status", status)
   if conf.cache_key_header and p.key then gw.response.set_header("X-Cache-Key", p.key) end
 end
@@ -259,6 +267,7 @@ function ProxyCache:access(conf)
     p.hit = true
     local headers = e.headers or {}
     headers["X-Cache-Status"] = "Hit"
+    count("Hit")
     headers["Age"] = age_of(e)
     if conf.cache_key_header then headers["X-Cache-Key"] = key end
     return gw.response.exit(e.status, e.body, headers)

@@ -169,6 +169,8 @@ function RateLimiting:access(conf)
   end
   if blocked then
     headers["Retry-After"] = tostring(math.max(1, stop_reset))
+    gw.metrics.counter("gateway_rate_limiting_rejections_total", "Requests refused with 429 by rate-limiting",
+                       { "service", "route" }):inc(1, { gw.metrics.service_route() })
     return gw.response.exit(429, { message = "API rate limit exceeded" }, headers)
   end
   for k, v in pairs(headers) do gw.response.set_header(k, v) end
