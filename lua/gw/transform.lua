@@ -12,9 +12,9 @@ local M = {}
 
 local type, pairs, ipairs, tostring, tonumber, setmetatable, getmetatable, pcall, error =
       type, pairs, ipairs, tostring, tonumber, setmetatable, getmetatable, pcall, error
-local byte, char, sub, find, gsub, gmatch, format, lower, match, rep =
+local byte, char, sub, find, gsub, gmatch, format, lower, match =
       string.byte, string.char, string.sub, string.find, string.gsub, string.gmatch, string.format,
-      string.lower, string.match, string.rep
+      string.lower, string.match
 local concat = table.concat
 local floor, huge = math.floor, math.huge
 
@@ -245,7 +245,15 @@ M.is_array, M.is_object = is_array, is_object
 --- A new JSON array of the arguments.
 function M.array(...) return setmetatable({ ... }, ARRAY) end
 
-local LONG_NUMBER = rep("[%d.]", 16)
+-- what lua-cjson cannot give back: an empty array, or a run of 16 digits (and dots); one
+-- JIT-compiled PCRE2 scan, compiled at first use
+local needs_lua_decoder
+local function lua_decoder_needed(s)
+  if not needs_lua_decoder then
+    needs_lua_decoder = assert(require("gw.regex").compile("\\[[ \\t\\r\\n]*\\]|[0-9.]{16}"))
+  end
+  return needs_lua_decoder:match(s)
+end
 
 local ESC_IN = { ['"'] = '"', ["\\"] = "\\", ["/"] = "/", b = "\b", f = "\f", n = "\n",
                  r = "\r", t = "\t" }
@@ -355,7 +363,7 @@ end
 function M.json_decode(s)
   local v, err = cjson.decode(s)
   if v == nil then return nil, err end
-  if find(s, "%[%s*%]") or find(s, LONG_NUMBER) then
+  if lua_decoder_needed(s) then
     local ok, v2 = pcall(lua_decode, s)
     if not ok then return nil, v2 end
     return v2
@@ -370,9 +378,11 @@ for b = 0, 31 do
   if not ESC_OUT[ch] then ESC_OUT[ch] = format("\\u%04x", b) end
 end
 
-local function enc_string(s)
+-- a string into the buffer as three pieces (no concatenation: no new string to intern)
+local function put_string(s, out, n)
   if find(s, '[%c"\\]') then s = gsub(s, '[%c"\\]', ESC_OUT) end
-  return '"' .. s .. '"'
+  out[n + 1], out[n + 2], out[n + 3] = '"', s, '"'
+  return n + 3
 end
 
 local PRECISION = { "%.14g", "%.15g", "%.16g", "%.17g" }
@@ -389,7 +399,7 @@ end
 
 local function encode(v, out, n)
   local t = type(v)
-  if t == "string" then n = n + 1 out[n] = enc_string(v)
+  if t == "string" then n = put_string(v, out, n)
   elseif t == "number" then n = n + 1 out[n] = enc_number(v)
   elseif t == "boolean" then n = n + 1 out[n] = v and "true" or "false"
   elseif v == null then n = n + 1 out[n] = "null"
@@ -410,7 +420,7 @@ local function encode(v, out, n)
       for k, x in pairs(v) do
         if not first then n = n + 1 out[n] = "," end
         first = false
-        n = n + 1 out[n] = enc_string(tostring(k))
+        n = put_string(tostring(k), out, n)
         n = n + 1 out[n] = ":"
         n = encode(x, out, n)
       end

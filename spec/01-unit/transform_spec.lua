@@ -2,6 +2,7 @@
 -- field paths, the JSON codec, ordered argument lists, the rule operations, schema checks).
 local helpers = require "spec.helpers"
 local T = require "gw.transform"
+local cjson = require "cjson"
 
 -- runs fn in the access phase of a request built from `req` (gw.test.context), returns its result
 local function in_request(req, fn)
@@ -157,6 +158,35 @@ describe("gw.transform JSON codec", function()
     assert.is_false(T.is_object(T.json_decode("[1]")))
     assert.is_false(T.is_object(T.json_decode("[]")))
     assert.is_true(T.is_object(T.json_decode("{}")))
+  end)
+
+  it("mutated JSON texts either decode to a value that survives a round trip, or are refused", function()
+    local seed = '{"a":[1,2.5,[],{"b":"c\\u00e9\\n"}],"n":12345678901234567890,"t":true,"z":null,"e":{}}'
+    local alphabet = '{}[]":,.-+eE0123456789 \\u"abtfn'
+    math.randomseed(42)
+    local decoded = 0
+    for _ = 1, 2000 do
+      local s = seed
+      for _ = 1, math.random(1, 3) do
+        local i, c = math.random(1, #s), math.random(1, #alphabet)
+        local op = math.random(1, 3)
+        if op == 1 then s = s:sub(1, i - 1) .. s:sub(i + 1)
+        elseif op == 2 then s = s:sub(1, i - 1) .. alphabet:sub(c, c) .. s:sub(i)
+        else s = s:sub(1, i - 1) .. alphabet:sub(c, c) .. s:sub(i + 1) end
+      end
+      local v, err = T.json_decode(s)
+      if v == nil then
+        assert.is_string(err, s)
+      else
+        decoded = decoded + 1
+        local out = assert(T.json_encode(v), s)
+        assert.same(cjson.decode(s), cjson.decode(out), s)
+        local again = assert(T.json_encode(assert(T.json_decode(out))), s)
+        assert.same(cjson.decode(out), cjson.decode(again), s)
+        assert.equal(select(2, out:gsub("%[%]", "")), select(2, again:gsub("%[%]", "")), s)   -- [] kept
+      end
+    end
+    assert.is_true(decoded > 100)
   end)
 
   it("encodes arrays built with T.array, and refuses what JSON cannot hold", function()

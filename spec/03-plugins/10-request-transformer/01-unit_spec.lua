@@ -15,12 +15,7 @@ local function run(c, req)
   return ctx, res
 end
 
-local function with(h, extra)
-  local t = {}
-  for k, v in pairs(h) do t[k] = v end
-  for k, v in pairs(extra or {}) do t[k] = v end
-  return t
-end
+local with = dofile(helpers.repo .. "/spec/03-plugins/10-request-transformer/transformer_helpers.lua").with
 
 -- every value of an upstream header, in order
 local function all(ctx, name)
@@ -283,6 +278,37 @@ describe("request-transformer (unit)", function()
     for _ = 1, 3 do run(c, { path = "/?a=1" }) end
     assert.equal(0, calls)
     assert.truthy(first.headers)
+  end)
+
+  it("hostile queries, headers and bodies never make it raise", function()
+    local c = conf{
+      remove = { body = { "a.b" }, querystring = { "x" } },
+      rename = { body = { "a:b.c" }, querystring = { "y:z" }, headers = { "x-a:x-b" } },
+      replace = { body = { "b:$(query.q)" }, uri = "/v/$(query.q)/$(headers.x-h)" },
+      add = { body = { "n:$(query.n)", "h:$(headers.x-h)" }, json_types = { "number" },
+              headers = { "x-q:$(query.q)" }, querystring = { "q2:$(query.q)" } },
+      append = { body = { "a:$(query.q)" }, headers = { "x-h2:$(headers.x-h)" } },
+    }
+    local bytes = "%\0\r\n\"'{}[]:,.&=+#? \127\255abc019"
+    local function junk(n)
+      local t = {}
+      for i = 1, n do
+        local k = math.random(1, #bytes)
+        t[i] = bytes:sub(k, k)
+      end
+      return table.concat(t)
+    end
+    math.randomseed(7)
+    for i = 1, 300 do
+      local q = junk(math.random(0, 20)):gsub("[%s%z#?\127-\255]", function(ch) return string.format("%%%02X", ch:byte()) end)
+      local ct = ({ "application/json", "application/x-www-form-urlencoded", "text/plain" })[i % 3 + 1]
+      local body = i % 2 == 0 and junk(math.random(0, 40)) or ('{"a":{"b":' .. junk(5) .. '}}')
+      local ctx = gw.test.context{ method = "POST", path = "/p?" .. q,
+        headers = { ["Content-Type"] = ct, ["X-H"] = junk(8):gsub("[%c\127-\255]", "x") }, body = body }
+      assert(ctx:run(handler, "access", c), q)
+      assert.is_nil(ctx.exit_status)
+      assert.equal("/", ctx.upstream.path:sub(1, 1))
+    end
   end)
 
   it("an empty config changes nothing", function()

@@ -5,12 +5,7 @@ local cjson = require "cjson"
 
 local JSON = { ["Content-Type"] = "application/json" }
 
-local function with(h, extra)
-  local t = {}
-  for k, v in pairs(h) do t[k] = v end
-  for k, v in pairs(extra or {}) do t[k] = v end
-  return t
-end
+local with = dofile(helpers.repo .. "/spec/03-plugins/10-request-transformer/transformer_helpers.lua").with
 
 describe("request-transformer (integration)", function()
   local client, up

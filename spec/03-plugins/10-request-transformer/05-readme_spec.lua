@@ -1,8 +1,8 @@
 -- request-transformer README: its YAML compiles, and run against a real gw the curl session it
 -- shows gives what it shows (the body compared as JSON: key order is not kept).
 local helpers = require "spec.helpers"
-local config = require "gw.config"
 local cjson = require "cjson"
+local H = dofile(helpers.repo .. "/spec/03-plugins/10-request-transformer/transformer_helpers.lua")
 
 -- the "$ curl" commands of a ```text block (with their continuation lines) and the lines after each
 local function session(block)
@@ -24,40 +24,26 @@ local function session(block)
 end
 
 describe("request-transformer README", function()
-  local text = assert(helpers.read_file(helpers.repo .. "/plugins/request-transformer/README.md"))
-  local yamls = helpers.fenced_blocks(text, "yaml")
+  local text, yamls
 
   it("the YAML compiles", function()
-    assert.is_true(#yamls > 0)
-    for _, y in ipairs(yamls) do
-      local c, errs = config.load_string(y, "request-transformer/README.md")
-      assert(c, errs and table.concat(errs, "\n"))
-    end
+    text, yamls = H.readme("request-transformer")
   end)
 
   describe("the example, run", function()
     local port
 
     lazy_setup(function()
-      local y, n = yamls[1]:gsub("\ngw:\n", '\ngw:\n  listen: ["127.0.0.1:{PROXY_PORT}"]\n  admin_listen: "127.0.0.1:{ADMIN_PORT}"\n', 1)
-      assert.equal(1, n)
-      port = helpers.start_gw{ yaml = y }.proxy_port
+      text, yamls = H.readme("request-transformer")
+      port = H.start(yamls[1])
     end)
     lazy_teardown(helpers.stop_all)
 
     it("the curl session prints what the README shows", function()
-      local block
-      for _, b in ipairs(helpers.fenced_blocks(text, "text")) do
-        if b:find("^%$ curl") then block = b break end
-      end
-      assert.truthy(block)
-      local steps = session(block)
+      local steps = session(H.curl_block(text))
       assert.equal(2, #steps)
       for _, step in ipairs(steps) do
-        local command = table.concat(step.cmd, " "):gsub("localhost:8000", "127.0.0.1:" .. port)
-        local p = assert(io.popen(command .. " 2>&1"))
-        local out = p:read("*a")
-        p:close()
+        local out = H.run(table.concat(step.cmd, " "), port)
         local echo = cjson.decode(out)
         local shown = table.concat(step.out, "\n")
         -- every "key":"value" the README shows is in the answer (outside the body)

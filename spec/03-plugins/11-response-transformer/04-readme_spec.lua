@@ -1,42 +1,29 @@
 -- response-transformer README: its YAML compiles, and run against a real gw the curl command it
 -- shows prints the status and headers it shows, and a JSON body with the fields it shows.
 local helpers = require "spec.helpers"
-local config = require "gw.config"
 local cjson = require "cjson"
+local H = dofile(helpers.repo .. "/spec/03-plugins/10-request-transformer/transformer_helpers.lua")
 
 describe("response-transformer README", function()
-  local text = assert(helpers.read_file(helpers.repo .. "/plugins/response-transformer/README.md"))
-  local yamls = helpers.fenced_blocks(text, "yaml")
+  local text, yamls
 
   it("the YAML compiles", function()
-    assert.is_true(#yamls > 0)
-    for _, y in ipairs(yamls) do
-      local c, errs = config.load_string(y, "response-transformer/README.md")
-      assert(c, errs and table.concat(errs, "\n"))
-    end
+    text, yamls = H.readme("response-transformer")
   end)
 
   describe("the example, run", function()
     local port
 
     lazy_setup(function()
-      local y, n = yamls[1]:gsub("\ngw:\n", '\ngw:\n  listen: ["127.0.0.1:{PROXY_PORT}"]\n  admin_listen: "127.0.0.1:{ADMIN_PORT}"\n', 1)
-      assert.equal(1, n)
-      port = helpers.start_gw{ yaml = y }.proxy_port
+      text, yamls = H.readme("response-transformer")
+      port = H.start(yamls[1])
     end)
     lazy_teardown(helpers.stop_all)
 
     it("the curl command prints what the README shows", function()
-      local block
-      for _, b in ipairs(helpers.fenced_blocks(text, "text")) do
-        if b:find("^%$ curl") then block = b break end
-      end
-      assert.truthy(block)
-      local command, rest = block:match("^%$ ([^\n]+)\n(.*)$")
+      local command, rest = H.curl_block(text):match("^%$ ([^\n]+)\n(.*)$")
       local shown_head, shown_body = rest:match("^(.-)\n\n(.-)\n?$")
-      local p = assert(io.popen(command:gsub("localhost:8000", "127.0.0.1:" .. port) .. " 2>&1"))
-      local out = p:read("*a")
-      p:close()
+      local out = H.run(command, port)
       local head, body = out:match("^(.-)\r\n\r\n(.*)$")
       local lines = {}
       for l in (head .. "\r\n"):gmatch("([^\r\n]*)\r\n") do lines[#lines + 1] = l end
