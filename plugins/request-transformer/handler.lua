@@ -1,8 +1,8 @@
 -- request-transformer: changes the request before it goes upstream, in access: headers, query
 -- arguments, JSON or form body fields (remove, rename, replace, add, append, in that order), the
 -- path (replace.uri, a template) and the method. Values may be templates reading the request
--- ($(headers.x-user), $(query.id), $(uri_captures.id)), rendered from the request as the client
--- sent it. The body is read only when a body rule is configured and the Content-Type is JSON or
+-- ($(headers.x-user), $(query.id), $(uri_captures.id)), rendered before the plugin changes
+-- anything. The body is read only when a body rule is configured and the Content-Type is JSON or
 -- a form; a body that cannot be transformed (too large, not JSON, not an object) goes upstream
 -- as it came, or is refused (body_policy: reject).
 local transform = require "gw.transform"
@@ -91,7 +91,7 @@ function RequestTransformer:access(conf)
     end
   end
   if c.method then gw.service.request.set_method(c.method) end
-  -- headers last: the templates above read the headers as the client sent them
+  -- headers last: the templates above read the headers as they reached the plugin
   if c.headers then transform.apply_headers(c.headers, transform.REQUEST_HEADERS, env) end
 end
 
