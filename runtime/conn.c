@@ -15,6 +15,14 @@
 #include "metrics.h"
 #include "worker.h"
 #include "api.h"
+#include "accesslog.h"
+
+/* A request is over (answered, or given up by its client): metrics and the access log. */
+static void record(gw_req *r)
+{
+    gw_metrics_request(r);
+    gw_accesslog_request(r);
+}
 
 gw_req *gw_cur;
 
@@ -181,7 +189,7 @@ void gw_conn_close(gw_conn *c)
             /* metrics and the log phase see every request, those the client gave up on too
              * (499 when no response was produced, as nginx logs them) */
             if (!r->head_sent && !r->local) r->status = 499;
-            gw_metrics_request(r);
+            record(r);
         }
         if (!c->test && !c->log_pending && r->gen && r->state != GW_RS_LOG && gw_api_wants(r, GW_PHASE_LOG)) {
             if (c->bev) { bufferevent_free(c->bev); c->bev = NULL; }
@@ -612,7 +620,7 @@ void gw_req_send_local(gw_req *r)
 /* The response is complete in the client's output buffer: log phase, then the next request. */
 void gw_req_response_done(gw_req *r)
 {
-    gw_metrics_request(r);
+    record(r);
     gw_api_run_log(r);
 }
 

@@ -47,8 +47,9 @@ typedef struct gw_req {
     uint64_t up_start_us;       /* first upstream connect attempt; 0: not proxied */
     uint64_t up_end_us;         /* the upstream response complete, or the upstream given up */
     size_t head_bytes;          /* bytes of the response head written */
+    const char *consumer;       /* who authenticated (gw.client.authenticate), for the access log */
     uint64_t id;                /* request id, for logs and X-Request-Id */
-    char id_str[24];
+    char id_str[64];            /* "<pid hex>-<counter hex>", or what gw.request.set_id gave */
 
     /* the client request; header slices point into c->hbuf or the arena */
     gw_http_request h;

@@ -94,6 +94,7 @@ void gw_loop_signals(sigset_t *set)
     sigaddset(set, SIGINT);
     sigaddset(set, SIGQUIT);
     sigaddset(set, SIGCHLD);
+    sigaddset(set, SIGUSR1);
 }
 
 static pid_t spawn(int slot)
@@ -164,10 +165,23 @@ static void respawn(int slot)
  * the config file's directory. The file becomes the master's fd 2, which every worker forked
  * afterwards inherits, so a reload that names another file moves the log with it, and a reload
  * after a log rotation (the file renamed away) starts a new file. */
+static char current_error_log[4096];    /* "" when it is stderr */
+
+/* Opens the error log file again (after logrotate moved it); in the master and, through the
+ * state they inherited, in the workers. */
+void gw_reopen_error_log(void)
+{
+    if (!current_error_log[0]) return;
+    int fd = open(current_error_log, O_WRONLY | O_APPEND | O_CREAT, 0644);
+    if (fd < 0) { gw_err("cannot reopen error_log %s: %s", current_error_log, strerror(errno)); return; }
+    dup2(fd, 2);
+    close(fd);
+}
+
 static void open_error_log(const char *path)
 {
     static int saved_stderr = -1;
-    static char current[4096];
+    char *current = current_error_log;
     if (saved_stderr < 0) saved_stderr = dup(2);
     if (strcmp(path, "stderr") == 0) {
         if (current[0]) { dup2(saved_stderr, 2); current[0] = 0; }
@@ -185,7 +199,7 @@ static void open_error_log(const char *path)
     if (fd < 0) { gw_err("cannot open error_log %s: %s (logging to stderr)", full, strerror(errno)); return; }
     dup2(fd, 2);
     close(fd);
-    snprintf(current, sizeof current, "%s", full);
+    snprintf(current, sizeof current_error_log, "%s", full);
 }
 
 static void set_compiled_globals(lua_State *L, int idx)
@@ -359,6 +373,12 @@ static void sig_cb(evutil_socket_t sig, short ev, void *arg)
 {
     (void)ev; (void)arg;
     switch (sig) {
+    case SIGUSR1:
+        /* logrotate's postrotate: the error log here, the access and error logs in the workers */
+        gw_reopen_error_log();
+        for (int i = 0; i < GW_MAX_WORKERS * 2; i++) if (M.w[i].pid > 0) kill(M.w[i].pid, SIGUSR1);
+        gw_notice("SIGUSR1: logs reopened");
+        break;
     case SIGHUP:
         if (M.stopping) { gw_notice("SIGHUP ignored: gw is stopping"); break; }
         do_reload("SIGHUP");
@@ -785,7 +805,7 @@ int gw_master_run(const char *file)
     }
     lua_pop(L, 2);
 
-    int sigs[] = { SIGHUP, SIGTERM, SIGINT, SIGQUIT, SIGCHLD, 0 };
+    int sigs[] = { SIGHUP, SIGTERM, SIGINT, SIGQUIT, SIGCHLD, SIGUSR1, 0 };
     for (int i = 0; sigs[i]; i++) event_add(evsignal_new(M.base, sigs[i], sig_cb, NULL), NULL);
 
     /* compiled config is at the top of the stack */

@@ -11,4 +11,5 @@ int luaopen_gw_master(lua_State *L);
 /* The signals master and workers take through their loops (blocked in a new worker until its
  * own handlers are in place). */
 void gw_loop_signals(sigset_t *set);
+void gw_reopen_error_log(void);
 #endif

@@ -10,6 +10,7 @@
 #include <luajit.h>
 #include "gw.h"
 #include "worker.h"
+#include "accesslog.h"
 #include "conn.h"
 #include "api.h"
 #include "master.h"
@@ -93,6 +94,7 @@ static void sig_cb(evutil_socket_t sig, short ev, void *arg)
 {
     (void)ev; (void)arg;
     if (sig == SIGQUIT) { start_drain(); return; }
+    if (sig == SIGUSR1) { gw_reopen_error_log(); gw_accesslog_reopen(); return; }
     event_base_loopbreak(W.base);
 }
 
@@ -136,6 +138,12 @@ int gw_worker_run(lua_State *L, int compiled_idx, gw_listen *ls, int nls, int sl
     W.gen = gw_gen_build(L, err, sizeof err);
     lua_pop(L, 1);
     if (!W.gen) { gw_err("worker: %s", err); return 1; }
+    lua_getfield(L, compiled_idx, "gw");
+    lua_getfield(L, -1, "access_log");
+    lua_getfield(L, -2, "access_log_format");
+    if (gw_accesslog_open(W.base, lua_tostring(L, -2), lua_tostring(L, -1)) != 0)
+        gw_err("worker: the access log is off");
+    lua_pop(L, 3);
     W.stats = gw_stats ? &gw_stats->workers[slot] : NULL;
     if (W.stats) {
         memset(W.stats, 0, sizeof *W.stats);
@@ -149,8 +157,8 @@ int gw_worker_run(lua_State *L, int compiled_idx, gw_listen *ls, int nls, int sl
         if (!W.lev[i] || event_add(W.lev[i], NULL) != 0) { gw_err("worker: cannot listen on fd %d", ls[i].fd); return 1; }
         W.nlev++;
     }
-    struct event *sigs[4];
-    int sl[4] = { SIGTERM, SIGINT, SIGQUIT, 0 };
+    struct event *sigs[5];
+    int sl[5] = { SIGTERM, SIGINT, SIGQUIT, SIGUSR1, 0 };
     for (int i = 0; sl[i]; i++) {
         sigs[i] = evsignal_new(W.base, sl[i], sig_cb, NULL);
         event_add(sigs[i], NULL);
@@ -168,6 +176,7 @@ int gw_worker_run(lua_State *L, int compiled_idx, gw_listen *ls, int nls, int sl
     gw_info("worker %d started (generation %d)", getpid(), W.gen->id);
     if (W.stats) W.stats->ready = 1;
     event_base_dispatch(W.base);
+    gw_accesslog_flush();
     gw_info("worker %d exiting", getpid());
     return 0;
 }

@@ -290,6 +290,13 @@ local function nonempty_string(v)
   return true
 end
 
+-- One JSON object per request (runtime/accesslog.c lists the variables).
+M.DEFAULT_ACCESS_LOG_FORMAT = '{"time":"$time_iso8601","request_id":"$request_id","client":"$remote_addr",' ..
+  '"method":"$request_method","uri":"$request_uri","status":$status,"bytes_sent":$bytes_sent,' ..
+  '"request_length":$request_length,"route":"$route","service":"$service","consumer":"$consumer",' ..
+  '"latency_ms":$latency_ms,"upstream_latency_ms":$upstream_latency_ms,' ..
+  '"gateway_latency_ms":$gateway_latency_ms,"upstream":"$upstream_addr","user_agent":"$http_user_agent"}'
+
 local GW = { type = "record", fields = {
   { listen = { type = "any", default = { "0.0.0.0:8000" } } },
   { admin_listen = { type = "any", default = "127.0.0.1:8001" } },
@@ -299,6 +306,7 @@ local GW = { type = "record", fields = {
   { log_level = { type = "string", default = "notice",
                   one_of = { "debug", "info", "notice", "warn", "error" } } },
   { access_log = { type = "any", default = "off" } },
+  { access_log_format = { type = "string", default = M.DEFAULT_ACCESS_LOG_FORMAT } },
   { limits = { type = "record", fields = {
     { max_request_line = size(8192) },
     { max_header_size = size(32768) },
@@ -497,7 +505,14 @@ local function compile_gw(g, E, base_dir)
     E.add("gw.access_log", 'expected "off", "stdout" or a file path')
     al = nil
   end
+  if al and al ~= "off" and al ~= "stdout" and al:sub(1, 1) ~= "/" and base_dir ~= "." then
+    al = base_dir .. "/" .. al
+  end
   out.access_log = al
+  local fmt = g.access_log_format or M.DEFAULT_ACCESS_LOG_FORMAT
+  local okf, ferr = require("gw.accesslog").check(fmt)
+  if not okf then E.add("gw.access_log_format", ferr) end
+  out.access_log_format = fmt
   out.admin_token = g.admin_token
   if out.admin_listen and not out.admin_token then
     local h = out.admin_listen.host
@@ -729,6 +744,9 @@ local function chain_of(layers)
     if a.priority ~= b.priority then return a.priority > b.priority end
     return a.name < b.name
   end)
+  for _, inst in ipairs(chain) do
+    if inst.handler.TRACE_PHASES then chain.trace_phases = true end
+  end
   return chain
 end
 M.chain_of = chain_of

@@ -20,6 +20,10 @@ int gw_ffi_phase(void);
 int gw_ffi_req_str(int which, const char **p, size_t *n);
 int gw_ffi_req_port(int peer);
 int gw_ffi_set_body_limit(int64_t n);
+int gw_ffi_set_consumer(const char *s, size_t n);
+int gw_ffi_timings(double *out);
+uint64_t gw_ffi_now_us(void);
+int gw_ffi_set_request_id(const char *s, size_t n);
 int gw_ffi_header_count(int resp);
 int gw_ffi_header_at(int resp, int i, const char **np, size_t *nn, const char **vp, size_t *vn);
 int gw_ffi_get_header(int resp, const char *name, size_t nl, int from, const char **vp, size_t *vn);
@@ -35,6 +39,7 @@ int gw_ffi_set_timeouts(int connect_ms, int write_ms, int read_ms);
 ]]
 
 local gw = { version = "0.1.0" }
+local phase_timings   -- see gw.request.get_phase_timings
 
 -- Phases (numbers match enum gw_phase in runtime/gen.h)
 local PHASES = { [0] = "init_worker", "rewrite", "access", "balancer", "header_filter", "body_filter",
@@ -303,6 +308,47 @@ function request.get_uri_captures()
     end
   end
   return { unnamed = unnamed, named = named }
+end
+
+--- When the request's moments happened, in unix seconds (microsecond precision): { start =
+-- the head was complete, upstream_start = first connect attempt, upstream_end = the upstream
+-- response complete or given up } (the upstream ones nil when the request did not go upstream,
+-- or not yet).
+local timings_buf = ffi.new("double[3]")
+-- ctx.shared table -> flat list of phase timings (kept out of gw.ctx.shared)
+phase_timings = setmetatable({}, { __mode = "k" })
+function request.get_timings()
+  check_phase("gw.request.get_timings", REQ)
+  C.gw_ffi_timings(timings_buf)
+  local function v(x) return x ~= 0 and x or nil end
+  return { start = timings_buf[0], upstream_start = v(timings_buf[1]), upstream_end = v(timings_buf[2]) }
+end
+
+--- The plugin phases this request ran so far, when its chain has a plugin asking for them
+-- (handler.TRACE_PHASES = true): a list of { plugin =, phase =, start =, finish = } in unix
+-- seconds, in the order they ran. Empty otherwise.
+function request.get_phase_timings()
+  check_phase("gw.request.get_phase_timings", REQ)
+  local t = core.ctx()
+  local rec = t and phase_timings[t]
+  if not rec then return {} end
+  local mono0, unix0 = tonumber(C.gw_ffi_now_us()), core.now()
+  local out = {}
+  for i = 1, #rec, 4 do
+    out[#out + 1] = { plugin = rec[i], phase = rec[i + 1],
+                      start = unix0 - (mono0 - rec[i + 2]) / 1e6, finish = unix0 - (mono0 - rec[i + 3]) / 1e6 }
+  end
+  return out
+end
+
+--- Replaces the request's id (gw.request.get_id, error log lines, the access log's $request_id):
+-- 1 to 63 printable ASCII characters. A correlation plugin gives the gateway its X-Request-ID.
+function request.set_id(id)
+  check_phase("gw.request.set_id", PRE)
+  check_string("gw.request.set_id", "id", id)
+  if C.gw_ffi_set_request_id(id, #id) ~= 0 then
+    error("gw.request.set_id: 1 to 63 printable ASCII characters without spaces expected", 2)
+  end
 end
 
 --- Bounds this request's body to n bytes (0: no bound), in place of limits.max_body_size: a
@@ -674,6 +720,8 @@ gw.client = {
     local t = core.ctx()
     t.authenticated_consumer = consumer
     t.authenticated_credential = credential
+    local name = type(consumer) == "table" and (consumer.username or consumer.custom_id or consumer.id)
+    if type(name) == "string" then C.gw_ffi_set_consumer(name, #name) end
   end,
 }
 gw.client.set_consumer = function(c) gw.client.authenticate(c, nil) end
@@ -719,12 +767,23 @@ local traceback = debug.traceback
 -- gw.response.exit yields the coroutine with EXIT; C treats that as the end of the phase.
 function gw._run_phase(phase, chain)
   local name = PHASES[phase]
+  local rec    -- phase timings (flat: plugin, phase, start µs, end µs) when the chain asks for them
+  if chain.trace_phases then
+    local t = core.ctx()
+    rec = phase_timings[t]
+    if not rec then rec = {}; phase_timings[t] = rec end
+  end
   for i = 1, #chain do
     local p = chain[i]
     local fn = p.phases[name] and p.handler[name]
     if fn then
       set_current_plugin(p.name)
+      local t0 = rec and tonumber(C.gw_ffi_now_us())
       local ok, err = xpcall(fn, traceback, p.handler, p.conf)
+      if rec then
+        local n = #rec
+        rec[n + 1], rec[n + 2], rec[n + 3], rec[n + 4] = p.name, name, t0, tonumber(C.gw_ffi_now_us())
+      end
       set_current_plugin(nil)
       if not ok then
         core.log(0, "plugin '" .. p.name .. "' failed in the " .. name .. " phase: " .. tostring(err))

@@ -7,6 +7,7 @@
 #include "conn.h"
 #include "worker.h"
 #include "api.h"
+#include "metrics.h"
 
 enum { S_METHOD = 0, S_PATH, S_RAW_QUERY, S_HOST, S_SCHEME, S_CLIENT_IP, S_ROUTE, S_SERVICE,
        S_REQUEST_ID, S_UP_PATH, S_UP_QUERY, S_UP_METHOD, S_TARGET, S_VERSION, S_URI };
@@ -57,6 +58,48 @@ int gw_ffi_set_body_limit(int64_t n)
     if (n > 0 && (r->h.content_length > n || r->body_read > n)) return 0;
     return 1;
 }
+
+/* gw.client.authenticate: the consumer's name for the access log (copied into the arena). */
+int gw_ffi_set_consumer(const char *s, size_t n)
+{
+    gw_req *r = gw_cur;
+    if (!r) return -2;
+    char *c = gw_req_strdup(r, s, n);
+    if (!c) return -3;
+    r->consumer = c;
+    return 0;
+}
+
+/* gw.request.set_id(id): the request's id from now on (error log lines, access log, X-Request-Id
+ * of a correlation plugin): at most 63 bytes, printable ASCII. */
+int gw_ffi_set_request_id(const char *s, size_t n)
+{
+    gw_req *r = gw_cur;
+    if (!r) return -2;
+    if (n == 0 || n >= sizeof r->id_str) return -1;
+    for (size_t i = 0; i < n; i++) if (s[i] <= 0x20 || s[i] >= 0x7f) return -1;
+    memcpy(r->id_str, s, n);
+    r->id_str[n] = 0;
+    return 0;
+}
+
+/* gw.request.get_timings: the request's moments in unix seconds (0: did not happen). */
+int gw_ffi_timings(double *out)
+{
+    gw_req *r = gw_cur;
+    if (!r) return -2;
+    uint64_t mono = gw_now_us();
+    double unix_now = gw_now();
+#define UNIX(t) ((t) ? unix_now - (double)(mono - (t)) / 1e6 : 0)
+    out[0] = UNIX(r->start_us);
+    out[1] = UNIX(r->up_start_us);
+    out[2] = UNIX(r->up_end_us);
+#undef UNIX
+    return 0;
+}
+
+/* monotonic microseconds, for phase timings */
+uint64_t gw_ffi_now_us(void) { return gw_now_us(); }
 
 int gw_ffi_req_port(int peer)
 {

@@ -76,7 +76,8 @@ lua_State *gw_vm_new(void)
     static const luaL_Reg modules[] = {
         { "gw.yaml", luaopen_gw_yaml }, { "gw.core", luaopen_gw_core }, { "gw.shared_c", luaopen_gw_shared_c },
         { "gw.regex", luaopen_gw_regex }, { "gw.test_c", luaopen_gw_test_c }, { "gw.http_c", luaopen_gw_http_c },
-        { "gw.redis_c", luaopen_gw_redis_c }, { "gw.jwt", luaopen_gw_jwt }, { NULL, NULL }
+        { "gw.redis_c", luaopen_gw_redis_c }, { "gw.jwt", luaopen_gw_jwt },
+        { "gw.accesslog", luaopen_gw_accesslog }, { NULL, NULL }
     };
     lua_getfield(L, -1, "preload");
     for (const luaL_Reg *m = modules; m->name; m++) {

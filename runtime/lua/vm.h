@@ -21,4 +21,5 @@ int luaopen_gw_test_c(lua_State *L);
 int luaopen_gw_http_c(lua_State *L);
 int luaopen_gw_redis_c(lua_State *L);
 int luaopen_gw_jwt(lua_State *L);
+int luaopen_gw_accesslog(lua_State *L);
 #endif
