@@ -730,13 +730,15 @@ local function header_safe(v)
   return v
 end
 
+local VALUE_OPS = { "replace", "add", "append" }
+
 --- Applies a compiled header group. Template values are all rendered before the first change,
 -- so they read the headers as they were.
 function M.apply_headers(g, api, env)
   local vals
   if g.templated then
     vals = {}
-    for _, op in ipairs({ "replace", "add", "append" }) do
+    for _, op in ipairs(VALUE_OPS) do
       for _, r in ipairs(g[op]) do
         if r.tmpl then vals[r] = header_safe(render(r.tmpl, env)) or false end
       end
