@@ -13,6 +13,7 @@ void gw_api_req_cleanup(gw_req *r);
 void gw_api_resume_timer(lua_State *co, int ref);  /* a timer coroutine's wait is over */
 int gw_api_run_log_aborted(gw_req *r);             /* client gone: log phase anyway; 1 = suspended */
 int gw_api_wants(gw_req *r, int phase);            /* does a plugin of r's route run `phase`? */
+int gw_api_wants_body_filter(gw_req *r);            /* ... body_filter, for this response? */
 void gw_api_run_body_filter(gw_req *r);            /* body_filter on r->lbody, then send it */
 int gw_api_init_worker(void);                      /* init_worker of every plugin of the generation */
 void gw_api_timers_premature(void);                /* stopping: run pending timers, premature = true */

@@ -606,7 +606,7 @@ void gw_req_error(gw_req *r, int status, const char *msg)
 /* Called by api.c once header_filter (if any) has run on a local response. */
 void gw_req_send_local(gw_req *r)
 {
-    if (!r->bf_done && gw_api_wants(r, GW_PHASE_BODY_FILTER)) { gw_api_run_body_filter(r); return; }
+    if (!r->bf_done && gw_api_wants_body_filter(r)) { gw_api_run_body_filter(r); return; }
     int no_body = (r->h.method.n == 4 && memcmp(r->h.method.p, "HEAD", 4) == 0) || r->status == 204 || r->status == 304;
     size_t len = r->lbody ? evbuffer_get_length(r->lbody) : 0;
     gw_req_write_head(r, (int64_t)len, no_body);

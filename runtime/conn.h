@@ -102,6 +102,7 @@ typedef struct gw_req {
 
     /* body_filter: the response body is gathered in lbody and filtered before it goes out */
     int bf_done;                /* body_filter has run (or is running) for this response */
+    int bf_skipped;             /* instances that called gw.response.skip_body_filter() */
     int resp_buffering;         /* proxied body goes to lbody, not to the client */
 
     /* arena: small allocations live as long as the request */

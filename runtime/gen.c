@@ -92,16 +92,20 @@ static const char **str_list(lua_State *L, int idx, const char *k, int *n)
     return a;
 }
 
-static unsigned chain_mask(lua_State *L, int chain_idx)
+static unsigned chain_mask(lua_State *L, int chain_idx, int *bf_count)
 {
     unsigned mask = 0;
+    *bf_count = 0;
     int n = (int)lua_objlen(L, chain_idx);
     for (int i = 1; i <= n; i++) {
         lua_rawgeti(L, chain_idx, i);
         lua_getfield(L, -1, "phases");      /* the phases this instance runs (a set) */
         for (int ph = 0; ph < GW_PHASE_COUNT; ph++) {
             lua_getfield(L, -1, gw_phase_names[ph]);
-            if (lua_toboolean(L, -1)) mask |= 1u << ph;
+            if (lua_toboolean(L, -1)) {
+                mask |= 1u << ph;
+                if (ph == GW_PHASE_BODY_FILTER) (*bf_count)++;
+            }
             lua_pop(L, 1);
         }
         lua_pop(L, 2);
@@ -145,7 +149,7 @@ static gw_route *new_route(lua_State *L, int chain_idx)
     gw_route *rt = calloc(1, sizeof *rt);
     rt->chain_ref = LUA_NOREF;
     if (chain_idx && lua_istable(L, chain_idx) && lua_objlen(L, chain_idx) > 0) {
-        rt->phase_mask = chain_mask(L, chain_idx);
+        rt->phase_mask = chain_mask(L, chain_idx, &rt->bf_count);
         lua_pushvalue(L, chain_idx);
         rt->chain_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     }

@@ -77,6 +77,7 @@ struct gw_route {
     gw_service *service;
     int strip_path, preserve_host;
     unsigned phase_mask;
+    int bf_count;               /* instances of the chain that run body_filter */
     int chain_ref;              /* registry ref to the plugin chain (array), LUA_NOREF if empty */
 };
 

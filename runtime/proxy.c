@@ -715,7 +715,7 @@ void gw_proxy_head_filtered(gw_req *r)
      * close-delimited resource gets no framing header rather than a made-up "0" */
     if (u->no_body) len = u->resp_cl;
     else len = r->resp_left >= 0 ? r->resp_left : -1;
-    if (!u->no_body && gw_api_wants(r, GW_PHASE_BODY_FILTER)) {
+    if (!u->no_body && gw_api_wants_body_filter(r)) {
         /* a body_filter plugin sees the whole body: gather it, the head goes out after */
         r->resp_buffering = 1;
         if (!r->lbody) r->lbody = evbuffer_new();

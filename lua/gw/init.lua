@@ -21,6 +21,7 @@ int gw_ffi_req_str(int which, const char **p, size_t *n);
 int gw_ffi_req_port(int peer);
 int gw_ffi_set_body_limit(int64_t n);
 int gw_ffi_set_consumer(const char *s, size_t n);
+int gw_ffi_skip_body_filter(void);
 int gw_ffi_timings(double *out);
 uint64_t gw_ffi_now_us(void);
 int gw_ffi_set_request_id(const char *s, size_t n);
@@ -571,6 +572,23 @@ header_setters(response, "gw.response", 1, RESP_WRITE)
 
 local BODY = mask_of("body_filter")
 
+--- Called in header_filter by a plugin that implements body_filter but has nothing to do with
+-- this response's body: its body_filter is skipped for this response, and when every body_filter
+-- of the chain did so, the body streams to the client instead of being gathered.
+-- ctx.shared table -> { plugin name -> true }
+local bf_skip = setmetatable({}, { __mode = "k" })
+function response.skip_body_filter()
+  check_phase("gw.response.skip_body_filter", mask_of("header_filter"))
+  local t = core.ctx()
+  local set = bf_skip[t]
+  if not set then set = {}; bf_skip[t] = set end
+  local name = current_plugin() or ""
+  if not set[name] then
+    set[name] = true
+    C.gw_ffi_skip_body_filter()
+  end
+end
+
 --- The whole response body (body_filter only: a plugin that implements body_filter makes gw
 -- gather the body before it goes out).
 -- @phases body_filter
@@ -765,6 +783,7 @@ local traceback = debug.traceback
 
 --- Runs phase `phase` (number) of every plugin of `chain`. Returns 0 ok, 2 error.
 -- gw.response.exit yields the coroutine with EXIT; C treats that as the end of the phase.
+local BODY_FILTER_NO = 5
 function gw._run_phase(phase, chain)
   local name = PHASES[phase]
   local rec    -- phase timings (flat: plugin, phase, start µs, end µs) when the chain asks for them
@@ -773,9 +792,11 @@ function gw._run_phase(phase, chain)
     rec = phase_timings[t]
     if not rec then rec = {}; phase_timings[t] = rec end
   end
+  local skip = phase == BODY_FILTER_NO and bf_skip[core.ctx()]
   for i = 1, #chain do
     local p = chain[i]
     local fn = p.phases[name] and p.handler[name]
+    if skip and skip[p.name] then fn = nil end
     if fn then
       set_current_plugin(p.name)
       local t0 = rec and tonumber(C.gw_ffi_now_us())

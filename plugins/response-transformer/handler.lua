@@ -2,7 +2,8 @@
 -- body_filter (remove, rename, replace, add, append, in that order). body_filter runs only for
 -- instances with a JSON rule (phases_for), so without one the response streams untouched; with
 -- one, header_filter decides from the upstream's Content-Type (application/json or +json, not
--- compressed) whether the body is transformed. A body that does not decode, or is not a JSON
+-- compressed) whether the body is transformed, and lets any other response stream
+-- (gw.response.skip_body_filter). A body that does not decode, or is not a JSON
 -- object, is sent untouched.
 local transform = require "gw.transform"
 
@@ -33,9 +34,14 @@ end
 
 function ResponseTransformer:header_filter(conf)
   local c = compiled[conf] or compile(conf)
-  if c.json and transform.body_kind(gw.response.get_header("Content-Type")) == "json"
-     and not transform.encoded(gw.response.get_header("Content-Encoding")) then
-    gw.ctx.plugin.json = true
+  if c.json then
+    if transform.body_kind(gw.response.get_header("Content-Type")) == "json"
+       and not transform.encoded(gw.response.get_header("Content-Encoding")) then
+      gw.ctx.plugin.json = true
+    else
+      -- not a body for this plugin: it streams (unless another plugin wants it)
+      gw.response.skip_body_filter()
+    end
   end
   if c.headers then
     transform.apply_headers(c.headers, transform.RESPONSE_HEADERS, c.templates and {} or nil)

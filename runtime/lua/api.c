@@ -191,6 +191,13 @@ int gw_api_wants(gw_req *r, int phase)
     return phase_bit(r, phase);
 }
 
+/* body_filter runs (and the body is gathered for it) unless every instance of the chain that has
+ * one said in header_filter that it does not want this response's body. */
+int gw_api_wants_body_filter(gw_req *r)
+{
+    return phase_bit(r, GW_PHASE_BODY_FILTER) && r->bf_skipped < r->route->bf_count;
+}
+
 /* body_filter: the whole response body is in r->lbody (proxy.c buffered it, or gw made it);
  * the plugins may read and replace it (gw.response.get_raw_body / set_raw_body); then it goes
  * out with its new Content-Length. */

@@ -101,6 +101,15 @@ int gw_ffi_timings(double *out)
 /* monotonic microseconds, for phase timings */
 uint64_t gw_ffi_now_us(void) { return gw_now_us(); }
 
+/* gw.response.skip_body_filter: one more instance does not want this response's body. */
+int gw_ffi_skip_body_filter(void)
+{
+    gw_req *r = gw_cur;
+    if (!r) return -2;
+    r->bf_skipped++;
+    return 0;
+}
+
 int gw_ffi_req_port(int peer)
 {
     gw_req *r = gw_cur;

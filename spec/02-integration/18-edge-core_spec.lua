@@ -35,6 +35,9 @@ describe("edge core #integration", function()
             { name = "buffered", paths = { "/buffered" },
               plugins = { { name = "body-optional", config = { upper = true } } } },
           } },
+        { name = "echo", url = "echo://",
+          routes = { { name = "buffered-echo", paths = { "/buffered-echo" },
+                       plugins = { { name = "body-optional", config = { upper = true } } } } } },
       },
     } }
   end)
@@ -117,6 +120,20 @@ describe("edge core #integration", function()
       assert.equal("streamed", res.headers["x-body-optional"])
       assert.equal("chunked", res.headers["transfer-encoding"])
       assert.is_nil(res.headers["content-length"])
+    end)
+    it("gw.response.skip_body_filter in header_filter: this response streams, untouched", function()
+      local res = client:get("/buffered/chunked/3", { headers = { ["X-Skip"] = "1" } })
+      local body = assert.res_status(200, res)
+      assert.equal("skipped", res.headers["x-body-optional"])
+      assert.equal("chunked", res.headers["transfer-encoding"])
+      assert.is_nil(res.headers["content-length"])
+      assert.not_equal(body:upper(), body)
+      -- gw's own answers too
+      res = client:get("/buffered-echo", { headers = { ["X-Skip"] = "1" } })
+      body = assert.res_status(200, res)
+      assert.not_equal(body:upper(), body)
+      local upper = assert.res_status(200, client:get("/buffered-echo"))
+      assert.equal(upper:upper(), upper)
     end)
     it("runs it where the config needs it: gathered, changed, sent with a Content-Length", function()
       local res = client:get("/buffered/chunked/3")

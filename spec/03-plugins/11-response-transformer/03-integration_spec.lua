@@ -49,6 +49,20 @@ describe("response-transformer (integration)", function()
     assert.same({ "a", "b" }, res.headers["x-multi"])
   end)
 
+  it("with a JSON rule, a response that is not JSON streams (not gathered, no Content-Length)", function()
+    local res = assert(client:get("/json/bytes-chunked/200000"))
+    local body = assert.res_status(200, res)
+    assert.equal(200000, #body)
+    assert.equal("chunked", res.headers["transfer-encoding"])   -- gathered, it would have a length
+    assert.is_nil(res.headers["content-length"])
+    assert.equal("1", res.headers["x-transformed"])
+    -- and a JSON one on the same route is still gathered and transformed
+    res = assert(client:get("/json/chunked/3"))
+    local j = cjson.decode(assert.res_status(200, res))
+    assert.equal("gw", j.gateway)
+    assert.is_truthy(res.headers["content-length"])
+  end)
+
   it("with only header rules a chunked response streams through still chunked", function()
     local res = assert(client:get("/headers/chunked/5"))
     local body = assert.res_status(200, res)
