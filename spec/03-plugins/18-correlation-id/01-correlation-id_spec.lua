@@ -130,3 +130,29 @@ describe("correlation-id (integration)", function()
     assert.matches(UUID, res.headers["x-request-id"])
   end)
 end)
+
+describe("correlation-id README", function()
+  local y = helpers.fenced_blocks(assert(helpers.read_file(helpers.repo .. "/plugins/correlation-id/README.md")), "yaml")[1]
+
+  it("the YAML compiles and runs: the id in the response and in the access log line", function()
+    local config = require "gw.config"
+    local c, errs = config.load_string(y, "correlation-id/README.md")
+    assert(c, errs and table.concat(errs, "\n"))
+    local up = helpers.start_mock_upstream{ name = "cid-readme" }
+    local log = os.tmpname()
+    finally(function() helpers.stop_all(); os.remove(log) end)
+    helpers.start_gw{ yaml = y:gsub("127%.0%.0%.1:9000", "127.0.0.1:" .. up[1])
+      :gsub("/var/log/gw/access%.log", log)
+      :gsub("\ngw:\n", '\ngw:\n  listen: ["127.0.0.1:{PROXY_PORT}"]\n  admin_listen: "127.0.0.1:{ADMIN_PORT}"\n  workers: 1\n', 1) }
+    local cl = helpers.proxy_client()
+    local res = cl:get("/api/users")
+    cl:close()
+    assert.res_status(200, res)
+    local id = res.headers["x-request-id"]
+    assert.matches(UUID, id)
+    assert(helpers.wait_until(function()
+      local line = (helpers.read_file(log) or ""):match("[^\n]+")
+      return line and line:match("^%d+%-%d+%-%d+T[%d:.]+Z " .. id:gsub("%-", "%%-") .. " 200 GET /api/users [%d.]+$")
+    end, 5))
+  end)
+end)
