@@ -39,6 +39,8 @@ static struct {
     int nls;
     int admin_fd;
     struct evconnlistener *admin;
+    int status_fd;              /* gw.status_listen: GET /metrics and /status only, no token */
+    struct evconnlistener *status;
     wproc w[GW_MAX_WORKERS * 2];
     int nworkers;               /* workers per generation */
     int gen;
@@ -75,6 +77,7 @@ typedef struct admin_conn {
     struct evbuffer *deferred;        /* the answer to a reload, held until the swap is done */
     int deferred_close;
     struct admin_conn *prev, *next;   /* open admin connections: a forked worker closes them */
+    int status_only;                  /* accepted on status_listen */
     char buf[65536];
 } admin_conn;
 static admin_conn *admin_conns;
@@ -123,6 +126,7 @@ static pid_t spawn(int slot)
         signal(SIGHUP, SIG_DFL);
         signal(SIGCHLD, SIG_DFL);
         if (M.admin_fd >= 0) close(M.admin_fd);
+        if (M.status_fd >= 0) close(M.status_fd);
         for (struct admin_conn *a = admin_conns; a; a = a->next) close(bufferevent_getfd(a->bev));
         lua_rawgeti(M.L, LUA_REGISTRYINDEX, M.compiled_ref);
         int rc = gw_worker_run(M.L, lua_gettop(M.L), M.ls, M.nls, slot);
@@ -488,6 +492,7 @@ static void admin_read_cb(struct bufferevent *bev, void *arg)
         lua_pushlstring(L, req.method.p, req.method.n); lua_setfield(L, -2, "method");
         lua_pushlstring(L, req.path.p, req.path.n); lua_setfield(L, -2, "path");
         lua_pushlstring(L, req.query.p, req.query.n); lua_setfield(L, -2, "query");
+        lua_pushboolean(L, a->status_only); lua_setfield(L, -2, "status_only");
         lua_newtable(L);
         for (int i = 0; i < req.nheaders; i++) {
             char name[128];
@@ -562,9 +567,10 @@ static void admin_event_cb(struct bufferevent *bev, short what, void *arg)
 
 static void admin_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int sl, void *arg)
 {
-    (void)l; (void)sa; (void)sl; (void)arg;
+    (void)l; (void)sa; (void)sl;
     admin_conn *a = calloc(1, sizeof *a);
     if (!a) { close(fd); return; }
+    a->status_only = arg != NULL;
     a->bev = bufferevent_socket_new(M.base, fd, BEV_OPT_CLOSE_ON_FREE);
     a->next = admin_conns;
     if (admin_conns) admin_conns->prev = a;
@@ -735,6 +741,7 @@ int gw_master_run(const char *file)
     memset(&M, 0, sizeof M);
     M.file = file;
     M.admin_fd = -1;
+    M.status_fd = -1;
     M.compiled_ref = LUA_NOREF;
     M.started = gw_now();
     lua_State *L = gw_vm_new();
@@ -801,6 +808,19 @@ int gw_master_run(const char *file)
         if (M.admin_fd < 0) { gw_err("admin: %s", err); return 1; }
         M.admin = evconnlistener_new(M.base, admin_accept, NULL, 0, -1, M.admin_fd);
         gw_notice("admin listening on %s:%d", h, port);
+        lua_pop(L, 2);
+    }
+    lua_pop(L, 1);
+    lua_getfield(L, gwi, "status_listen");
+    if (lua_istable(L, -1)) {
+        lua_getfield(L, -1, "host");
+        lua_getfield(L, -2, "port");
+        const char *h = lua_tostring(L, -2);
+        int port = (int)lua_tointeger(L, -1);
+        M.status_fd = open_listener(h, port, err, sizeof err);
+        if (M.status_fd < 0) { gw_err("status: %s", err); return 1; }
+        M.status = evconnlistener_new(M.base, admin_accept, (void *)1, 0, -1, M.status_fd);
+        gw_notice("status listening on %s:%d (GET /metrics, /status)", h, port);
         lua_pop(L, 2);
     }
     lua_pop(L, 2);

@@ -148,7 +148,12 @@ end
 -- @return status, body, content type
 function M.handle(req)
   local c = master.current() or {}
-  if not authorized(req, c) then
+  if req.status_only then
+    -- gw.status_listen: what a scraper or a load balancer's check needs, no token, nothing else
+    local path = req.path:gsub("/+$", "")
+    if req.method ~= "GET" then return json(405, { message = "method not allowed" }) end
+    if path ~= "/metrics" and path ~= "/status" then return json(404, { message = "not found" }) end
+  elseif not authorized(req, c) then
     return json(401, { message = "unauthorized: send Authorization: Bearer <admin_token>" })
   end
   local m, path = req.method, req.path:gsub("/+$", "")

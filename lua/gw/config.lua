@@ -300,6 +300,7 @@ M.DEFAULT_ACCESS_LOG_FORMAT = '{"time":"$time_iso8601","request_id":"$request_id
 local GW = { type = "record", fields = {
   { listen = { type = "any", default = { "0.0.0.0:8000" } } },
   { admin_listen = { type = "any", default = "127.0.0.1:8001" } },
+  { status_listen = { type = "any", default = "off" } },
   { admin_token = { type = "string" } },
   { workers = { type = "any", default = "auto" } },
   { error_log = { type = "string", default = "stderr" } },
@@ -478,14 +479,17 @@ local function compile_gw(g, E, base_dir)
     E.add("gw.listen", "expected a string or an array of strings")
   end
 
-  local admin = g.admin_listen
-  if admin == false or admin == "off" then
-    out.admin_listen = nil
-  elseif type(admin) == "string" then
-    local h, p = parse_address(admin)
-    if h then out.admin_listen = { host = h, port = p } else E.add("gw.admin_listen", p) end
-  elseif admin ~= nil then
-    E.add("gw.admin_listen", 'expected "host:port" or "off"')
+  -- admin_listen, status_listen: "host:port" or "off"
+  for _, key in ipairs({ "admin_listen", "status_listen" }) do
+    local v = g[key]
+    if v == false or v == "off" then
+      out[key] = nil
+    elseif type(v) == "string" then
+      local h, p = parse_address(v)
+      if h then out[key] = { host = h, port = p } else E.add("gw." .. key, p) end
+    elseif v ~= nil then
+      E.add("gw." .. key, 'expected "host:port" or "off"')
+    end
   end
 
   local w = g.workers

@@ -20,7 +20,7 @@ end
 
 local function scrape()
   local admin = helpers.admin_client()
-  local res = assert(admin:get("/metrics"))
+  local res = assert(admin:get("/metrics", { headers = { Authorization = "Bearer t0ken" } }))
   admin:close()
   local body = assert.res_status(200, res)
   assert.matches("^text/plain; version=0%.0%.4", res.headers["content-type"])
@@ -28,12 +28,13 @@ local function scrape()
 end
 
 describe("/metrics #integration", function()
-  local up
+  local up, status_port
 
   lazy_setup(function()
     up = helpers.start_mock_upstream{ name = "metrics" }
+    status_port = helpers.get_free_port()
     helpers.start_gw{ config = {
-      gw = { workers = 2 },
+      gw = { workers = 2, status_listen = "127.0.0.1:" .. status_port, admin_token = "t0ken" },
       services = {
         { name = "users", url = "http://127.0.0.1:" .. up[1],
           routes = { { name = "users-route", paths = { "/users" } } } },
@@ -131,10 +132,23 @@ describe("/metrics #integration", function()
     assert.equal(0, s['gateway_circuit_breaker_state{name="dead",state="closed"}'])
   end)
 
+  it("status_listen: /metrics and /status without the admin token, nothing else", function()
+    local c = helpers.http_client("127.0.0.1", status_port)
+    local res = assert(c:get("/metrics"))
+    assert.matches("gateway_requests_total{", assert.res_status(200, res), 1, true)
+    assert.res_status(200, c:get("/status"))
+    assert.res_status(404, c:get("/config"))
+    assert.res_status(405, c:post("/reload"))
+    c:close()
+    local admin = helpers.admin_client()
+    assert.res_status(401, admin:get("/metrics"))
+    admin:close()
+  end)
+
   it("keeps counting across a reload (the table lives in the master's shared memory)", function()
     local _, before = scrape()
     local admin = helpers.admin_client()
-    assert.res_status(200, admin:post("/reload"))
+    assert.res_status(200, admin:post("/reload", { headers = { Authorization = "Bearer t0ken" } }))
     admin:close()
     local c = helpers.proxy_client()
     assert.res_status(200, c:get("/users/after-reload"))
