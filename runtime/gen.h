@@ -67,6 +67,7 @@ typedef struct gw_gen {
     /* limits and timeouts */
     gw_http_limits limits;
     int64_t max_body_size;
+    int metrics;                /* gw.metrics: record each request in the Prometheus table */
     int client_header_timeout, client_body_timeout, keepalive_timeout, send_timeout;
     int ka_max_idle, ka_idle_timeout, ka_max_requests;
 } gw_gen;

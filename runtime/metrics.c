@@ -235,7 +235,7 @@ static const char *route_name(const gw_req *r) { return r->route && r->route->na
 
 void gw_metrics_request(gw_req *r)
 {
-    if (!T) return;
+    if (!T || !r->gen->metrics) return;
     int m = NMETHODS;
     for (int i = 0; i < NMETHODS; i++)
         if (strlen(METHODS[i]) == r->h.method.n && memcmp(METHODS[i], r->h.method.p, r->h.method.n) == 0) { m = i; break; }

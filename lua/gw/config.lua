@@ -301,6 +301,7 @@ local GW = { type = "record", fields = {
   { listen = { type = "any", default = { "0.0.0.0:8000" } } },
   { admin_listen = { type = "any", default = "127.0.0.1:8001" } },
   { status_listen = { type = "any", default = "off" } },
+  { metrics = { type = "boolean", default = true } },
   { admin_token = { type = "string" } },
   { workers = { type = "any", default = "auto" } },
   { error_log = { type = "string", default = "stderr" } },
@@ -534,6 +535,7 @@ local function compile_gw(g, E, base_dir)
   out.shared_dicts = {}
   for k, v in pairs(g.shared_dicts or {}) do out.shared_dicts[k] = M.parse_size(v) end
 
+  out.metrics = g.metrics ~= false
   out.trusted_ips = g.trusted_ips or {}
   out.real_ip_header = g.real_ip_header or "X-Forwarded-For"
   out.plugins_path = {}
