@@ -244,7 +244,7 @@ local function state_of(conf)
     batch = conf.batch_span_count,
     size = conf.queue_size,
     ring = {}, head = 1, n = 0,      -- the queue: n spans from ring[head], wrapping at size
-    timer = false, kicked = false, flushing = false, logged_at = -huge,
+    timer = false, kicked = false, flushing = false, draining = false, logged_at = -huge,
   }
   states[conf] = st
   return st
@@ -303,10 +303,14 @@ local function flush(st, premature)
   if not ok then gw.log.err("export failed: ", err) end
 end
 
-local function on_tick(premature, st) flush(st, premature) end
+-- premature: the worker drains (reload, SIGQUIT); from then on the log phase exports itself
+local function on_tick(premature, st)
+  if premature then st.draining = true end
+  flush(st, premature)
+end
 local function on_kick(premature, st)
   st.kicked = false
-  flush(st, premature)
+  on_tick(premature, st)
 end
 
 local function push(st, span)
@@ -315,8 +319,11 @@ local function push(st, span)
   st.n = n + 1
 end
 
--- after the log phase queued spans: the periodic timer, or an export now for a full batch
+-- after the log phase queued spans: the periodic timer, or an export now for a full batch. A
+-- draining worker starts no timer: the log phase exports (the response is gone; the open
+-- connection keeps the worker alive until the export is done).
 local function schedule(st)
+  if st.draining then return flush(st, true) end
   if not st.timer then
     st.timer = gw.timer.every(st.delay, on_tick, st) and true or false   -- false: no event loop
   end

@@ -19,6 +19,7 @@ end
 
 local function headers_ok(map)
   for name, value in pairs(map) do
+    if not name:find(HEADER_NAME) then return nil, "'" .. name .. "' is not a header name" end
     if name:lower() == "content-type" or name:lower() == "content-length" then
       return nil, "header " .. name .. " is set by the exporter"
     end
@@ -46,7 +47,7 @@ return {
   fields = {
     { endpoint = { type = "string", required = true, custom_validator = endpoint_ok,
                    description = "the OTLP/HTTP traces URL, path included (a collector: http://HOST:4318/v1/traces)" } },
-    { headers = { type = "map", keys = { type = "string", match = HEADER_NAME },
+    { headers = { type = "map", keys = { type = "string" },
                   values = { type = "string" }, default = {}, custom_validator = headers_ok,
                   description = "headers sent with every export (an Authorization for the collector)" } },
     { service_name = { type = "string", default = "gw", len_min = 1,
