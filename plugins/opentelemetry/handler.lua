@@ -57,7 +57,7 @@ local function new_span_id()
   if not seeded then seed() end
   local a, b = next32(), next32()
   if bor(a, b) == 0 then b = 1 end
-  return tohex(a, 8) .. tohex(b, 8)
+  return format("%08x%08x", a % 4294967296, b % 4294967296)
 end
 
 --- A new trace id: 32 lowercase hex digits, never all zero.
@@ -65,7 +65,7 @@ local function new_trace_id()
   if not seeded then seed() end
   local a, b, c, d = next32(), next32(), next32(), next32()
   if bor(a, b, c, d) == 0 then d = 1 end
-  return tohex(a, 8) .. tohex(b, 8) .. tohex(c, 8) .. tohex(d, 8)
+  return format("%08x%08x%08x%08x", a % 4294967296, b % 4294967296, c % 4294967296, d % 4294967296)
 end
 
 function OpenTelemetry:init_worker()
@@ -149,17 +149,16 @@ local function utf8_clean(s)
   return concat(out)
 end
 
---- A JSON string literal of s.
-local function jstr(s)
-  if not find(s, '[%z\1-\31"\\\128-\255]') then return '"' .. s .. '"' end
+--- s escaped for the inside of a JSON string literal (s itself when nothing needs escaping).
+local function esc(s)
+  if not find(s, '[%z\1-\31"\\\128-\255]') then return s end
   s = gsub(s, '[%z\1-\31"\\]', esc_char)
   if find(s, "[\128-\255]") then s = utf8_clean(s) end
-  return '"' .. s .. '"'
+  return s
 end
 
--- attributes; `key` is a JSON-safe constant
-local function a_str(key, v) return '{"key":"' .. key .. '","value":{"stringValue":' .. jstr(v) .. "}}" end
-local function a_int(key, v) return '{"key":"' .. key .. '","value":{"intValue":"' .. format("%d", v) .. '"}}' end
+--- A JSON string literal of s.
+local function jstr(s) return '"' .. esc(s) .. '"' end
 
 local function any_value(v)
   local t = type(v)
@@ -174,17 +173,49 @@ end
 -- unix seconds (µs precision) -> "unixNano" string
 local function nanos(t) return format("%.0f000", floor(t * 1e6 + 0.5)) end
 
-local KIND_INTERNAL, KIND_SERVER, KIND_CLIENT = 1, 2, 3
+-- A span is written as pieces into B, then concatenated once: no intermediate strings. B is
+-- filled and read without yielding in between, so one buffer serves every request.
+local B, nb = {}, 0
 
---- One OTLP span as JSON. attrs: a list of attribute JSON strings (entries 1..n).
-local function span_json(tid, sid, parent, tracestate, name, kind, t0, t1, attrs, n, is_error)
-  return '{"traceId":"' .. tid .. '","spanId":"' .. sid .. '"' ..
-    (parent and (',"parentSpanId":"' .. parent .. '"') or "") ..
-    (tracestate and (',"traceState":' .. jstr(tracestate)) or "") ..
-    ',"name":' .. jstr(name) .. ',"kind":' .. kind ..
-    ',"startTimeUnixNano":"' .. nanos(t0) .. '","endTimeUnixNano":"' .. nanos(t1 < t0 and t0 or t1) .. '"' ..
-    ',"attributes":[' .. concat(attrs, ",", 1, n) .. "]" ..
-    (is_error and ',"status":{"code":2}' or "") .. "}"
+-- attribute prefixes per key, made once: '{"key":"K","value":{"stringValue":"' (and with a comma)
+local function prefixes(kind)
+  return setmetatable({}, { __index = function(t, key)
+    local v = '{"key":"' .. key .. '","value":{"' .. kind .. '":"'
+    t[key] = v
+    return v
+  end })
+end
+local STR, STR_SEP, INT, INT_SEP = prefixes("stringValue"), {}, prefixes("intValue"), {}
+setmetatable(STR_SEP, { __index = function(t, key) local v = "," .. STR[key]; t[key] = v; return v end })
+setmetatable(INT_SEP, { __index = function(t, key) local v = "," .. INT[key]; t[key] = v; return v end })
+
+-- the first attribute of a span opens the list; the others follow with a comma
+local function a_first(key, v) B[nb + 1], B[nb + 2], B[nb + 3] = STR[key], esc(v), '"}}'; nb = nb + 3 end
+local function a_str(key, v) B[nb + 1], B[nb + 2], B[nb + 3] = STR_SEP[key], esc(v), '"}}'; nb = nb + 3 end
+local function a_int(key, v) B[nb + 1], B[nb + 2], B[nb + 3] = INT_SEP[key], format("%d", v), '"}}'; nb = nb + 3 end
+
+local KIND_INTERNAL, KIND_SERVER, KIND_CLIENT = "1", "2", "3"
+
+--- Starts a span in B, up to the opening of its attribute list.
+local function span_begin(tid, sid, parent, tracestate, name, kind, t0, t1)
+  B[nb + 1], B[nb + 2], B[nb + 3], B[nb + 4] = '{"traceId":"', tid, '","spanId":"', sid
+  nb = nb + 4
+  if parent then B[nb + 1], B[nb + 2] = '","parentSpanId":"', parent; nb = nb + 2 end
+  if tracestate then B[nb + 1], B[nb + 2] = '","traceState":"', esc(tracestate); nb = nb + 2 end
+  B[nb + 1], B[nb + 2], B[nb + 3], B[nb + 4] = '","name":"', esc(name), '","kind":', kind
+  B[nb + 5], B[nb + 6] = ',"startTimeUnixNano":"', nanos(t0)
+  B[nb + 7], B[nb + 8] = '","endTimeUnixNano":"', nanos(t1 < t0 and t0 or t1)
+  B[nb + 9] = '","attributes":['
+  nb = nb + 9
+end
+
+--- Ends the span in B and returns its JSON.
+local function span_end(is_error)
+  nb = nb + 1
+  B[nb] = is_error and '],"status":{"code":2}}' or "]}"
+  local json = concat(B, "", 1, nb)
+  nb = 0
+  return json
 end
 
 ---------------------------------------------------------------------------------------------------
@@ -370,8 +401,6 @@ end
 local KNOWN_METHODS = { GET = true, HEAD = true, POST = true, PUT = true, DELETE = true, CONNECT = true,
                         OPTIONS = true, TRACE = true, PATCH = true }
 
-local A = {}          -- attribute buffer, filled and read without yielding in between
-
 function OpenTelemetry:log(conf)
   local st = state_of(conf)
   local t = gw.ctx.plugin
@@ -380,9 +409,9 @@ function OpenTelemetry:log(conf)
   metrics()
 
   local timings = gw.request.get_timings()
-  local up_start = timings.upstream_start
+  local up_start = t.up_span_id and timings.upstream_start
   local phases = st.plugin_spans and gw.request.get_phase_timings()
-  local count = 1 + (up_start and t.up_span_id and 1 or 0) + (phases and #phases or 0)
+  local count = 1 + (up_start and 1 or 0) + (phases and #phases or 0)
   local room = st.size - st.n
   if room < count then m_dropped:inc(count - (room > 0 and room or 0), QUEUE_FULL) end
   if room <= 0 then return end
@@ -398,54 +427,53 @@ function OpenTelemetry:log(conf)
   local status = gw.response.get_status()
   local is_error = status >= 500
 
-  local n = 0
-  n = n + 1; A[n] = a_str("http.request.method", known and method or "_OTHER")
-  if not known then n = n + 1; A[n] = a_str("http.request.method_original", method) end
-  n = n + 1; A[n] = a_str("url.path", gw.request.get_path())
-  n = n + 1; A[n] = a_str("url.scheme", gw.request.get_scheme())
+  span_begin(tid, root, t.parent, t.tracestate,
+             (known and method or "HTTP") .. (route_name and (" " .. route_name) or ""), KIND_SERVER, start, now)
+  a_first("http.request.method", known and method or "_OTHER")
+  if not known then a_str("http.request.method_original", method) end
+  a_str("url.path", gw.request.get_path())
+  a_str("url.scheme", gw.request.get_scheme())
   if st.include_query then
     local q = gw.request.get_raw_query()
-    if q ~= "" then n = n + 1; A[n] = a_str("url.query", q) end
+    if q ~= "" then a_str("url.query", q) end
   end
   local host = gw.request.get_host()
-  if host ~= "" then n = n + 1; A[n] = a_str("server.address", host) end
-  n = n + 1; A[n] = a_int("server.port", gw.request.get_port())
-  n = n + 1; A[n] = a_str("client.address", gw.client.get_forwarded_ip())
-  n = n + 1; A[n] = a_str("network.peer.address", gw.client.get_ip())
-  n = n + 1; A[n] = a_int("network.peer.port", gw.client.get_port())
-  n = n + 1; A[n] = a_str("network.protocol.version", format("%.1f", gw.request.get_http_version()))
+  if host ~= "" then a_str("server.address", host) end
+  a_int("server.port", gw.request.get_port())
+  a_str("client.address", gw.client.get_forwarded_ip())
+  a_str("network.peer.address", gw.client.get_ip())
+  a_int("network.peer.port", gw.client.get_port())
+  a_str("network.protocol.version", gw.request.get_http_version() == 1 and "1.0" or "1.1")
   local ua = gw.request.get_header("User-Agent")
-  if ua then n = n + 1; A[n] = a_str("user_agent.original", ua) end
+  if ua then a_str("user_agent.original", ua) end
   if route_name then
-    n = n + 1; A[n] = a_str("http.route", route_name)
-    n = n + 1; A[n] = a_str("gw.route", route_name)
+    a_str("http.route", route_name)
+    a_str("gw.route", route_name)
   end
-  if svc_name then n = n + 1; A[n] = a_str("gw.service", svc_name) end
-  n = n + 1; A[n] = a_int("http.response.status_code", status)
-  if is_error then n = n + 1; A[n] = a_str("error.type", tostring(status)) end
-  n = n + 1; A[n] = a_str("gw.request_id", gw.request.get_id())
+  if svc_name then a_str("gw.service", svc_name) end
+  a_int("http.response.status_code", status)
+  if is_error then a_str("error.type", tostring(status)) end
+  a_str("gw.request_id", gw.request.get_id())
   local consumer = gw.client.get_consumer()
   local cname = type(consumer) == "table" and (consumer.username or consumer.custom_id or consumer.id)
-  if type(cname) == "string" then n = n + 1; A[n] = a_str("gw.consumer", cname) end
-  local name = (known and method or "HTTP") .. (route_name and (" " .. route_name) or "")
-  push(st, span_json(tid, root, t.parent, t.tracestate, name, KIND_SERVER, start, now, A, n, is_error))
+  if type(cname) == "string" then a_str("gw.consumer", cname) end
+  push(st, span_end(is_error))
   room = room - 1
 
-  if room > 0 and up_start and t.up_span_id then
-    local up_end = timings.upstream_end or now
+  if room > 0 and up_start then
     local up_error = status >= 400
-    n = 0
-    n = n + 1; A[n] = a_str("http.request.method", known and method or "_OTHER")
+    span_begin(tid, t.up_span_id, root, nil, (known and method or "HTTP") .. (svc_name and (" " .. svc_name) or ""),
+               KIND_CLIENT, up_start, timings.upstream_end or now)
+    a_first("http.request.method", known and method or "_OTHER")
     if svc then
-      if svc.host then n = n + 1; A[n] = a_str("server.address", svc.host) end
-      if svc.port then n = n + 1; A[n] = a_int("server.port", svc.port) end
-      if svc.upstream then n = n + 1; A[n] = a_str("gw.upstream", svc.upstream) end
-      n = n + 1; A[n] = a_str("gw.service", svc_name)
+      if svc.host then a_str("server.address", svc.host) end
+      if svc.port then a_int("server.port", svc.port) end
+      if svc.upstream then a_str("gw.upstream", svc.upstream) end
+      a_str("gw.service", svc_name)
     end
-    n = n + 1; A[n] = a_int("http.response.status_code", status)
-    if up_error then n = n + 1; A[n] = a_str("error.type", tostring(status)) end
-    push(st, span_json(tid, t.up_span_id, root, nil, (known and method or "HTTP") .. (svc_name and (" " .. svc_name) or ""),
-                       KIND_CLIENT, up_start, up_end, A, n, up_error))
+    a_int("http.response.status_code", status)
+    if up_error then a_str("error.type", tostring(status)) end
+    push(st, span_end(up_error))
     room = room - 1
   end
 
@@ -453,9 +481,11 @@ function OpenTelemetry:log(conf)
     for i = 1, #phases do
       if room <= 0 then break end
       local p = phases[i]
-      A[1], A[2] = a_str("gw.plugin", p.plugin), a_str("gw.phase", p.phase)
-      push(st, span_json(tid, new_span_id(), root, nil, p.plugin .. " " .. p.phase, KIND_INTERNAL,
-                         p.start, p.finish, A, 2, false))
+      local plugin, phase = p.plugin, p.phase
+      span_begin(tid, new_span_id(), root, nil, plugin .. " " .. phase, KIND_INTERNAL, p.start, p.finish)
+      a_first("gw.plugin", plugin)
+      a_str("gw.phase", phase)
+      push(st, span_end(false))
       room = room - 1
     end
   end
