@@ -42,6 +42,7 @@ describe("opentelemetry (integration)", function()
         { name = "echo", url = "echo://", plugins = { otel() },
           routes = { { name = "echo", paths = { "/echo" } } } },
       },
+      plugins = { otel{ service_name = "edge-global" } },   -- requests that match no route
     } }
   end)
   lazy_teardown(helpers.stop_all)
@@ -263,6 +264,21 @@ describe("opentelemetry (integration)", function()
     assert.equal(200, res.status)
     spans = otlp.wait_spans(rport, ("5"):rep(32), 2)
     assert.equal("alice", otlp.attrs(otlp.of_kind(spans, SERVER)[1])["gw.consumer"])
+  end)
+
+  it("a request that matches no route (a global entry): the method alone names the span", function()
+    local T5 = ("6"):rep(32)
+    local res = assert(client:get("/nowhere", { headers = { traceparent = "00-" .. T5 .. "-" .. P .. "-01" } }))
+    assert.equal(404, res.status)
+    local spans = otlp.wait_spans(rport, T5, 2)
+    local root = otlp.of_kind(spans, SERVER)[1]
+    assert.equal("GET", root.name)
+    assert.equal("edge-global", root.resource["service.name"])
+    local a = otlp.attrs(root)
+    assert.is_nil(a["http.route"])
+    assert.is_nil(a["gw.service"])
+    assert.equal(404, a["http.response.status_code"])
+    assert.equal(0, #otlp.of_kind(spans, CLIENT))
   end)
 
   it("counts what it exported at GET /metrics", function()

@@ -51,7 +51,7 @@ describe("opentelemetry (export)", function()
     start(upport, { endpoint = "http://127.0.0.1:" .. closed .. "/v1/traces", batch_flush_delay = 0.05,
                     retry_count = 1 })
     local longest = requests(5)
-    assert.truthy(longest < 0.5, "a request took " .. longest .. " s")
+    assert.truthy(longest < 1, "a request took " .. longest .. " s")
     -- each request: root, upstream and the plugin's rewrite span
     helpers.wait_until(function() return otlp.metric(DROPPED_FAILED) == 15 end, 5)
     local m = otlp.metrics()
@@ -85,11 +85,11 @@ describe("opentelemetry (export)", function()
 
   it("a slow collector: requests do not wait for the export", function()
     start(upport, { endpoint = endpoint(), batch_flush_delay = 0.05 })
-    otlp.mode(rport, "delay_ms=1500")
+    otlp.mode(rport, "delay_ms=2000")
     local _, first = requests(1)
     helpers.sleep(0.2)                                       -- the export is in flight now
     local longest, tids = requests(3)
-    assert.truthy(longest < 0.5, "a request took " .. longest .. " s")
+    assert.truthy(longest < 1, "a request took " .. longest .. " s")
     assert.same({}, otlp.spans_of(rport, first[1]))
     for _, tid in ipairs{ first[1], tids[1], tids[2], tids[3] } do otlp.wait_spans(rport, tid, 3, 10) end
     helpers.wait_until(function() return otlp.metric(EXPORTED) == 12 end, 5)
