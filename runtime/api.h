@@ -17,6 +17,7 @@ int gw_api_wants_body_filter(gw_req *r);            /* ... body_filter, for this
 void gw_api_run_body_filter(gw_req *r);            /* body_filter on r->lbody, then send it */
 int gw_api_init_worker(void);                      /* init_worker of every plugin of the generation */
 void gw_api_timers_premature(void);                /* stopping: run pending timers, premature = true */
+int gw_api_timers_suspended(void);                 /* timer callbacks suspended (gw.sleep, gw.http, gw.redis) */
 void gw_wait_cancel(gw_req *r);                    /* r ends while it waits on r->wait_op */
 
 /* conn.c */

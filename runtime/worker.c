@@ -57,14 +57,18 @@ static void accept_cb(evutil_socket_t lfd, short ev, void *arg)
     }
 }
 
+/* A draining worker exits once its connections are closed and its timer callbacks done (the
+ * premature flushes of plugins: gw.http in flight), those for at most 10 s. */
 void gw_worker_maybe_exit(void)
 {
-    if (W.draining && W.nconns == 0) event_base_loopbreak(W.base);
+    if (W.draining && W.nconns == 0 && (gw_api_timers_suspended() == 0 || W.drain_ticks >= 10))
+        event_base_loopbreak(W.base);
 }
 
 static void drain_tick(evutil_socket_t fd, short ev, void *arg)
 {
     (void)fd; (void)ev; (void)arg;
+    W.drain_ticks++;
     /* connections that stayed idle through the grace period are closed now */
     gw_conn *c = W.live;
     while (c) {

@@ -21,6 +21,7 @@ struct gw_worker {
     int nlev;
     int draining;
     struct event *drain_timer;
+    int drain_ticks;            /* seconds spent draining: suspended timers are waited for 10 */
     gw_conn *live;              /* doubly linked list of open connections */
     gw_conn *free_conns;        /* recycled connection structs (no malloc per connection) */
     int nconns;

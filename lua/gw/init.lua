@@ -336,8 +336,10 @@ function request.get_phase_timings()
   local mono0, unix0 = tonumber(C.gw_ffi_now_us()), core.now()
   local out = {}
   for i = 1, #rec, 4 do
-    out[#out + 1] = { plugin = rec[i], phase = rec[i + 1],
-                      start = unix0 - (mono0 - rec[i + 2]) / 1e6, finish = unix0 - (mono0 - rec[i + 3]) / 1e6 }
+    if rec[i + 3] ~= 0 then     -- 0: still running (the caller's own phase)
+      out[#out + 1] = { plugin = rec[i], phase = rec[i + 1],
+                        start = unix0 - (mono0 - rec[i + 2]) / 1e6, finish = unix0 - (mono0 - rec[i + 3]) / 1e6 }
+    end
   end
   return out
 end
@@ -539,6 +541,8 @@ function response.exit(status, body, headers)
   end
   if ctype and not get_header(1, "content-type") then set_header(1, "gw.response.exit", "Content-Type", ctype, false) end
   body = body or ""
+  local rec = phase_timings[core.ctx() or 0]
+  if rec and rec[#rec] == 0 then rec[#rec] = tonumber(C.gw_ffi_now_us()) end   -- this phase ends here
   C.gw_ffi_exit(status, body, #body)
   set_current_plugin(nil)
   coroutine.yield(EXIT) -- never resumed: the request continues with the response
@@ -799,12 +803,13 @@ function gw._run_phase(phase, chain)
     if skip and skip[p.name] then fn = nil end
     if fn then
       set_current_plugin(p.name)
-      local t0 = rec and tonumber(C.gw_ffi_now_us())
-      local ok, err = xpcall(fn, traceback, p.handler, p.conf)
-      if rec then
-        local n = #rec
-        rec[n + 1], rec[n + 2], rec[n + 3], rec[n + 4] = p.name, name, t0, tonumber(C.gw_ffi_now_us())
+      local n
+      if rec then   -- finish 0 until the phase returns; gw.response.exit (which never returns) fills it in
+        n = #rec
+        rec[n + 1], rec[n + 2], rec[n + 3], rec[n + 4] = p.name, name, tonumber(C.gw_ffi_now_us()), 0
       end
+      local ok, err = xpcall(fn, traceback, p.handler, p.conf)
+      if rec then rec[n + 4] = tonumber(C.gw_ffi_now_us()) end
       set_current_plugin(nil)
       if not ok then
         core.log(0, "plugin '" .. p.name .. "' failed in the " .. name .. " phase: " .. tostring(err))

@@ -433,6 +433,9 @@ typedef struct sleeper {
 } sleeper;
 
 static sleeper *timers;             /* gw.timer.at / every not run yet (or between runs) */
+static int timers_suspended;        /* timer callbacks suspended in gw.sleep, gw.http, gw.redis */
+
+int gw_api_timers_suspended(void) { return timers_suspended; }
 
 static void timer_run(sleeper *s, int premature);
 
@@ -470,6 +473,10 @@ void gw_api_resume_timer(lua_State *co, int ref)
     int rc = lua_resume(co, 0);
     if (rc != 0 && rc != LUA_YIELD) timer_error(L, co);
     luaL_unref(L, LUA_REGISTRYINDEX, ref);
+    if (rc != LUA_YIELD) {              /* the callback is done: a draining worker may exit now */
+        timers_suspended--;
+        gw_worker_maybe_exit();
+    }
 }
 
 static void sleep_fire(evutil_socket_t fd, short ev, void *arg)
@@ -544,6 +551,7 @@ static void timer_run(sleeper *s, int premature)
     timer_unlink(s);
     int rc = lua_resume(co, nargs);
     /* a coroutine that yielded (gw.sleep) is anchored by its sleeper */
+    if (rc == LUA_YIELD) timers_suspended++;
     if (rc != 0 && rc != LUA_YIELD) timer_error(gw_W->L, co);
     luaL_unref(L, LUA_REGISTRYINDEX, co_ref);
     if (s->every > 0 && !gw_W->draining && !premature) {
