@@ -21,6 +21,7 @@ build = {
       ["gw.http"] = "lua/gw/http.lua",
       ["gw"] = "lua/gw/init.lua",
       ["gw.ip"] = "lua/gw/ip.lua",
+      ["gw.json"] = "lua/gw/json.lua",
       ["gw.jsonschema"] = "lua/gw/jsonschema.lua",
       ["gw.metrics"] = "lua/gw/metrics.lua",
       ["gw.plugins"] = "lua/gw/plugins.lua",

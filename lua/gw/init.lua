@@ -647,10 +647,13 @@ gw.log.error = gw.log.err
 gw.log.warning = gw.log.warn
 
 ---------------------------------------------------------------------------------------------------
+-- gw.json: lua/gw/json.lua (exact numbers, `[]` kept apart from `{}`, "/" unescaped)
+local json = require "gw.json"
 gw.json = {
-  encode = function(v) return cjson.encode(v) end,
-  decode = function(s) return cjson.decode(s) end,
-  null = cjson.null,
+  encode = json.encode,
+  decode = json.decode,
+  null = json.null,
+  array_mt = json.array_mt,
 }
 
 --- Wall-clock time in seconds (ms precision).

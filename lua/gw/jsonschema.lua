@@ -22,9 +22,10 @@
 -- contentMediaType, contentEncoding, example, deprecated) and `x-*` keys are accepted and
 -- ignored. Any other keyword is an error: a misspelt keyword would otherwise check nothing.
 --
--- JSON null is cjson.null. cjson decodes `[]` and `{}` both to an empty table; `decode` below
--- marks empty arrays (with `array_mt`) so that `type: array` and `type: object` stay apart.
-local cjson_mod = require "cjson.safe"
+-- JSON text goes through gw.json: JSON null is `json.null`, an empty array carries
+-- `json.array_mt` (so `type: array` and `type: object` stay apart), a number a double cannot hold
+-- is a json.number, checked here as its nearest double (as lua-cjson would have read it).
+local json = require "gw.json"
 local ok_rx, regex = pcall(require, "gw.regex")
 
 local type, pairs, ipairs, next, tostring, tonumber = type, pairs, ipairs, next, tostring, tonumber
@@ -34,221 +35,39 @@ local byte, find, sub, format, char = string.byte, string.find, string.sub, stri
 local concat, sort = table.concat, table.sort
 
 local M = {}
+local plain_numbers
 
-local NULL = cjson_mod.null
+local NULL = json.null
 M.null = NULL
 
---- The metatable that marks an empty array (`[]` as opposed to `{}`).
-local array_mt = { __name = "jsonschema.array" }
+--- The metatable that marks an empty array (`[]` as opposed to `{}`): gw.json's.
+local array_mt = json.array_mt
 M.array_mt = array_mt
+local number_mt = json.number_mt
 --- A new empty array, marked as such.
 function M.empty_array() return setmetatable({}, array_mt) end
 
-local MAX_DEPTH = 512
-
--- our own cjson instance: strict numbers (no NaN, Infinity, hex) and a nesting bound, without
--- touching the settings of gw.json
-local cjson = cjson_mod.new and cjson_mod.new() or cjson_mod
-if cjson.decode_invalid_numbers then cjson.decode_invalid_numbers(false) end
-if cjson.decode_max_depth then cjson.decode_max_depth(MAX_DEPTH) end
-
----------------------------------------------------------------------------------------------------
--- JSON decoding. cjson does the work, except for a text with an empty array in it (seen as
--- "[" blanks "]" anywhere, strings included: a false alarm only costs speed): a small decoder
--- here then marks each empty array with array_mt.
-
-local ESC = { ['"'] = '"', ["\\"] = "\\", ["/"] = "/", b = "\b", f = "\f", n = "\n", r = "\r", t = "\t" }
-
-local function utf8_char(c)
-  if c < 0x80 then return char(c) end
-  if c < 0x800 then return char(0xC0 + floor(c / 64), 0x80 + c % 64) end
-  if c < 0x10000 then return char(0xE0 + floor(c / 4096), 0x80 + floor(c / 64) % 64, 0x80 + c % 64) end
-  return char(0xF0 + floor(c / 262144), 0x80 + floor(c / 4096) % 64, 0x80 + floor(c / 64) % 64, 0x80 + c % 64)
-end
-
-local function lua_decode(s)
-  local pos = 1
-  local function fail(msg) error(msg .. " at character " .. pos, 0) end
-  local function skip() pos = find(s, "[^ \t\r\n]", pos) or #s + 1 end
-
-  local function str()
-    pos = pos + 1                                       -- past the opening quote
-    local parts, np = nil, 0
-    while true do
-      local j = find(s, '["\\]', pos)        -- raw control characters pass, as with cjson
-      if not j then fail("unterminated string") end
-      local c = byte(s, j)
-      if c == 34 then                                   -- "
-        local piece = sub(s, pos, j - 1)
-        pos = j + 1
-        if not parts then return piece end
-        parts[np + 1] = piece
-        return concat(parts)
-      end
-      parts = parts or {}
-      np = np + 1
-      parts[np] = sub(s, pos, j - 1)
-      local e = sub(s, j + 1, j + 1)
-      if ESC[e] then
-        np = np + 1
-        parts[np] = ESC[e]
-        pos = j + 2
-      elseif e == "u" then
-        local h = sub(s, j + 2, j + 5)
-        local cp = h:find("^%x%x%x%x$") and tonumber(h, 16)
-        if not cp then pos = j fail("invalid unicode escape") end
-        pos = j + 6
-        if cp >= 0xD800 and cp <= 0xDBFF then
-          local lo = sub(s, pos, pos + 1) == "\\u" and sub(s, pos + 2, pos + 5)
-          local lcp = lo and lo:find("^%x%x%x%x$") and tonumber(lo, 16)
-          if not lcp or lcp < 0xDC00 or lcp > 0xDFFF then fail("invalid unicode surrogate pair") end
-          cp = 0x10000 + (cp - 0xD800) * 1024 + (lcp - 0xDC00)
-          pos = pos + 6
-        elseif cp >= 0xDC00 and cp <= 0xDFFF then
-          fail("invalid unicode surrogate pair")
-        end
-        np = np + 1
-        parts[np] = utf8_char(cp)
-      else
-        pos = j
-        fail("invalid escape")
-      end
-    end
-  end
-
-  local value
-  local function num()
-    local i = pos
-    if byte(s, i) == 45 then i = i + 1 end             -- -
-    local c = byte(s, i)
-    if c == 48 then i = i + 1                           -- 0
-    elseif c and c >= 49 and c <= 57 then i = (find(s, "[^%d]", i) or #s + 1)
-    else fail("invalid number") end
-    if byte(s, i) == 46 then                            -- . (digits after it optional, as with cjson)
-      i = find(s, "[^%d]", i + 1) or #s + 1
-    end
-    c = byte(s, i)
-    if c == 101 or c == 69 then                         -- e E
-      i = i + 1
-      c = byte(s, i)
-      if c == 43 or c == 45 then i = i + 1 end
-      local j = find(s, "[^%d]", i) or #s + 1
-      if j == i then fail("invalid number") end
-      i = j
-    end
-    local n = tonumber(sub(s, pos, i - 1))
-    pos = i
-    return n
-  end
-
-  -- after "{" or "[": true when the close byte follows at once (an empty one)
-  local function empty(close)
-    pos = pos + 1
-    skip()
-    if byte(s, pos) ~= close then return false end
-    pos = pos + 1
-    return true
-  end
-  -- after an item: true at the close byte, false at ","
-  local function closes(close, msg)
-    skip()
-    local c = byte(s, pos)
-    if c == close then pos = pos + 1 return true end
-    if c ~= 44 then fail(msg) end
-    pos = pos + 1
-    return false
-  end
-
-  function value(depth)
-    if depth > MAX_DEPTH then fail("too many nested arrays or objects") end
-    skip()
-    local c = byte(s, pos)
-    if c == 123 then                                    -- {
-      local t = {}
-      if empty(125) then return t end
-      repeat
-        skip()
-        if byte(s, pos) ~= 34 then fail("expected a string key") end
-        local k = str()
-        skip()
-        if byte(s, pos) ~= 58 then fail("expected ':'") end
-        pos = pos + 1
-        t[k] = value(depth + 1)
-      until closes(125, "expected ',' or '}'")
-      return t
-    elseif c == 91 then                                 -- [
-      local t, n = {}, 0
-      if empty(93) then return setmetatable(t, array_mt) end
-      repeat
-        n = n + 1
-        t[n] = value(depth + 1)
-      until closes(93, "expected ',' or ']'")
-      return t
-    elseif c == 34 then return str()
-    elseif c == 116 and sub(s, pos, pos + 3) == "true" then pos = pos + 4 return true
-    elseif c == 102 and sub(s, pos, pos + 4) == "false" then pos = pos + 5 return false
-    elseif c == 110 and sub(s, pos, pos + 3) == "null" then pos = pos + 4 return NULL
-    elseif c == 45 or (c and c >= 48 and c <= 57) then return num()
-    end
-    fail(c and "unexpected character" or "unexpected end of input")
-  end
-
-  local v = value(1)
-  skip()
-  if pos <= #s then fail("trailing garbage") end
-  return v
-end
-M._lua_decode = function(s)
-  local ok, v = pcall(lua_decode, s)
-  if ok then return v end
-  return nil, v
-end
-
--- "[" blanks "]" somewhere in s (plain finds: a Lua pattern here would cost as much as cjson)
-local function has_empty_array(s)
-  local i = 1
-  while true do
-    local j = find(s, "]", i, true)
-    if not j then return false end
-    local k = j - 1
-    local c = byte(s, k)
-    while c == 32 or c == 9 or c == 10 or c == 13 do
-      k = k - 1
-      c = byte(s, k)
-    end
-    if c == 91 then return true end
-    i = j + 1
-  end
-end
+M._lua_decode = json._lua_decode
 
 --- Decodes JSON text. Returns the value (JSON null is `jsonschema.null`, an empty array is marked
 -- with `array_mt`), or nil and a message.
-function M.decode(s)
-  if type(s) ~= "string" then return nil, "expected a string" end
-  if has_empty_array(s) then return M._lua_decode(s) end
-  local v, err = cjson.decode(s)
-  if v == nil then return nil, err end
-  return v
-end
+M.decode = json.decode
 
 ---------------------------------------------------------------------------------------------------
 -- Instance helpers
 
--- an array: marked empty, or a table whose [1] is set (cjson objects have string keys only)
-local function is_array(t)
-  local mt = getmetatable(t)
-  if mt == array_mt then return true end
-  return t[1] ~= nil
-end
+-- an array: marked empty, or a table whose [1] is set (decoded objects have string keys only)
+local is_array = json.is_array
 
-local function json_type(v)
-  local t = type(v)
-  if t == "table" then return is_array(v) and "array" or "object" end
-  if v == NULL then return "null" end
-  return t
+-- a json.number as its double, other values as they are
+local function plain(v)
+  if type(v) == "table" and getmetatable(v) == number_mt then return tonumber(v.text) end
+  return v
 end
 
 local function deep_equal(a, b)
+  if a == b then return true end
+  a, b = plain(a), plain(b)
   if a == b then return true end
   if type(a) ~= "table" or type(b) ~= "table" then return false end
   local ea, eb = next(a) == nil, next(b) == nil
@@ -274,13 +93,9 @@ local function utf8_len(s)
 end
 M.utf8_len = utf8_len
 
---- JSON text of a value, with "/" left unescaped (cjson writes "\/"; since it escapes every "/"
--- of its output, dropping the backslash before each one is exact). nil, err when not encodable.
-local function encode(v)
-  local s, err = cjson.encode(v)
-  if not s then return nil, err end
-  return (s:gsub("\\/", "/"))
-end
+--- JSON text of a value (gw.json's: "/" unescaped, exact numbers, `[]` kept). nil, err when not
+-- encodable.
+local encode = json.encode
 M.encode = encode
 
 local function show(v)
@@ -1099,7 +914,11 @@ function compile_node(c, s, path)
     if coerce and type(v) == "string" then v = coerce(v) end
     local t = type(v)
     local array
-    if t == "table" then array = is_array(v) end
+    if t == "table" then
+      local mt = getmetatable(v)
+      if mt == number_mt then v, t = tonumber(v.text), "number"   -- a number beyond a double
+      else array = mt == array_mt or v[1] ~= nil end
+    end
     if types then
       local ok
       if t == "number" then
@@ -1122,6 +941,17 @@ end
 
 ---------------------------------------------------------------------------------------------------
 
+-- json.number values of a schema (from JSON text) as their doubles: the keywords read numbers
+function plain_numbers(t, seen)
+  if seen[t] then return end
+  seen[t] = true
+  for k, v in pairs(t) do
+    if type(v) == "table" then
+      if getmetatable(v) == number_mt then t[k] = tonumber(v.text) else plain_numbers(v, seen) end
+    end
+  end
+end
+
 --- Compiles a schema.
 -- @param schema a table (boolean schemas too) or JSON text
 -- @tparam[opt] table opts `coerce` (strings are read as the integer, number, boolean or
@@ -1137,6 +967,7 @@ function M.compile(schema, opts)
     if decoded == nil then return nil, { "(root): invalid JSON: " .. tostring(err) } end
     schema = decoded
   end
+  if type(schema) == "table" then plain_numbers(schema, {}) end
   local c = setmetatable({ root = schema, errs = {}, memo = {}, level = 0,
                            coerce = opts.coerce, lower_keys = opts.lower_keys }, Compiler)
   local root = c:node(schema, "")

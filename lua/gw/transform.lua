@@ -1,22 +1,20 @@
 --- gw.transform — what the request-transformer and response-transformer plugins share: their
 -- rule lists ("name:value" strings) compiled once per config, the `$(...)` templates, dotted
--- JSON field paths, a JSON codec that gives back what it read (empty arrays stay arrays, long
--- numbers keep their digits), ordered query/form argument lists (untouched pairs keep their
--- bytes), and the remove / rename / replace / add / append operations on headers, arguments and
--- JSON objects.
+-- JSON field paths, the JSON codec (gw.json's, under the names the plugins use), ordered
+-- query/form argument lists (untouched pairs keep their bytes), and the remove / rename /
+-- replace / add / append operations on headers, arguments and JSON objects.
 --
 -- Nothing here calls gw.* when the module loads: schema.lua files require it in the master and
 -- in `gw check`, where `gw` does not exist.
 -- @module gw.transform
 local M = {}
 
-local type, pairs, ipairs, tostring, tonumber, setmetatable, getmetatable, pcall, error =
-      type, pairs, ipairs, tostring, tonumber, setmetatable, getmetatable, pcall, error
+local type, pairs, ipairs, tonumber, setmetatable = type, pairs, ipairs, tonumber, setmetatable
 local byte, char, sub, find, gsub, gmatch, format, lower, match =
       string.byte, string.char, string.sub, string.find, string.gsub, string.gmatch, string.format,
       string.lower, string.match
 local concat = table.concat
-local floor, huge = math.floor, math.huge
+local huge = math.huge
 
 M.OPS = { "remove", "rename", "replace", "add", "append" }   -- the order rules are applied in
 M.JSON_TYPES = { "string", "number", "boolean" }
@@ -214,231 +212,22 @@ function M.compile_path(s)
 end
 
 ---------------------------------------------------------------------------------------------------
--- JSON. Decoding goes through lua-cjson (an instance of its own: its settings do not touch
--- gw.json's), which also validates. lua-cjson reads `[]` as an empty table, which encodes back as
--- `{}`, and reads numbers as doubles; a body with an empty array or a run of 16 digits is
--- therefore decoded again by the Lua decoder below, which marks arrays (ARRAY) and keeps long
--- numbers as the text they were written as (RAWNUM). The encoder is ours: arrays marked or with an
--- element 1 are arrays, other tables objects; integers print as integers, other numbers with the
--- fewest digits that read back the same.
+-- JSON: gw.json, which gives back what it read (empty arrays stay arrays, numbers a double cannot
+-- hold keep their digits). These names are what the transformer plugins and specs use.
 
-local cjson = require("cjson.safe").new()
-cjson.decode_invalid_numbers(false)   -- no NaN, Infinity, hex: strict JSON
-local null = cjson.null
-M.null = null
-
-local ARRAY = { __name = "json array" }
-local RAWNUM = { __name = "json number" }
-M.ARRAY = ARRAY
-
-local function is_array(v)
-  if type(v) ~= "table" then return false end
-  local mt = getmetatable(v)
-  return mt == ARRAY or (mt == nil and v[1] ~= nil)
-end
-
-local function is_object(v)
-  return type(v) == "table" and getmetatable(v) == nil and v[1] == nil
-end
+local json = require "gw.json"
+M.null = json.null
+M.ARRAY = json.array_mt
+local is_array, is_object = json.is_array, json.is_object
 M.is_array, M.is_object = is_array, is_object
 
 --- A new JSON array of the arguments.
-function M.array(...) return setmetatable({ ... }, ARRAY) end
-
--- what lua-cjson cannot give back: an empty array, or a run of 16 digits (and dots); one
--- JIT-compiled PCRE2 scan, compiled at first use
-local needs_lua_decoder
-local function lua_decoder_needed(s)
-  if not needs_lua_decoder then
-    needs_lua_decoder = assert(require("gw.regex").compile("\\[[ \\t\\r\\n]*\\]|[0-9.]{16}"))
-  end
-  return needs_lua_decoder:match(s)
-end
-
-local ESC_IN = { ['"'] = '"', ["\\"] = "\\", ["/"] = "/", b = "\b", f = "\f", n = "\n",
-                 r = "\r", t = "\t" }
-
-local function utf8(cp)
-  if cp < 0x80 then return char(cp) end
-  if cp < 0x800 then return char(0xC0 + floor(cp / 0x40), 0x80 + cp % 0x40) end
-  if cp < 0x10000 then
-    return char(0xE0 + floor(cp / 0x1000), 0x80 + floor(cp / 0x40) % 0x40, 0x80 + cp % 0x40)
-  end
-  return char(0xF0 + floor(cp / 0x40000), 0x80 + floor(cp / 0x1000) % 0x40,
-              0x80 + floor(cp / 0x40) % 0x40, 0x80 + cp % 0x40)
-end
-
-local function skip(s, i) return find(s, "[^ \t\r\n]", i) or #s + 1 end
-
-local function bad(s, i) error("unexpected character at " .. i, 0) end
-
-local function decode_string(s, i)
-  if byte(s, i) ~= 34 then bad(s, i) end
-  local j, parts = i + 1, nil
-  while true do
-    local k = find(s, '["\\]', j)
-    if not k then bad(s, #s) end
-    if byte(s, k) == 34 then
-      local piece = sub(s, j, k - 1)
-      if not parts then return piece, k + 1 end
-      parts[#parts + 1] = piece
-      return concat(parts), k + 1
-    end
-    parts = parts or {}
-    parts[#parts + 1] = sub(s, j, k - 1)
-    local e = sub(s, k + 1, k + 1)
-    if e == "u" then
-      local cp = tonumber(sub(s, k + 2, k + 5), 16)
-      if not cp then bad(s, k) end
-      j = k + 6
-      if cp >= 0xD800 and cp <= 0xDBFF and sub(s, j, j + 1) == "\\u" then
-        local lo = tonumber(sub(s, j + 2, j + 5), 16)
-        if lo and lo >= 0xDC00 and lo <= 0xDFFF then
-          cp = 0x10000 + (cp - 0xD800) * 0x400 + (lo - 0xDC00)
-          j = j + 6
-        end
-      end
-      parts[#parts + 1] = utf8(cp)
-    else
-      local ch = ESC_IN[e]
-      if not ch then bad(s, k) end
-      parts[#parts + 1] = ch
-      j = k + 2
-    end
-  end
-end
-
-local decode_value
-
-local function decode_container(s, i, close)
-  local t, is_arr = {}, close == 93
-  if is_arr then setmetatable(t, ARRAY) end
-  i = skip(s, i + 1)
-  if byte(s, i) == close then return t, i + 1 end
-  local n = 0
-  while true do
-    if is_arr then
-      local v
-      v, i = decode_value(s, i)
-      n = n + 1
-      t[n] = v
-    else
-      local k, v
-      k, i = decode_string(s, i)
-      i = skip(s, i)
-      if byte(s, i) ~= 58 then bad(s, i) end
-      v, i = decode_value(s, i + 1)
-      t[k] = v
-    end
-    i = skip(s, i)
-    local c = byte(s, i)
-    if c == close then return t, i + 1 end
-    if c ~= 44 then bad(s, i) end
-    i = skip(s, i + 1)
-  end
-end
-
-function decode_value(s, i)
-  i = skip(s, i)
-  local c = byte(s, i)
-  if c == 123 or c == 91 then return decode_container(s, i, c + 2) end   -- { } and [ ]
-  if c == 34 then return decode_string(s, i) end
-  if sub(s, i, i + 3) == "true" then return true, i + 4 end
-  if sub(s, i, i + 4) == "false" then return false, i + 5 end
-  if sub(s, i, i + 3) == "null" then return null, i + 4 end
-  local tok = match(s, "^-?%d+%.?%d*[eE]?[-+]?%d*", i)
-  if not tok then bad(s, i) end
-  local _, digits = gsub(tok, "%d", "")
-  if digits >= 16 then return setmetatable({ tok }, RAWNUM), i + #tok end
-  return tonumber(tok), i + #tok
-end
-
-local function lua_decode(s)
-  local v, i = decode_value(s, 1)
-  if skip(s, i) <= #s then bad(s, i) end
-  return v
-end
+function M.array(...) return setmetatable({ ... }, json.array_mt) end
 
 --- Decodes JSON text: the value, or nil and a message.
-function M.json_decode(s)
-  local v, err = cjson.decode(s)
-  if v == nil then return nil, err end
-  if lua_decoder_needed(s) then
-    local ok, v2 = pcall(lua_decode, s)
-    if not ok then return nil, v2 end
-    return v2
-  end
-  return v
-end
-
-local ESC_OUT = { ['"'] = '\\"', ["\\"] = "\\\\", ["\b"] = "\\b", ["\f"] = "\\f", ["\n"] = "\\n",
-                  ["\r"] = "\\r", ["\t"] = "\\t", ["\127"] = "\\u007f" }
-for b = 0, 31 do
-  local ch = char(b)
-  if not ESC_OUT[ch] then ESC_OUT[ch] = format("\\u%04x", b) end
-end
-
--- a string into the buffer as three pieces (no concatenation: no new string to intern)
-local function put_string(s, out, n)
-  if find(s, '[%c"\\]') then s = gsub(s, '[%c"\\]', ESC_OUT) end
-  out[n + 1], out[n + 2], out[n + 3] = '"', s, '"'
-  return n + 3
-end
-
-local PRECISION = { "%.14g", "%.15g", "%.16g", "%.17g" }
-
-local function enc_number(x)
-  if x ~= x or x == huge or x == -huge then error("cannot encode " .. tostring(x) .. " as JSON", 0) end
-  if x == floor(x) and x > -2 ^ 53 and x < 2 ^ 53 then return format("%d", x) end
-  for _, f in ipairs(PRECISION) do
-    local s = format(f, x)
-    if tonumber(s) == x then return s end
-  end
-  return format("%.17g", x)
-end
-
-local function encode(v, out, n)
-  local t = type(v)
-  if t == "string" then n = put_string(v, out, n)
-  elseif t == "number" then n = n + 1 out[n] = enc_number(v)
-  elseif t == "boolean" then n = n + 1 out[n] = v and "true" or "false"
-  elseif v == null then n = n + 1 out[n] = "null"
-  elseif t == "table" then
-    local mt = getmetatable(v)
-    if mt == RAWNUM then
-      n = n + 1 out[n] = v[1]
-    elseif mt == ARRAY or (mt == nil and v[1] ~= nil) then
-      n = n + 1 out[n] = "["
-      for i = 1, #v do
-        if i > 1 then n = n + 1 out[n] = "," end
-        n = encode(v[i], out, n)
-      end
-      n = n + 1 out[n] = "]"
-    else
-      n = n + 1 out[n] = "{"
-      local first = true
-      for k, x in pairs(v) do
-        if not first then n = n + 1 out[n] = "," end
-        first = false
-        n = put_string(tostring(k), out, n)
-        n = n + 1 out[n] = ":"
-        n = encode(x, out, n)
-      end
-      n = n + 1 out[n] = "}"
-    end
-  else
-    error("cannot encode a " .. t .. " as JSON", 0)
-  end
-  return n
-end
-
+M.json_decode = json.decode
 --- Encodes a value as JSON text; nil and a message when it cannot.
-function M.json_encode(v)
-  local out = {}
-  local ok, n = pcall(encode, v, out, 0)
-  if not ok then return nil, n end
-  return concat(out, "", 1, n)
-end
+M.json_encode = json.encode
 
 ---------------------------------------------------------------------------------------------------
 -- Rules. A compiled rule: { name = "x", path = {segments} (JSON), from/to (rename), value =
@@ -600,9 +389,9 @@ function M.apply_json(g, doc, env)
     if v ~= nil then p, k = parent_of(doc, r.path, true) end
     if p then
       local old = p[k]
-      if old == nil then p[k] = setmetatable({ v }, ARRAY)
+      if old == nil then p[k] = setmetatable({ v }, json.array_mt)
       elseif is_array(old) then old[#old + 1] = v
-      else p[k] = setmetatable({ old, v }, ARRAY) end
+      else p[k] = setmetatable({ old, v }, json.array_mt) end
       changed = true
     end
   end

@@ -6,7 +6,7 @@
 --
 -- Templates and the mapping are compiled once per conf (a weak-keyed cache); the schema's
 -- custom_validator runs the same compiler (Aggregator._compile) so bad configs fail at load.
-local cjson = require("cjson.safe").new()
+local json = require "gw.json"
 
 local Aggregator = {
   PRIORITY = 750,
@@ -14,120 +14,19 @@ local Aggregator = {
 }
 
 local type, pairs, ipairs, tostring, tonumber, next = type, pairs, ipairs, tostring, tonumber, next
-local setmetatable, error = setmetatable, error
-local find, sub, gsub, match, byte, format, char = string.find, string.sub, string.gsub,
-  string.match, string.byte, string.format, string.char
+local setmetatable, getmetatable, error = setmetatable, getmetatable, error
+local find, sub, gsub, format, char = string.find, string.sub, string.gsub, string.format,
+  string.char
 local concat, sort = table.concat, table.sort
-local floor, huge = math.floor, math.huge
+local huge = math.huge
 
-local NULL = cjson.null
+local NULL = json.null
+local number_mt = json.number_mt
 
----------------------------------------------------------------------------------------------
--- JSON. lua-cjson 2.1.0 decodes `[]` and `{}` alike and encodes numbers with 14 significant
--- digits (a 16-digit id would come out as 1.2345678901235e+15), so decoding marks empty
--- arrays with a sentinel and encoding is done here.
-
-local EMPTY = "\0gw:empty-array"            -- an empty JSON array, as a decoded value
-local EMPTY_JSON = '"\\u0000gw:empty-array"'
-
--- `[ ]` outside strings becomes the sentinel string, so the decoder keeps it apart from `{}`.
-local function mark_empty_arrays(s)
-  local out, n, from, pos = {}, 0, 1, 1
-  while true do
-    local a = find(s, '["%[]', pos)
-    if not a then break end
-    if byte(s, a) == 34 then                 -- a string: skip to its closing quote
-      local j = a + 1
-      while true do
-        local q = find(s, '["\\]', j)
-        if not q then return s end           -- unterminated: the decoder reports it
-        if byte(s, q) == 92 then j = q + 2 else pos = q + 1 break end
-      end
-    else
-      local e = match(s, "^[ \t\r\n]*%]()", a + 1)
-      if e then
-        out[n + 1], out[n + 2] = sub(s, from, a - 1), EMPTY_JSON
-        n, from, pos = n + 2, e, e
-      else
-        pos = a + 1
-      end
-    end
-  end
-  if n == 0 then return s end
-  out[n + 1] = sub(s, from)
-  return concat(out)
-end
-
-local function decode(s)
-  if find(s, "%[[ \t\r\n]*%]") then s = mark_empty_arrays(s) end
-  return cjson.decode(s)
-end
-Aggregator._decode = decode
-
-local ESC = { ['"'] = '\\"', ["\\"] = "\\\\", ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t",
-              ["\b"] = "\\b", ["\f"] = "\\f" }
-for i = 0, 31 do ESC[char(i)] = ESC[char(i)] or format("\\u%04x", i) end
-
-local function quote(s)
-  if find(s, '[%z\1-\31"\\]') then s = gsub(s, '[%z\1-\31"\\]', ESC) end
-  return '"' .. s .. '"'
-end
-
-local function number_text(v)
-  if v ~= v or v == huge or v == -huge then return "null" end
-  if v == floor(v) and v > -1e17 and v < 1e17 then return format("%.0f", v) end
-  local s = format("%.14g", v)
-  if tonumber(s) ~= v then s = format("%.17g", v) end
-  return s
-end
-
-local function encode_into(v, buf, n)
-  local t = type(v)
-  if t == "string" then
-    n = n + 1
-    buf[n] = (v == EMPTY) and "[]" or quote(v)
-  elseif t == "number" then
-    n = n + 1
-    buf[n] = number_text(v)
-  elseif t == "boolean" then
-    n = n + 1
-    buf[n] = v and "true" or "false"
-  elseif t == "table" then
-    if v[1] ~= nil then
-      n = n + 1
-      buf[n] = "["
-      for i = 1, #v do
-        if i > 1 then n = n + 1 buf[n] = "," end
-        n = encode_into(v[i], buf, n)
-      end
-      n = n + 1
-      buf[n] = "]"
-    else
-      n = n + 1
-      buf[n] = "{"
-      local first = true
-      for k, x in pairs(v) do
-        n = n + 1
-        buf[n] = (first and "" or ",") .. quote(tostring(k)) .. ":"
-        first = false
-        n = encode_into(x, buf, n)
-      end
-      n = n + 1
-      buf[n] = "}"
-    end
-  else                                       -- nil, null
-    n = n + 1
-    buf[n] = "null"
-  end
-  return n
-end
-
-local function encode(v)
-  local buf = {}
-  encode_into(v, buf, 0)
-  return concat(buf)
-end
-Aggregator._encode = encode
+-- JSON is gw.json's: an empty array decodes marked (json.array_mt) and encodes back as `[]`,
+-- numbers keep their digits.
+local decode, encode = json.decode, json.encode
+Aggregator._decode, Aggregator._encode = decode, encode
 
 ---------------------------------------------------------------------------------------------
 -- Templates. A string may hold references `$(ROOT.a.b)`; `$$(` is a literal `$(`.
@@ -202,7 +101,7 @@ local function parse_string(s, cx, path, scope)
       i = a + 3
     elseif sub(s, a + 1, a + 1) == "(" then
       local b = find(s, ")", a + 2, true)
-      if not b then fail(path, "unclosed $( in " .. quote(s)) end
+      if not b then fail(path, "unclosed $( in " .. encode(s)) end
       local l = concat(lit)
       if l ~= "" then parts[#parts + 1] = l end
       lit = {}
@@ -277,6 +176,9 @@ function compile_value(v, cx, path, scope)
   if tv == "string" then return compile_string(v, cx, path, scope, "value") end
   if tv ~= "table" then
     if tv == "userdata" or tv == "nil" then return { k = "const", v = NULL } end
+    if tv == "number" and (v ~= v or v == huge or v == -huge) then
+      fail(path, "expected a finite number (JSON has no NaN or infinity)")
+    end
     return { k = "const", v = v }
   end
   if is_array(v) then
@@ -507,7 +409,7 @@ local function resolve(n, env)
   end
   local path, idx = n.path, n.idx
   for i = 1, #path do
-    if type(v) ~= "table" then return nil end
+    if type(v) ~= "table" or getmetatable(v) == number_mt then return nil end
     local x = v[path[i]]
     if x == nil and idx[i] then x = v[idx[i]] end
     v = x
@@ -518,12 +420,9 @@ end
 
 local function text_of(v)
   local t = type(v)
-  if t == "string" then
-    if v == EMPTY then return "[]" end
-    return v
-  elseif t == "number" then return number_text(v)
+  if t == "string" then return v
+  elseif t == "number" or t == "table" then return encode(v) or "null"   -- NaN, inf: null
   elseif t == "boolean" then return v and "true" or "false"
-  elseif t == "table" then return encode(v)
   end
   return ""
 end
@@ -556,7 +455,7 @@ local function eval(n, env)
     if m then
       for i = 1, #m do
         local src = eval(m[i], env)
-        if type(src) == "table" and src[1] == nil then
+        if json.is_object(src) then
           for key, x in pairs(src) do out[key] = x end
         end
       end
@@ -578,8 +477,8 @@ local function eval(n, env)
     return out
   elseif k == "each" then
     local src = eval(n.src, env)
-    if src == EMPTY then return EMPTY end
-    if type(src) ~= "table" or src[1] == nil then return nil end
+    if not json.is_array(src) then return nil end
+    if src[1] == nil then return json.array() end
     local vars, name, map = env.vars, n.var, n.map
     local saved = vars[name]
     local out = {}
@@ -643,7 +542,10 @@ local function build_request(c, env)
     req.headers = h
   end
   if c.body then
-    if c.body_json then req.body = encode(eval(c.body, env))
+    if c.body_json then
+      local body, err = encode(eval(c.body, env))
+      if not body then return nil, "body: " .. err end
+      req.body = body
     elseif c.body.k == "const" then req.body = c.body.v
     else req.body = (interp(c.body, env)) end
   end
@@ -661,7 +563,7 @@ local function settle(c, res, reason)
     if reason == nil or reason == "" then reason = "unknown error" end
     if is_timeout(reason) then msg, status = "upstream call timed out", 504
     elseif find(reason, "^response body too large") then msg, status = "upstream call response too large", 502
-    elseif find(reason, "^no value for ") or find(reason, "^header ") then
+    elseif find(reason, "^no value for ") or find(reason, "^header ") or find(reason, "^body: ") then
       msg, status = "upstream call could not be made: " .. reason, 502
     else msg, status = "upstream call failed", 502 end
   else
@@ -738,7 +640,11 @@ function Aggregator:access(conf)
       return gw.response.exit(stop[3], { message = stop[2], call = stop[1].name })
     end
   end
-  local body = encode(eval(plan.response, env))
+  local body, err = encode(eval(plan.response, env))
+  if not body then
+    gw.log.err("the response mapping gave a value JSON cannot hold: ", err)
+    return gw.response.exit(500, { message = "the response could not be composed" })
+  end
   local headers = plan.fixed_headers
   if not headers then
     headers = {}
