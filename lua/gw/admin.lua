@@ -1,7 +1,7 @@
 --- gw.admin — the admin API, served by the master process (runtime/master.c calls handle()).
 -- Every endpoint reads the running generation; POST /config and POST /reload replace it
 -- atomically through the master (a new worker set, the old one drained) or leave it untouched.
-local cjson = require "cjson.safe"
+local gwjson = require "gw.json"
 local config = require "gw.config"
 local master = require "gw.master"
 local yaml = require "gw.yaml"
@@ -9,7 +9,7 @@ local yaml = require "gw.yaml"
 local M = {}
 
 local function json(status, v)
-  local body = cjson.encode(v)
+  local body = assert(gwjson.encode(v))
   return status, body, "application/json"
 end
 
@@ -19,7 +19,7 @@ local function wants_yaml(req)
 end
 
 local function array(t)
-  return setmetatable(t, cjson.array_mt)
+  return gwjson.array(t)
 end
 
 -- plugin chain entries without the handler functions

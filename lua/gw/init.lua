@@ -6,7 +6,7 @@
 -- @module gw
 local ffi = require "ffi"
 local bit = require "bit"
-local cjson = require "cjson.safe"
+local json = require "gw.json"     -- exact numbers, [] kept apart from {}
 local core = require "gw.core"
 
 local C = ffi.C
@@ -380,7 +380,7 @@ function request.get_body(mimetype)
   if not body then return nil, err end
   ct = ct:lower()
   if ct:find("application/json", 1, true) or ct:find("+json", 1, true) then
-    local v, jerr = cjson.decode(body)
+    local v, jerr = json.decode(body)
     if v == nil then return nil, "invalid JSON body: " .. tostring(jerr), "application/json" end
     return v, nil, "application/json"
   elseif ct:find("application/x-www-form-urlencoded", 1, true) then
@@ -498,7 +498,7 @@ function sreq.set_body(t, mimetype)
     body = encode_args(t)
   else
     local err
-    body, err = cjson.encode(t)
+    body, err = json.encode(t)
     if not body then return nil, err end
     if not ct:find("json", 1, true) then ct = "application/json" end
   end
@@ -530,7 +530,7 @@ function response.exit(status, body, headers)
   local ctype
   if type(body) == "table" then
     local err
-    body, err = cjson.encode(body)
+    body, err = json.encode(body)
     if not body then error("gw.response.exit: cannot encode body: " .. tostring(err), 2) end
     ctype = "application/json; charset=utf-8"
   elseif body ~= nil and type(body) ~= "string" then
@@ -648,7 +648,6 @@ gw.log.warning = gw.log.warn
 
 ---------------------------------------------------------------------------------------------------
 -- gw.json: lua/gw/json.lua (exact numbers, `[]` kept apart from `{}`, "/" unescaped)
-local json = require "gw.json"
 gw.json = {
   encode = json.encode,
   decode = json.decode,

@@ -461,7 +461,6 @@ function M.decode(s)
   if ok then return v end
   return nil, error_text(v)
 end
-M._lua_decode = M.decode   -- the name gw.jsonschema's specs know it by
 
 --- The value `decode` gives for a number token (a string such as "12345678901234567890"): a
 -- Lua number, or a json.number when a double cannot hold it; nil and a message when `s` is not

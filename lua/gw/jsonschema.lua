@@ -47,7 +47,6 @@ local number_mt = json.number_mt
 --- A new empty array, marked as such.
 function M.empty_array() return setmetatable({}, array_mt) end
 
-M._lua_decode = json._lua_decode
 
 --- Decodes JSON text. Returns the value (JSON null is `jsonschema.null`, an empty array is marked
 -- with `array_mt`), or nil and a message.

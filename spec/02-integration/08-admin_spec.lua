@@ -79,6 +79,8 @@ describe("admin API", function()
     local avail = assert.jsonbody(admin:get("/plugins/available"))
     local names = table.concat(avail.data, ",")
     assert.matches("ab-routing", names, 1, true)
+    -- an empty list is a JSON array, not an object
+    assert.equal('{"data":[]}', assert.res_status(200, admin:get("/consumers")))
     assert.res_status(404, admin:get("/nope"))
   end)
 
