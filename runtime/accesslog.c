@@ -205,34 +205,96 @@ void gw_accesslog_reopen(void)
 
 /* ---- one line ----------------------------------------------------------------------------- */
 
+/* The line is built in a growable byte array and handed to the evbuffer in one piece. */
+static struct { char *p; size_t n, cap; } lb;
+
+static void lb_add(const char *s, size_t n)
+{
+    if (lb.n + n > lb.cap) {
+        size_t cap = lb.cap ? lb.cap : 1024;
+        while (cap < lb.n + n) cap *= 2;
+        char *p = realloc(lb.p, cap);
+        if (!p) return;
+        lb.p = p;
+        lb.cap = cap;
+    }
+    memcpy(lb.p + lb.n, s, n);
+    lb.n += n;
+}
+
+static void lb_int(long long v)
+{
+    char tmp[24];
+    int i = sizeof tmp;
+    int neg = v < 0;
+    unsigned long long u = neg ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    do { tmp[--i] = (char)('0' + u % 10); u /= 10; } while (u);
+    if (neg) tmp[--i] = '-';
+    lb_add(tmp + i, sizeof tmp - (size_t)i);
+}
+
+/* microseconds as milliseconds with three decimals */
+static void lb_ms(uint64_t us)
+{
+    char tmp[8];
+    lb_int((long long)(us / 1000));
+    tmp[0] = '.';
+    tmp[1] = (char)('0' + us / 100 % 10);
+    tmp[2] = (char)('0' + us / 10 % 10);
+    tmp[3] = (char)('0' + us % 10);
+    lb_add(tmp, 4);
+}
+
 static void put_str(const char *s, size_t n)
 {
-    if (!L.json) { evbuffer_add(L.buf, s, n); return; }
+    if (!L.json) { lb_add(s, n); return; }
     size_t start = 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         if (c >= 0x20 && c != '"' && c != '\\') continue;
-        evbuffer_add(L.buf, s + start, i - start);
-        if (c == '"') evbuffer_add(L.buf, "\\\"", 2);
-        else if (c == '\\') evbuffer_add(L.buf, "\\\\", 2);
-        else if (c == '\n') evbuffer_add(L.buf, "\\n", 2);
-        else if (c == '\r') evbuffer_add(L.buf, "\\r", 2);
-        else if (c == '\t') evbuffer_add(L.buf, "\\t", 2);
-        else evbuffer_add_printf(L.buf, "\\u%04x", c);
+        lb_add(s + start, i - start);
+        if (c == '"') lb_add("\\\"", 2);
+        else if (c == '\\') lb_add("\\\\", 2);
+        else if (c == '\n') lb_add("\\n", 2);
+        else if (c == '\r') lb_add("\\r", 2);
+        else if (c == '\t') lb_add("\\t", 2);
+        else {
+            char u[8];
+            snprintf(u, sizeof u, "\\u%04x", c);
+            lb_add(u, 6);
+        }
         start = i + 1;
     }
-    evbuffer_add(L.buf, s + start, n - start);
+    lb_add(s + start, n - start);
 }
 
 static void put_cstr(const char *s) { if (s) put_str(s, strlen(s)); }
 
 static void put_none(int number)
 {
-    if (number && L.json) evbuffer_add(L.buf, "null", 4);
-    else if (!L.json) evbuffer_add(L.buf, "-", 1);
+    if (number && L.json) lb_add("null", 4);
+    else if (!L.json) lb_add("-", 1);
 }
 
-static void put_ms(uint64_t us) { evbuffer_add_printf(L.buf, "%.3f", (double)us / 1000.0); }
+/* "2026-11-28T02:00:09.813Z": the part up to the seconds is made once per second */
+static void put_time_iso(void)
+{
+    static time_t cached_sec = -1;
+    static char prefix[64];
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    if (tv.tv_sec != cached_sec) {
+        struct tm tm;
+        gmtime_r(&tv.tv_sec, &tm);
+        snprintf(prefix, sizeof prefix, "%04d-%02d-%02dT%02d:%02d:%02d.", tm.tm_year + 1900, tm.tm_mon + 1,
+                 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+        cached_sec = tv.tv_sec;
+    }
+    lb_add(prefix, 20);
+    int ms = (int)(tv.tv_usec / 1000);
+    char t[4] = { (char)('0' + ms / 100), (char)('0' + ms / 10 % 10), (char)('0' + ms % 10), 'Z' };
+    lb_add(t, 4);
+}
 
 /* The value of header `name` (as written in the format: '_' matches '-'), or NULL. */
 static const gw_str *find_header(const gw_header *h, int n, const char *name, size_t nl)
@@ -255,47 +317,40 @@ void gw_accesslog_request(gw_req *r)
     uint64_t now = gw_now_us();
     uint64_t total = now - r->start_us;
     uint64_t up = r->up_start_us ? (r->up_end_us ? r->up_end_us : now) - r->up_start_us : 0;
+    lb.n = 0;
     for (int i = 0; i < L.nsegs; i++) {
         const seg *s = &L.segs[i];
         switch (s->id) {
-        case V_LIT: evbuffer_add(L.buf, s->s, s->n); break;
-        case V_TIME_ISO: {
-            struct timeval tv;
-            gettimeofday(&tv, NULL);
-            struct tm tm;
-            gmtime_r(&tv.tv_sec, &tm);
-            evbuffer_add_printf(L.buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-                                tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000));
-            break;
-        }
+        case V_LIT: lb_add(s->s, s->n); break;
+        case V_TIME_ISO: put_time_iso(); break;
         case V_MSEC: {
             struct timeval tv;
             gettimeofday(&tv, NULL);
-            evbuffer_add_printf(L.buf, "%lld.%03d", (long long)tv.tv_sec, (int)(tv.tv_usec / 1000));
+            lb_ms((uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000);   /* seconds.milliseconds */
             break;
         }
         case V_REQUEST_ID: put_cstr(r->id_str); break;
         case V_REMOTE_ADDR: put_cstr(r->c->peer_ip); break;
-        case V_REMOTE_PORT: evbuffer_add_printf(L.buf, "%d", r->c->peer_port); break;
+        case V_REMOTE_PORT: lb_int(r->c->peer_port); break;
         case V_METHOD: put_str(r->h.method.p, r->h.method.n); break;
         case V_REQUEST_URI: put_str(r->h.target.p, r->h.target.n); break;
         case V_URI: put_str(r->h.path.p, r->h.path.n); break;
         case V_ARGS: put_str(r->h.query.p, r->h.query.n); break;
         case V_PROTOCOL: put_cstr(r->h.version == 10 ? "HTTP/1.0" : "HTTP/1.1"); break;
-        case V_STATUS: evbuffer_add_printf(L.buf, "%d", r->status); break;
-        case V_BYTES_SENT: evbuffer_add_printf(L.buf, "%lld", (long long)((int64_t)r->head_bytes + r->bytes_sent)); break;
-        case V_BODY_BYTES_SENT: evbuffer_add_printf(L.buf, "%lld", (long long)r->bytes_sent); break;
-        case V_REQUEST_LENGTH: evbuffer_add_printf(L.buf, "%lld", (long long)((int64_t)r->head_len + r->body_read)); break;
+        case V_STATUS: lb_int(r->status); break;
+        case V_BYTES_SENT: lb_int((long long)((int64_t)r->head_bytes + r->bytes_sent)); break;
+        case V_BODY_BYTES_SENT: lb_int((long long)r->bytes_sent); break;
+        case V_REQUEST_LENGTH: lb_int((long long)((int64_t)r->head_len + r->body_read)); break;
         case V_ROUTE: put_cstr(r->route ? r->route->name : NULL); break;
         case V_SERVICE: put_cstr(r->svc ? r->svc->name : NULL); break;
         case V_CONSUMER: put_cstr(r->consumer); break;
         case V_UPSTREAM_ADDR:
-            if (r->target) evbuffer_add_printf(L.buf, "%s:%d", r->target->host, r->target->port);
+            if (r->target) { put_cstr(r->target->host); lb_add(":", 1); lb_int(r->target->port); }
             break;
-        case V_REQUEST_TIME: evbuffer_add_printf(L.buf, "%.3f", (double)total / 1e6); break;
-        case V_LATENCY: put_ms(total); break;
-        case V_UPSTREAM_LATENCY: if (r->up_start_us) put_ms(up); else put_none(1); break;
-        case V_GATEWAY_LATENCY: put_ms(total - up); break;
+        case V_REQUEST_TIME: lb_ms(total / 1000); break;
+        case V_LATENCY: lb_ms(total); break;
+        case V_UPSTREAM_LATENCY: if (r->up_start_us) lb_ms(up); else put_none(1); break;
+        case V_GATEWAY_LATENCY: lb_ms(total - up); break;
         case V_HTTP: {
             const gw_str *v = find_header(r->h.headers, r->h.nheaders, s->s, s->n);
             if (v) put_str(v->p, v->n); else put_none(0);
@@ -308,7 +363,8 @@ void gw_accesslog_request(gw_req *r)
         }
         }
     }
-    evbuffer_add(L.buf, "\n", 1);
+    lb_add("\n", 1);
+    evbuffer_add(L.buf, lb.p, lb.n);
     if (evbuffer_get_length(L.buf) >= 64 * 1024) gw_accesslog_flush();
     else if (!evtimer_pending(L.timer, NULL)) {
         struct timeval tv = { 0, 100000 };
