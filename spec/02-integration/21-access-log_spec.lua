@@ -121,6 +121,25 @@ describe("access log (a text format)", function()
     assert.matches('^127%.0%.0%.1 "GET /e/x%?y=1 HTTP/1%.1" 200 %d+ "%-" "ua/1" application/json rt=%d+%.%d%d%d$', l[1])
   end)
 
+  it("stdout: whole lines on gw's standard output", function()
+    finally(helpers.stop_all)
+    helpers.start_gw{ config = {
+      gw = { workers = 2, access_log = "stdout", access_log_format = "ACCESS $status $uri" },
+      services = { { name = "e", url = "echo://", routes = { { paths = { "/e" } } } } },
+    } }
+    for i = 1, 20 do
+      local c = helpers.proxy_client()
+      assert.res_status(200, c:get("/e/" .. i))
+      c:close()
+    end
+    assert(helpers.wait_until(function()
+      return select(2, helpers.gw_log():gsub("ACCESS 200 /e/%d+", "")) == 20
+    end, 5))
+    for line in helpers.gw_log():gmatch("[^\n]*ACCESS[^\n]*") do
+      assert.matches("^ACCESS 200 /e/%d+$", line)
+    end
+  end)
+
   it("an unknown variable is a config error", function()
     local c, errs = config.load_string('_format_version: "3.0"\ngw:\n  access_log_format: "$status $nope"\n', "al.yaml")
     assert.is_nil(c)
