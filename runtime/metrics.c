@@ -191,7 +191,7 @@ int gw_metrics_init(void)
         "Requests answered, by service, route, method and status (the count of gateway_request_duration_seconds)",
         "service,route,method,status");
     F_DURATION = gw_metrics_family("gateway_request_duration_seconds", GW_MET_HISTOGRAM,
-        "Time from the first byte of the request head to the last byte of the response",
+        "Time from the complete request head to the last byte of the response",
         "service,route,method,status");
     F_UPSTREAM = gw_metrics_family("gateway_upstream_duration_seconds", GW_MET_HISTOGRAM,
         "Time spent on the upstream: from the first connect attempt to the end of its response",
