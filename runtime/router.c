@@ -431,9 +431,17 @@ static int l_regex_compile(lua_State *L)
     const char *flags = luaL_optstring(L, 2, "");
     uint32_t opts = 0;
     for (const char *f = flags; *f; f++) {
-        if (*f == 'a') opts |= PCRE2_ANCHORED;
-        else if (*f == 'i') opts |= PCRE2_CASELESS;
-        else return luaL_error(L, "gw.regex.compile: unknown flag '%c' (known: a, i)", *f);
+        switch (*f) {
+        case 'a': opts |= PCRE2_ANCHORED; break;
+        case 'i': opts |= PCRE2_CASELESS; break;
+        case 'm': opts |= PCRE2_MULTILINE; break;
+        case 's': opts |= PCRE2_DOTALL; break;
+        case 'x': opts |= PCRE2_EXTENDED; break;
+        case 'u': opts |= PCRE2_UTF; break;
+        case 'U': opts |= PCRE2_UNGREEDY; break;
+        case 'D': opts |= PCRE2_DUPNAMES; break;
+        default: return luaL_error(L, "gw.regex.compile: unknown flag '%c' (known: a, i, m, s, x, u, U, D)", *f);
+        }
     }
     int ec;
     PCRE2_SIZE eo;
@@ -450,7 +458,7 @@ static int l_regex_compile(lua_State *L)
     return 1;
 }
 
-static int push_exec(lua_State *L, const pcre2_code *re, pcre2_match_data *md, const char *s, size_t sn);
+static int push_exec(lua_State *L, const pcre2_code *re, pcre2_match_data *md, const char *s, size_t sn, size_t from);
 
 /* The captures of a route's regex path (as gw_router_match reported it) on the request path:
  * pushes the table :exec gives, or nil. */
@@ -459,7 +467,8 @@ int gw_router_push_captures(lua_State *L, const void *regex, const char *path, s
     if (!regex) { lua_pushnil(L); return 1; }
     pcre2_match_data *md = pcre2_match_data_create_from_pattern(regex, NULL);
     if (!md) return luaL_error(L, "out of memory");
-    push_exec(L, regex, md, path, n);
+    push_exec(L, regex, md, path, n, 0);
+    lua_settop(L, lua_gettop(L) - (lua_isnil(L, -1) ? 0 : 2));   /* the captures only */
     pcre2_match_data_free(md);
     return 1;
 }
@@ -490,13 +499,17 @@ static int l_rx_exec(lua_State *L)
     rx_obj *o = luaL_checkudata(L, 1, RX_MT);
     size_t sn;
     const char *s = luaL_checklstring(L, 2, &sn);
-    return push_exec(L, o->re, o->md, s, sn);
+    lua_Integer init = luaL_optinteger(L, 3, 1);
+    if (init < 1) init = 1;
+    if ((size_t)(init - 1) > sn) { lua_pushnil(L); return 1; }
+    return push_exec(L, o->re, o->md, s, sn, (size_t)(init - 1));
 }
 
-/* Matches and pushes the captures table (see :exec), or nil. */
-static int push_exec(lua_State *L, const pcre2_code *re, pcre2_match_data *md, const char *s, size_t sn)
+/* Matches from byte `from` and pushes the captures table (see :exec) with the match's first and
+ * last positions (1-based, inclusive: to = from - 1 for an empty match), or nil. */
+static int push_exec(lua_State *L, const pcre2_code *re, pcre2_match_data *md, const char *s, size_t sn, size_t from)
 {
-    int rc = pcre2_match(re, (PCRE2_SPTR)s, sn, 0, 0, md, NULL);
+    int rc = pcre2_match(re, (PCRE2_SPTR)s, sn, from, 0, md, NULL);
     if (rc < 0) { lua_pushnil(L); return 1; }
     uint32_t ngroups = 0;
     pcre2_pattern_info(re, PCRE2_INFO_CAPTURECOUNT, &ngroups);
@@ -518,7 +531,9 @@ static int push_exec(lua_State *L, const pcre2_code *re, pcre2_match_data *md, c
         lua_rawgeti(L, -1, g);
         lua_setfield(L, -2, (const char *)(e + 2));
     }
-    return 1;
+    lua_pushinteger(L, (lua_Integer)ov[0] + 1);
+    lua_pushinteger(L, (lua_Integer)ov[1]);
+    return 3;
 }
 
 int luaopen_gw_regex(lua_State *L)
