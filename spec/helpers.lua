@@ -497,19 +497,90 @@ function helpers.port_open(port, host)
 end
 local port_open = helpers.port_open
 
-local function log_has_line(path, pat)
-  local data = read_file(path)
-  return data and data:find(pat) ~= nil
-end
-
 -------------------------------------------------------------------------------
--- Mock upstream
+-- Fixture processes and the mock upstream
 -------------------------------------------------------------------------------
 
-local function python()
+--- The Python 3 interpreter the fixtures run with: /usr/bin/python3 when it exists, else
+-- `python3` from PATH.
+-- @treturn string
+function helpers.python()
   local f = io.open("/usr/bin/python3", "rb")
   if f then f:close(); return "/usr/bin/python3" end
   return "python3"
+end
+
+-- True when a line of the file is exactly `line`.
+local function log_has_whole_line(path, line)
+  local data = read_file(path)
+  if not data then return false end
+  data = "\n" .. data
+  return data:find("\n" .. line .. "\n", 1, true) ~= nil
+end
+
+--- Starts a fixture script (a Python server under spec/fixtures/) on ports of its own and waits
+-- for the line it prints once it listens. Ports picked here that turn out to be taken (between
+-- `get_free_port` and the script's bind) make it start again on new ones, up to 3 times. The
+-- process is stopped by `stop_all` like every spawned one.
+-- @tparam table opts
+--   `script`: the script's path (absolute, or relative to the repository).
+--   `ports`: how many free ports to pick (default 1), or a list of given port numbers (one try).
+--   `args`: the script's arguments: a function(ports) returning the whole list, or a list that
+--     `--port P` for each port is appended to (default: only the `--port` arguments). Each is
+--     shell-quoted here.
+--   `name`: what errors call it (default the script's file name); `kind`: the process kind (default
+--     the script's name without `.py`); `log_name`: a word in its log file's name (each try logs to
+--     a new `KIND[-LOG_NAME]-N.log` under the run's directory);
+--   `ready`: the whole line that says it is ready (default "ready"); `timeout`: seconds to wait
+--     for it (default 10).
+-- @treturn table the ports (a list)
+-- @treturn table the process `{pid=, log=, ports=, ...}` (see `spawn`)
+function helpers.start_fixture(opts)
+  local script = assert(opts.script, "start_fixture: `script` is required")
+  if script:sub(1, 1) ~= "/" then script = helpers.repo .. "/" .. script end
+  local base = script:match("([^/]+)$")
+  local name = opts.name or base
+  local ready, timeout = opts.ready or "ready", opts.timeout or 10
+  local fixed = type(opts.ports) == "table" and opts.ports or nil
+  local last_err
+  for _ = 1, (fixed and 1 or 3) do
+    local ports = {}
+    if fixed then
+      for i, p in ipairs(fixed) do ports[i] = p end
+    else
+      for i = 1, (opts.ports or 1) do ports[i] = helpers.get_free_port() end
+    end
+    local args
+    if type(opts.args) == "function" then
+      args = opts.args(ports)
+    else
+      args = {}
+      for i, a in ipairs(opts.args or {}) do args[i] = a end
+      for _, p in ipairs(ports) do args[#args + 1] = "--port"; args[#args + 1] = p end
+    end
+    local cmd = { shq(helpers.python()), shq(script) }
+    for _, a in ipairs(args) do cmd[#cmd + 1] = shq(a) end
+    local kind = opts.kind or base:gsub("%.py$", "")
+    local log = string.format("%s/%s%s-%d.log", R.dir, kind,
+      opts.log_name and ("-" .. opts.log_name:gsub("[^%w_.-]", "_")) or "", next_seq())
+    local proc = helpers.spawn{ kind = kind, cmd = table.concat(cmd, " "), marker = base, log = log }
+    proc.ports = ports
+    local deadline = now() + timeout
+    while true do
+      if log_has_whole_line(proc.log, ready) then return ports, proc end
+      if not pid_alive(proc.pid) then
+        last_err = name .. " exited early; log:\n" .. tail(proc.log)
+        break
+      end
+      if now() >= deadline then
+        last_err = name .. " not ready after " .. timeout .. "s; log:\n" .. tail(proc.log)
+        break
+      end
+      socket.sleep(0.02)
+    end
+    stop_process(proc, "KILL", 2)
+  end
+  error(last_err, 2)
 end
 
 --- Starts spec/fixtures/mock_upstream.py (see that file for its special paths).
@@ -523,42 +594,15 @@ function helpers.start_mock_upstream(opts)
   opts = opts or {}
   local name = opts.name or "mock"
   if R.mocks[name] then helpers.stop_mock_upstream(name) end
-  local fixed = opts.port and { opts.port } or (type(opts.ports) == "table" and opts.ports) or nil
-  local last_err
-  for _ = 1, (fixed and 1 or 3) do  -- a port taken between get_free_port and bind: retry
-    local ports = {}
-    if fixed then
-      for i, p in ipairs(fixed) do ports[i] = p end
-    else
-      for i = 1, (tonumber(opts.ports) or 1) do ports[i] = helpers.get_free_port() end
-    end
-    local args = { shq(python()), shq(helpers.mock_upstream_script), "--name", shq(name) }
-    for _, p in ipairs(ports) do args[#args + 1] = "--port " .. p end
-    local proc = helpers.spawn{
-      kind = "mock", cmd = table.concat(args, " "), marker = "mock_upstream.py",
-      log = string.format("%s/mock-%s-%d.log", R.dir, name:gsub("[^%w_.-]", "_"), next_seq()),
-    }
-    proc.name, proc.ports = name, ports
-    local deadline = now() + (opts.timeout or 10)
-    while true do
-      if log_has_line(proc.log, "\nready\n") or log_has_line(proc.log, "^ready\n") then
-        R.mocks[name] = proc
-        return ports, proc
-      end
-      if not pid_alive(proc.pid) then
-        last_err = "mock upstream '" .. name .. "' exited early; log:\n" .. tail(proc.log)
-        break
-      end
-      if now() >= deadline then
-        last_err = "mock upstream '" .. name .. "' not ready after " .. (opts.timeout or 10) ..
-          "s; log:\n" .. tail(proc.log)
-        break
-      end
-      socket.sleep(0.02)
-    end
-    stop_process(proc, "KILL", 2)
-  end
-  error(last_err, 2)
+  local ports, proc = helpers.start_fixture{
+    script = helpers.mock_upstream_script, kind = "mock", name = "mock upstream '" .. name .. "'",
+    ports = opts.port and { opts.port } or (type(opts.ports) == "table" and opts.ports) or tonumber(opts.ports) or 1,
+    args = { "--name", name }, timeout = opts.timeout,
+    log_name = name,
+  }
+  proc.name = name
+  R.mocks[name] = proc
+  return ports, proc
 end
 
 --- Stops the mock upstream called `name`, or all of them when `name` is nil.
@@ -808,6 +852,242 @@ function helpers.gw_check(file_or_text, opts)
 end
 
 -------------------------------------------------------------------------------
+-- Configs: plugin configs, READMEs, examples/
+-------------------------------------------------------------------------------
+
+-- A value for a failure message (JSON when it can be).
+local function show(v)
+  local ok, s = pcall(encode, v)
+  return ok and s or tostring(v)
+end
+
+--- The fenced code blocks of a Markdown text in one language, in order ("" for a bare ``` fence):
+-- README specs compile their YAML and run their commands.
+function helpers.fenced_blocks(text, lang)
+  local out, cur = {}, nil
+  for line in (text .. "\n"):gmatch("([^\n]*)\n") do
+    if cur then
+      if line == "```" then
+        if cur.lang == lang then out[#out + 1] = table.concat(cur, "\n") end
+        cur = nil
+      else
+        cur[#cur + 1] = line
+      end
+    else
+      local l = line:match("^```(%w*)$")
+      if l then cur = { lang = l } end
+    end
+  end
+  return out
+end
+
+--- Validates a plugin configuration the way the gateway does.
+-- @param name_or_schema a plugin name (loaded from plugins/ and `dirs`) or a schema table
+-- @tparam table config the plugin's `config`
+-- @tparam[opt] table dirs extra plugin directories
+-- @return the config with defaults filled in, or nil and a list of error strings, e.g.
+--   `{ "plugins[0].config.rules: required field missing" }` (a name) or
+--   `{ "config.rules: required field missing" }` (a schema table)
+function helpers.validate_plugin_config(name_or_schema, config, dirs)
+  if type(name_or_schema) == "table" then
+    local schema = require "gw.schema"
+    local v, errs = schema.validate(name_or_schema, config)
+    if v == nil then return nil, schema.format_errors(errs, "config") end
+    if name_or_schema.custom_validator then
+      local ok, err = name_or_schema.custom_validator(v)
+      if not ok then return nil, { "config: " .. tostring(err) } end
+    end
+    return v
+  end
+  local gwconfig = require "gw.config"
+  local plugins = require "gw.plugins"
+  local all = plugins.default_dirs(dirs)
+  local compiled, errs = gwconfig.compile({ _format_version = "3.0",
+    plugins = { { name = name_or_schema, config = config } } }, nil, "plugin", { plugin_dirs = all })
+  if not compiled then
+    for i, e in ipairs(errs) do errs[i] = e:gsub("^plugin: ", "") end
+    return nil, errs
+  end
+  return compiled.global_plugins[1].conf
+end
+
+--- The errors the gateway gives for a plugin config it refuses, one a line. Fails the test when
+-- the config is accepted.
+-- @param name_or_schema a plugin name or a schema table (as for `validate_plugin_config`)
+-- @tparam table config the plugin's `config`
+-- @tparam[opt] table dirs extra plugin directories
+-- @treturn string the error lines joined with "\n"
+-- @treturn table the list of errors
+function helpers.plugin_config_errors(name_or_schema, config, dirs)
+  local ok, errs = helpers.validate_plugin_config(name_or_schema, config, dirs)
+  luassert.is_nil(ok, "the config should be refused: " .. show(config))
+  return table.concat(errs, "\n"), errs
+end
+
+--- The one error the gateway gives for a plugin config it refuses. Fails the test when the config
+-- is accepted or gives more than one error.
+-- @param name_or_schema a plugin name or a schema table (as for `validate_plugin_config`)
+-- @tparam table config the plugin's `config`
+-- @tparam[opt] table dirs extra plugin directories
+-- @treturn string the error, e.g. `plugins[0].config.rules: required field missing`
+function helpers.plugin_config_error(name_or_schema, config, dirs)
+  local text, errs = helpers.plugin_config_errors(name_or_schema, config, dirs)
+  luassert.equal(1, #errs, "one error expected for " .. show(config) .. ", got:\n" .. text)
+  return errs[1]
+end
+
+--- A README and its ```yaml blocks: a bundled plugin's (`helpers.readme("cors")` reads
+-- plugins/cors/README.md) or any Markdown file (a path with a "/", relative to the repository
+-- unless absolute).
+-- @tparam string name_or_path
+-- @treturn table `{ path =, label =, text =, yamls = { ... } }`: `label` ("cors/README.md") names
+--   the file in config errors, `yamls` are its ```yaml blocks in order
+function helpers.readme(name_or_path)
+  local path, label
+  if name_or_path:find("/", 1, true) then
+    path = name_or_path:sub(1, 1) == "/" and name_or_path or (helpers.repo .. "/" .. name_or_path)
+    label = name_or_path:match("([^/]+/[^/]+)$")
+  else
+    path = helpers.repo .. "/plugins/" .. name_or_path .. "/README.md"
+    label = name_or_path .. "/README.md"
+  end
+  local text, err = read_file(path)
+  if not text then error("readme: " .. tostring(err), 2) end
+  return { path = path, label = label, text = text, yamls = helpers.fenced_blocks(text, "yaml") }
+end
+
+--- Checks that config texts compile as whole gw configs (`gw.config.load_string`, the loader gw
+-- runs on a config file). Raises with the errors of the first that does not, and when there is
+-- none to check.
+-- @param yamls a list of config texts, one text, or a table from `helpers.readme` (its `yamls`)
+-- @tparam[opt] string label the file name in the errors (default: the README's, else "config.yaml")
+-- @treturn table the compiled configs
+function helpers.assert_yaml_compiles(yamls, label)
+  if type(yamls) == "table" and yamls.yamls then
+    label = label or yamls.label
+    yamls = yamls.yamls
+  elseif type(yamls) == "string" then
+    yamls = { yamls }
+  end
+  label = label or "config.yaml"
+  if #yamls == 0 then error(label .. ": no yaml block to compile", 2) end
+  local config = require "gw.config"
+  local compiled = {}
+  for i, y in ipairs(yamls) do
+    local c, errs = config.load_string(y, label)
+    if not c then
+      error(string.format("%s: yaml block %d of %d does not compile:\n%s", label, i, #yamls,
+        type(errs) == "table" and table.concat(errs, "\n") or tostring(errs)), 2)
+    end
+    compiled[i] = c
+  end
+  return compiled
+end
+
+-- The lines of a text, and whether it ended with a newline.
+local function split_lines(text)
+  local lines = {}
+  for l in text:gmatch("([^\n]*)\n") do lines[#lines + 1] = l end
+  local last = text:match("([^\n]+)$")
+  if last then lines[#lines + 1] = last end
+  return lines, last == nil
+end
+
+--- Points a whole config text (a README's example, a file of examples/) at this machine for a
+-- test: gw listens on 127.0.0.1 at `{PROXY_PORT}` and `{ADMIN_PORT}`, the placeholders
+-- `start_gw{ yaml = }` fills with free ports. The `listen` and `admin_listen` keys of its block
+-- `gw:` section (and `workers`, when given) are replaced, or added; a config without a `gw:`
+-- section gets one after its `_format_version` line. The rest is kept as written.
+--
+--     helpers.start_gw{ yaml = helpers.local_gw_yaml(readme.yamls[1], { workers = 1,
+--       replace = { ["127%.0%.0%.1:9000"] = "127.0.0.1:" .. up[1] } }) }
+--
+-- @tparam string yaml
+-- @tparam[opt] table opts
+--   `workers`: the `workers` setting (default: as the text has it);
+--   `replace`: `{ [lua_pattern] = replacement }` applied first, each with string.gsub (in the
+--     patterns' sorted order), to point backends at mocks and the like; a pattern that matches
+--     nothing raises.
+-- @treturn string the config text
+-- @treturn table how many times each `replace` pattern matched
+function helpers.local_gw_yaml(yaml, opts)
+  opts = opts or {}
+  local text, counts, patterns = yaml, {}, {}
+  for p in pairs(opts.replace or {}) do patterns[#patterns + 1] = p end
+  table.sort(patterns)
+  for _, p in ipairs(patterns) do
+    local n
+    text, n = text:gsub(p, opts.replace[p])
+    if n == 0 then error("local_gw_yaml: nothing matches " .. p, 2) end
+    counts[p] = n
+  end
+  local keys = { "listen", "admin_listen" }
+  local values = { listen = '["127.0.0.1:{PROXY_PORT}"]', admin_listen = '"127.0.0.1:{ADMIN_PORT}"' }
+  if opts.workers ~= nil then
+    keys[3], values.workers = "workers", tostring(opts.workers)
+  end
+
+  local lines, final_newline = split_lines(text)
+  local gw_at
+  for i, l in ipairs(lines) do
+    if l:match("^gw%s*:") then
+      if not (l:match("^gw%s*:%s*$") or l:match("^gw%s*:%s+#")) then
+        error("local_gw_yaml: the gw: section must be a block (`gw:` alone on its line), not: " .. l, 2)
+      end
+      gw_at = i
+      break
+    end
+  end
+  local out, indent, from = {}, "  ", nil
+  if gw_at then
+    -- The section: the lines after `gw:` up to the next one at column 0 (blank and comment lines
+    -- do not end it); its keys are at the indentation of its first one.
+    local stop = #lines + 1
+    local child
+    for i = gw_at + 1, #lines do
+      local l = lines[i]
+      if l:match("^[^%s#]") then stop = i break end
+      child = child or l:match("^(%s+)[^%s#]")
+    end
+    indent = child or indent
+    for i = 1, gw_at do out[#out + 1] = lines[i] end
+    for _, k in ipairs(keys) do out[#out + 1] = indent .. k .. ": " .. values[k] end
+    local dropping = false  -- in a replaced key's value (lines indented deeper than the keys)
+    for i = gw_at + 1, stop - 1 do
+      local l = lines[i]
+      local key = l:sub(1, #indent) == indent and l:sub(#indent + 1):match("^([%w_]+)%s*:")
+      local blank = l:match("^%s*$") ~= nil
+      if key then dropping = values[key] ~= nil
+      elseif not (blank or l:match("^" .. indent .. "%s")) then dropping = false end
+      if blank or not dropping then out[#out + 1] = l end
+    end
+    from = stop
+  else
+    local at = 0
+    for i, l in ipairs(lines) do
+      if l:match("^_format_version%s*:") then at = i break end
+    end
+    for i = 1, at do out[#out + 1] = lines[i] end
+    out[#out + 1] = "gw:"
+    for _, k in ipairs(keys) do out[#out + 1] = indent .. k .. ": " .. values[k] end
+    from = at + 1
+  end
+  for i = from, #lines do out[#out + 1] = lines[i] end
+  return table.concat(out, "\n") .. (final_newline and "\n" or ""), counts
+end
+
+--- A file of examples/ ready to run in a test: its text through `local_gw_yaml`.
+-- @tparam string name the file's name in examples/ ("cors.yaml")
+-- @tparam[opt] table opts as for `local_gw_yaml` (`workers`, `replace`)
+-- @treturn string the config text for `start_gw{ yaml = }`
+-- @treturn table how many times each `replace` pattern matched
+function helpers.example_yaml(name, opts)
+  local text, err = read_file(helpers.repo .. "/examples/" .. name)
+  if not text then error("example_yaml: " .. tostring(err), 2) end
+  return helpers.local_gw_yaml(text, opts)
+end
+
+-------------------------------------------------------------------------------
 -- redis
 -------------------------------------------------------------------------------
 
@@ -916,57 +1196,6 @@ end
 
 local Client = {}
 Client.__index = Client
-
---- The fenced code blocks of a Markdown text in one language, in order ("" for a bare ``` fence):
--- README specs compile their YAML and run their commands.
-function helpers.fenced_blocks(text, lang)
-  local out, cur = {}, nil
-  for line in (text .. "\n"):gmatch("([^\n]*)\n") do
-    if cur then
-      if line == "```" then
-        if cur.lang == lang then out[#out + 1] = table.concat(cur, "\n") end
-        cur = nil
-      else
-        cur[#cur + 1] = line
-      end
-    else
-      local l = line:match("^```(%w*)$")
-      if l then cur = { lang = l } end
-    end
-  end
-  return out
-end
-
---- Validates a plugin configuration the way the gateway does.
--- @param name_or_schema a plugin name (loaded from plugins/ and `dirs`) or a schema table
--- @tparam table config the plugin's `config`
--- @tparam[opt] table dirs extra plugin directories
--- @return the config with defaults filled in, or nil and a list of error strings, e.g.
---   `{ "plugins[0].config.rules: required field missing" }` (a name) or
---   `{ "config.rules: required field missing" }` (a schema table)
-function helpers.validate_plugin_config(name_or_schema, config, dirs)
-  if type(name_or_schema) == "table" then
-    local schema = require "gw.schema"
-    local v, errs = schema.validate(name_or_schema, config)
-    if v == nil then return nil, schema.format_errors(errs, "config") end
-    if name_or_schema.custom_validator then
-      local ok, err = name_or_schema.custom_validator(v)
-      if not ok then return nil, { "config: " .. tostring(err) } end
-    end
-    return v
-  end
-  local gwconfig = require "gw.config"
-  local plugins = require "gw.plugins"
-  local all = plugins.default_dirs(dirs)
-  local compiled, errs = gwconfig.compile({ _format_version = "3.0",
-    plugins = { { name = name_or_schema, config = config } } }, nil, "plugin", { plugin_dirs = all })
-  if not compiled then
-    for i, e in ipairs(errs) do errs[i] = e:gsub("^plugin: ", "") end
-    return nil, errs
-  end
-  return compiled.global_plugins[1].conf
-end
-
 
 --- Opens an HTTP/1.1 client connection (raises when it cannot connect).
 -- @tparam string host

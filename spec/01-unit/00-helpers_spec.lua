@@ -1,5 +1,6 @@
 -- spec/01-unit/00-helpers_spec.lua — the test infrastructure itself: spec/helpers.lua (client,
--- assertions, process management) against spec/fixtures/mock_upstream.py alone (no gw needed).
+-- assertions, process management, config helpers) against the spec/fixtures servers alone (no gw
+-- process needed).
 local helpers = require "spec.helpers"
 
 local function elapsed(fn)
@@ -420,5 +421,84 @@ describe("helpers process management", function()
     c:close()
     helpers.stop_redis()
     assert.is_false(helpers.port_open(port))
+  end)
+end)
+
+describe("helpers for fixtures, configs, READMEs and examples", function()
+  after_each(function() helpers.stop_all() end)
+
+  it("start_fixture starts a script on free ports and reports one that exits", function()
+    local ports, proc = helpers.start_fixture{ script = "spec/fixtures/otlp_receiver.py" }
+    assert.equal(1, #ports)
+    assert.same(ports, proc.ports)
+    assert.is_true(helpers.port_open(ports[1]))
+    helpers.stop_process(proc)
+    assert.is_false(helpers.port_open(ports[1]))
+    local ok, err = pcall(helpers.start_fixture, { script = "spec/fixtures/otlp_receiver.py", name = "receiver",
+                                                   args = { "--no-such-option" } })
+    assert.is_false(ok)
+    assert.matches("receiver exited early; log:", tostring(err), 1, true)
+    assert.matches("--no-such-option", tostring(err), 1, true)
+  end)
+
+  it("local_gw_yaml replaces listen, admin_listen and workers in a block gw: section", function()
+    local y, counts = helpers.local_gw_yaml(table.concat({
+      '_format_version: "3.0"', "gw:", "    listen:", '      - "0.0.0.0:8000"', "", "    # a comment",
+      "    workers: auto", "    shared_dicts: { a: 1m }", '    admin_listen: "127.0.0.1:8001"',
+      "services:", "  - { name: s, url: http://10.0.0.1:9000 }", "" }, "\n"),
+      { workers = 2, replace = { ["10%.0%.0%.1:9000"] = "127.0.0.1:1234" } })
+    assert.equal(table.concat({
+      '_format_version: "3.0"', "gw:", '    listen: ["127.0.0.1:{PROXY_PORT}"]', '    admin_listen: "127.0.0.1:{ADMIN_PORT}"',
+      "    workers: 2", "", "    # a comment", "    shared_dicts: { a: 1m }",
+      "services:", "  - { name: s, url: http://127.0.0.1:1234 }", "" }, "\n"), y)
+    assert.same({ ["10%.0%.0%.1:9000"] = 1 }, counts)
+  end)
+
+  it("local_gw_yaml adds a gw: section after _format_version, and keeps workers unless given", function()
+    assert.equal('# c\n_format_version: "3.0"\ngw:\n  listen: ["127.0.0.1:{PROXY_PORT}"]\n' ..
+      '  admin_listen: "127.0.0.1:{ADMIN_PORT}"\nservices: []',
+      helpers.local_gw_yaml('# c\n_format_version: "3.0"\nservices: []'))
+    assert.matches("\n  workers: 3\n", helpers.local_gw_yaml('_format_version: "3.0"\ngw:\n  workers: 3\n'), 1, true)
+    local ok, err = pcall(helpers.local_gw_yaml, "gw:\n  workers: 1\n", { replace = { ["nowhere"] = "x" } })
+    assert.is_false(ok)
+    assert.matches("nothing matches nowhere", err, 1, true)
+    ok, err = pcall(helpers.local_gw_yaml, "gw: { workers: 1 }\n")
+    assert.is_false(ok)
+    assert.matches("must be a block", err, 1, true)
+  end)
+
+  it("example_yaml and assert_yaml_compiles: an example compiles, a broken config raises its error", function()
+    local y = helpers.example_yaml("gateway.yaml", { workers = 2 })
+    assert.matches('\n  listen: ["127.0.0.1:{PROXY_PORT}"]\n', y, 1, true)
+    assert.not_matches("8000", y, 1, true)
+    assert.matches("\n  workers: 2\n", y, 1, true)
+    y = y:gsub("{%u+_PORT}", "1")
+    assert.equal(1, #helpers.assert_yaml_compiles(y))
+    local ok, err = pcall(helpers.assert_yaml_compiles, { y, '_format_version: "3.0"\nservices: 1\n' }, "t.yaml")
+    assert.is_false(ok)
+    assert.matches("t.yaml: yaml block 2 of 2 does not compile:\n", err, 1, true)
+    assert.matches("services", err, 1, true)
+    ok, err = pcall(helpers.assert_yaml_compiles, {}, "t.yaml")
+    assert.is_false(ok)
+    assert.matches("no yaml block", err, 1, true)
+  end)
+
+  it("readme reads a plugin's README and its yaml blocks", function()
+    local r = helpers.readme("cors")
+    assert.equal("cors/README.md", r.label)
+    assert.equal(helpers.repo .. "/plugins/cors/README.md", r.path)
+    assert.same(helpers.fenced_blocks(r.text, "yaml"), r.yamls)
+    assert.is_true(#r.yamls > 0)
+    assert.equal(r.text, helpers.readme("plugins/cors/README.md").text)
+  end)
+
+  it("plugin_config_errors / plugin_config_error: the errors of a refused config, failing for an accepted one", function()
+    local text, errs = helpers.plugin_config_errors("cors", { max_age = -1, credentials = "yes" })
+    assert.equal(2, #errs)
+    assert.equal(table.concat(errs, "\n"), text)
+    assert.equal("plugins[0].config.max_age: value should be between 0 and 2147483647",
+                 helpers.plugin_config_error("cors", { max_age = -1 }))
+    assert.is_false(pcall(helpers.plugin_config_errors, "cors", {}))
+    assert.is_false(pcall(helpers.plugin_config_error, "cors", { max_age = -1, credentials = "yes" }))
   end)
 end)

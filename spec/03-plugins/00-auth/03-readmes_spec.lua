@@ -2,22 +2,15 @@
 -- recipe works, and each example's curl lines get the status their comment shows from a real gw
 -- running the example (its backends replaced by a mock upstream).
 local helpers = require "spec.helpers"
-local config = require "gw.config"
 local auth = require "gw.auth"
 local b64 = require("mime").b64
 
 local PLUGINS = { "key-auth", "basic-auth", "acl" }
 
-local function readme(name)
-  return assert(helpers.read_file(helpers.repo .. "/plugins/" .. name .. "/README.md"))
-end
-
-local function blocks(text, lang) return helpers.fenced_blocks(text, lang) end
-
 -- `curl [-i] [-H 'k: v'] [-u 'u:p'] localhost:8000/PATH   # STATUS ...` -> request + status
 local function curl_lines(text)
   local out = {}
-  for _, block in ipairs(blocks(text, "")) do
+  for _, block in ipairs(helpers.fenced_blocks(text, "")) do
     for line in block:gmatch("[^\n]+") do
       local cmd, status = line:match("^(curl .-)%s+#%s*(%d%d%d)")
       if cmd then
@@ -36,18 +29,13 @@ end
 describe("auth plugin READMEs", function()
   for _, name in ipairs(PLUGINS) do
     it(name .. ": the YAML compiles", function()
-      local yamls = blocks(readme(name), "yaml")
-      assert.is_true(#yamls > 0)
-      for _, y in ipairs(yamls) do
-        local c, errs = config.load_string(y, name .. "/README.md")
-        assert(c, errs and table.concat(errs, "\n"))
-      end
+      helpers.assert_yaml_compiles(helpers.readme(name))
     end)
   end
 
   it("basic-auth: the password_hash recipe and the example hash verify", function()
-    local text = readme("basic-auth")
-    local recipe = blocks(text, "sh")[1]
+    local text = helpers.readme("basic-auth").text
+    local recipe = helpers.fenced_blocks(text, "sh")[1]
     local rc, out = helpers.execute(recipe)
     assert.equal(0, rc, out)
     local hash = out:match("(sha256%$%S+)")
@@ -58,19 +46,16 @@ describe("auth plugin READMEs", function()
 
   for _, name in ipairs(PLUGINS) do
     describe(name .. ": the example's requests", function()
-      local text = readme(name)
-      local up
+      local readme = helpers.readme(name)
       lazy_setup(function()
-        up = helpers.start_mock_upstream{ name = "up" }
-        local yaml = blocks(text, "yaml")[1]
-          :gsub("http://10%.0%.0%.%d+:%d+", "http://127.0.0.1:" .. up[1])
-          :gsub("_format_version: \"3.0\"\n", '_format_version: "3.0"\ngw: { listen: ["127.0.0.1:{PROXY_PORT}"], admin_listen: "127.0.0.1:{ADMIN_PORT}", workers: 1 }\n', 1)
-        helpers.start_gw{ yaml = yaml }
+        local up = helpers.start_mock_upstream{ name = "up" }
+        helpers.start_gw{ yaml = helpers.local_gw_yaml(readme.yamls[1], { workers = 1,
+          replace = { ["http://10%.0%.0%.%d+:%d+"] = "http://127.0.0.1:" .. up[1] } }) }
       end)
       lazy_teardown(helpers.stop_all)
 
       it("get the statuses the README shows", function()
-        local lines = curl_lines(text)
+        local lines = curl_lines(readme.text)
         assert.is_true(#lines >= 3)
         local client = helpers.proxy_client()
         for _, l in ipairs(lines) do

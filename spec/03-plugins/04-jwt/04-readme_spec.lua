@@ -2,10 +2,10 @@
 -- its curl lines get the statuses their comments show from a gw running the example (backends
 -- replaced by a mock upstream).
 local helpers = require "spec.helpers"
-local config = require "gw.config"
 local jwt = require "gw.jwt"
 
-local text = assert(helpers.read_file(helpers.repo .. "/plugins/jwt/README.md"))
+local readme = helpers.readme("jwt")
+local text = readme.text
 
 local function blocks(lang) return helpers.fenced_blocks(text, lang) end
 
@@ -19,10 +19,8 @@ describe("jwt README", function()
   end)
 
   it("has YAML that compiles", function()
-    local yamls = blocks("yaml")
-    assert.equal(1, #yamls)
-    local c, errs = config.load_string(yamls[1], "jwt/README.md")
-    assert(c, errs and table.concat(errs, "\n"))
+    assert.equal(1, #readme.yamls)
+    helpers.assert_yaml_compiles(readme)
   end)
 
   it("makes a token with openssl that gw.jwt verifies", function()
@@ -36,10 +34,8 @@ describe("jwt README", function()
   describe("the example's requests", function()
     lazy_setup(function()
       local up = helpers.start_mock_upstream{ name = "up" }
-      local yaml = blocks("yaml")[1]
-        :gsub("http://10%.0%.0%.%d+:%d+", "http://127.0.0.1:" .. up[1])
-        :gsub('_format_version: "3.0"\n', '_format_version: "3.0"\ngw: { listen: ["127.0.0.1:{PROXY_PORT}"], admin_listen: "127.0.0.1:{ADMIN_PORT}", workers: 1 }\n', 1)
-      helpers.start_gw{ yaml = yaml }
+      helpers.start_gw{ yaml = helpers.local_gw_yaml(readme.yamls[1], { workers = 1,
+        replace = { ["http://10%.0%.0%.%d+:%d+"] = "http://127.0.0.1:" .. up[1] } }) }
     end)
     lazy_teardown(helpers.stop_all)
 

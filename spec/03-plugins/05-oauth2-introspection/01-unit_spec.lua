@@ -63,14 +63,7 @@ describe("oauth2-introspection schema", function()
   end)
 
   it("the README's YAML compiles", function()
-    local text = assert(helpers.read_file(ROOT .. "/README.md"))
-    local n = 0
-    for y in text:gmatch("\n```yaml\n(.-)\n```") do
-      n = n + 1
-      local c, errs = require("gw.config").load_string(y, "README.md")
-      assert(c, errs and table.concat(errs, "\n"))
-    end
-    assert.is_true(n > 0)
+    helpers.assert_yaml_compiles(helpers.readme("oauth2-introspection"))
   end)
 end)
 

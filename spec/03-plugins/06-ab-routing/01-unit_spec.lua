@@ -143,13 +143,8 @@ end)
 
 describe("ab-routing README", function()
   it("its YAML compiles", function()
-    local text = assert(helpers.read_file(helpers.repo .. "/plugins/ab-routing/README.md"))
-    local n = 0
-    for y in text:gmatch("\n```yaml\n(.-)\n```") do
-      n = n + 1
-      local c, errs = require("gw.config").load_string(y, "README.md")
-      assert(c, errs and table.concat(errs, "\n"))
-    end
-    assert.equal(2, n)
+    local readme = helpers.readme("ab-routing")
+    helpers.assert_yaml_compiles(readme)
+    assert.equal(2, #readme.yamls)
   end)
 end)

@@ -2,8 +2,6 @@
 -- a config without circuits.
 local helpers = require "spec.helpers"
 
-local ROOT = helpers.repo .. "/plugins/circuit-breaker"
-
 describe("circuit-breaker schema", function()
   it("fills in gobreaker-like defaults", function()
     local c = assert(helpers.validate_plugin_config("circuit-breaker", {}))
@@ -35,13 +33,6 @@ describe("circuit-breaker schema", function()
   end)
 
   it("the README's YAML compiles", function()
-    local text = assert(helpers.read_file(ROOT .. "/README.md"))
-    local n = 0
-    for y in text:gmatch("\n```yaml\n(.-)\n```") do
-      n = n + 1
-      local c, errs = require("gw.config").load_string(y, "README.md")
-      assert(c, errs and table.concat(errs, "\n"))
-    end
-    assert.is_true(n > 0)
+    helpers.assert_yaml_compiles(helpers.readme("circuit-breaker"))
   end)
 end)

@@ -24,18 +24,18 @@ local function session(block)
 end
 
 describe("request-transformer README", function()
-  local text, yamls
+  local readme = helpers.readme("request-transformer")
+  local text = readme.text
 
   it("the YAML compiles", function()
-    text, yamls = H.readme("request-transformer")
+    helpers.assert_yaml_compiles(readme)
   end)
 
   describe("the example, run", function()
     local port
 
     lazy_setup(function()
-      text, yamls = H.readme("request-transformer")
-      port = H.start(yamls[1])
+      port = helpers.start_gw{ yaml = helpers.local_gw_yaml(readme.yamls[1]) }.proxy_port
     end)
     lazy_teardown(helpers.stop_all)
 

@@ -5,18 +5,18 @@ local cjson = require "cjson"
 local H = dofile(helpers.repo .. "/spec/03-plugins/10-request-transformer/transformer_helpers.lua")
 
 describe("response-transformer README", function()
-  local text, yamls
+  local readme = helpers.readme("response-transformer")
+  local text = readme.text
 
   it("the YAML compiles", function()
-    text, yamls = H.readme("response-transformer")
+    helpers.assert_yaml_compiles(readme)
   end)
 
   describe("the example, run", function()
     local port
 
     lazy_setup(function()
-      text, yamls = H.readme("response-transformer")
-      port = H.start(yamls[1])
+      port = helpers.start_gw{ yaml = helpers.local_gw_yaml(readme.yamls[1]) }.proxy_port
     end)
     lazy_teardown(helpers.stop_all)
 

@@ -1,10 +1,10 @@
 -- request-validator README: its YAML compiles; the example runs in a real gw (ports
 -- substituted) and every `$ curl` of the README's transcript gets the answer shown under it.
 local helpers = require "spec.helpers"
-local config = require "gw.config"
 local cjson = require "cjson"
 
-local text = assert(helpers.read_file(helpers.repo .. "/plugins/request-validator/README.md"))
+local readme = helpers.readme("request-validator")
+local text = readme.text
 
 -- splits a shell line into words ('single quotes' only, as the README uses)
 local function words(line)
@@ -65,22 +65,11 @@ end
 
 describe("request-validator README", function()
   it("the YAML compiles", function()
-    local yamls = helpers.fenced_blocks(text, "yaml")
-    assert.is_true(#yamls > 0)
-    for _, y in ipairs(yamls) do
-      local c, errs = config.load_string(y, "request-validator/README.md")
-      assert(c, errs and table.concat(errs, "\n"))
-    end
+    helpers.assert_yaml_compiles(readme)
   end)
 
   it("the example answers as the README shows", function()
-    local y = helpers.fenced_blocks(text, "yaml")[1]
-    local n1, n2
-    y, n1 = y:gsub('"127%.0%.0%.1:8000"', '"127.0.0.1:{PROXY_PORT}"')
-    y, n2 = y:gsub('"127%.0%.0%.1:8001"', '"127.0.0.1:{ADMIN_PORT}"')
-    assert.equal(1, n1)
-    assert.equal(1, n2)
-    helpers.start_gw{ yaml = y }
+    helpers.start_gw{ yaml = helpers.local_gw_yaml(readme.yamls[1]) }
     finally(helpers.stop_all)
     local cases = transcript()
     assert.is_true(#cases >= 4)
@@ -103,7 +92,7 @@ describe("request-validator README", function()
   end)
 
   it("the config error shown is what gw check prints", function()
-    local y = helpers.fenced_blocks(text, "yaml")[1]
+    local y = readme.yamls[1]
       :gsub("name: { type: string, minLength: 2", "name: { type: strng, minLength: 2")
       :gsub("age: { type: integer, minimum: 0,", 'age: { type: integer, minimum: "0",')
     local rc, out = helpers.gw_check(y)

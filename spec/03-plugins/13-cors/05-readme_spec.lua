@@ -1,27 +1,20 @@
 -- cors README: its YAML compiles, and run against a real gw it answers as the README says (the
 -- curl session shown in the README is run as written, against gw's port).
 local helpers = require "spec.helpers"
-local config = require "gw.config"
 
 describe("cors README", function()
-  local text = assert(helpers.read_file(helpers.repo .. "/plugins/cors/README.md"))
-  local yamls = helpers.fenced_blocks(text, "yaml")
+  local readme = helpers.readme("cors")
+  local text = readme.text
 
   it("the YAML compiles", function()
-    assert.is_true(#yamls > 0)
-    for _, y in ipairs(yamls) do
-      local c, errs = config.load_string(y, "cors/README.md")
-      assert(c, errs and table.concat(errs, "\n"))
-    end
+    helpers.assert_yaml_compiles(readme)
   end)
 
   describe("the example, run", function()
     local port, client
 
     lazy_setup(function()
-      local y, n = yamls[1]:gsub("\ngw:\n", '\ngw:\n  listen: ["127.0.0.1:{PROXY_PORT}"]\n  admin_listen: "127.0.0.1:{ADMIN_PORT}"\n', 1)
-      assert.equal(1, n)
-      port = helpers.start_gw{ yaml = y }.proxy_port
+      port = helpers.start_gw{ yaml = helpers.local_gw_yaml(readme.yamls[1]) }.proxy_port
     end)
     lazy_teardown(helpers.stop_all)
     before_each(function() client = helpers.proxy_client() end)

@@ -1,21 +1,15 @@
 -- aggregator README: its YAML compiles, and its example run against a real gw and the bff
 -- fixture (the three backends' ports substituted) answers as the README says.
 local helpers = require "spec.helpers"
-local config = require "gw.config"
 local cjson = require "cjson"
 
 local bff = dofile(helpers.repo .. "/spec/03-plugins/14-aggregator/bff.lua")
 
 describe("aggregator README", function()
-  local text = assert(helpers.read_file(helpers.repo .. "/plugins/aggregator/README.md"))
-  local yamls = helpers.fenced_blocks(text, "yaml")
+  local readme = helpers.readme("aggregator")
 
   it("the YAML compiles", function()
-    assert.is_true(#yamls > 0)
-    for _, y in ipairs(yamls) do
-      local c, errs = config.load_string(y, "aggregator/README.md")
-      assert(c, errs and table.concat(errs, "\n"))
-    end
+    helpers.assert_yaml_compiles(readme)
   end)
 
   describe("the example", function()
@@ -23,10 +17,7 @@ describe("aggregator README", function()
 
     lazy_setup(function()
       local ports = bff.start{ "orders", "customers", "inventory" }
-      local y = bff.substitute_ports(yamls[1], ports)
-      y = y:gsub('^_format_version: "3.0"\n', '_format_version: "3.0"\ngw:\n  listen: ["127.0.0.1:{PROXY_PORT}"]\n' ..
-        '  admin_listen: "127.0.0.1:{ADMIN_PORT}"\n  workers: 1\n')
-      helpers.start_gw{ yaml = y }
+      helpers.start_gw{ yaml = helpers.local_gw_yaml(bff.substitute_ports(readme.yamls[1], ports), { workers = 1 }) }
     end)
     lazy_teardown(helpers.stop_all)
     before_each(function() client = helpers.proxy_client() end)

@@ -2,7 +2,6 @@
 -- X-Forwarded-For does (IPv4 and IPv6 clients behind the proxy); the README's config runs.
 local helpers = require "spec.helpers"
 local cjson = require "cjson"
-local config = require "gw.config"
 
 describe("ip-restriction (integration)", function()
   local up, client
@@ -81,20 +80,17 @@ describe("ip-restriction (integration)", function()
 end)
 
 describe("ip-restriction README", function()
-  local text = assert(helpers.read_file(helpers.repo .. "/plugins/ip-restriction/README.md"))
-  local y = helpers.fenced_blocks(text, "yaml")[1]
+  local readme = helpers.readme("ip-restriction")
 
   it("the YAML compiles", function()
-    local c, errs = config.load_string(y, "ip-restriction/README.md")
-    assert(c, errs and table.concat(errs, "\n"))
+    helpers.assert_yaml_compiles(readme.yamls[1], readme.label)
   end)
 
   it("runs: the office allow list through the trusted load balancer", function()
     local up = helpers.start_mock_upstream{ name = "ipr-readme" }
     finally(helpers.stop_all)
-    local yaml = y:gsub("127%.0%.0%.1:900[01]", "127.0.0.1:" .. up[1])
-      :gsub('trusted_ips: %["10%.0%.0%.2"%]', 'trusted_ips: ["127.0.0.1"]\n  listen: ["127.0.0.1:{PROXY_PORT}"]\n  admin_listen: "127.0.0.1:{ADMIN_PORT}"\n  workers: 1')
-    helpers.start_gw{ yaml = yaml }
+    helpers.start_gw{ yaml = helpers.local_gw_yaml(readme.yamls[1], { workers = 1, replace = {
+      ["127%.0%.0%.1:900[01]"] = "127.0.0.1:" .. up[1], ['trusted_ips: %["10%.0%.0%.2"%]'] = 'trusted_ips: ["127.0.0.1"]' } }) }
     local c = helpers.proxy_client()
     local function status(path, xff)
       return c:get(path, { headers = { ["X-Forwarded-For"] = xff } }).status

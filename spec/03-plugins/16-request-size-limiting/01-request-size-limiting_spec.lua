@@ -3,7 +3,6 @@
 -- the README's config runs.
 local helpers = require "spec.helpers"
 local cjson = require "cjson"
-local config = require "gw.config"
 local socket = require "socket"
 
 local function validate(conf)
@@ -92,15 +91,14 @@ describe("request-size-limiting (integration)", function()
 end)
 
 describe("request-size-limiting README", function()
-  local y = helpers.fenced_blocks(assert(helpers.read_file(helpers.repo .. "/plugins/request-size-limiting/README.md")), "yaml")[1]
+  local readme = helpers.readme("request-size-limiting")
 
   it("the YAML compiles and runs: 10 MiB for the API", function()
-    local c, errs = config.load_string(y, "request-size-limiting/README.md")
-    assert(c, errs and table.concat(errs, "\n"))
+    helpers.assert_yaml_compiles(readme.yamls[1], readme.label)
     local up = helpers.start_mock_upstream{ name = "rsl-readme" }
     finally(helpers.stop_all)
-    helpers.start_gw{ yaml = y:gsub("127%.0%.0%.1:900[01]", "127.0.0.1:" .. up[1])
-      :gsub("\ngw:\n", '\ngw:\n  listen: ["127.0.0.1:{PROXY_PORT}"]\n  admin_listen: "127.0.0.1:{ADMIN_PORT}"\n  workers: 1\n', 1) }
+    helpers.start_gw{ yaml = helpers.local_gw_yaml(readme.yamls[1], { workers = 1,
+      replace = { ["127%.0%.0%.1:900[01]"] = "127.0.0.1:" .. up[1] } }) }
     local cl = helpers.proxy_client()
     assert(cl:raw("POST /api/x HTTP/1.1\r\nHost: t\r\nContent-Length: " .. (10 * 1024 * 1024 + 1) .. "\r\n\r\n"))
     assert.res_status(413, cl:read_response())

@@ -2,35 +2,29 @@
 -- backend replaced by the mock upstream, the collector by the mock OTLP receiver): the spans of
 -- exactly the traces the README's sampling rules keep arrive, with its resource and headers.
 local helpers = require "spec.helpers"
-local config = require "gw.config"
 local cjson = require "cjson"
 local otlp = dofile(helpers.repo .. "/spec/03-plugins/17-opentelemetry/otlp.lua")
 
 describe("opentelemetry README", function()
-  local text = assert(helpers.read_file(helpers.repo .. "/plugins/opentelemetry/README.md"))
+  local readme = helpers.readme("opentelemetry")
   local yamls = {}
-  for _, y in ipairs(helpers.fenced_blocks(text, "yaml")) do
+  for _, y in ipairs(readme.yamls) do
     if y:find("_format_version", 1, true) then yamls[#yamls + 1] = y end
   end
 
   it("the gw configs compile", function()
-    assert.is_true(#yamls > 0)
-    for _, y in ipairs(yamls) do
-      local c, errs = config.load_string(y, "opentelemetry/README.md")
-      assert(c, errs and table.concat(errs, "\n"))
-    end
+    helpers.assert_yaml_compiles(yamls, readme.label)
   end)
 
   it("the example runs: traces continued, sampled by the ratios, with the resource and headers", function()
     local up = helpers.start_mock_upstream{ name = "otel-readme" }
     local rport = otlp.start()
     finally(helpers.stop_all)
-    local y, n = yamls[1]:gsub("127%.0%.0%.1:9000", "127.0.0.1:" .. up[1])
-    assert.equal(1, n)
-    y, n = y:gsub("127%.0%.0%.1:4318", "127.0.0.1:" .. rport)
-    assert.equal(2, n)
-    y = y:gsub("batch_flush_delay: 1 ", "batch_flush_delay: 0.05 ")
-      :gsub("\ngw:\n", '\ngw:\n  listen: ["127.0.0.1:{PROXY_PORT}"]\n  admin_listen: "127.0.0.1:{ADMIN_PORT}"\n  workers: 1\n', 1)
+    local y, n = helpers.local_gw_yaml(yamls[1], { workers = 1, replace = {
+      ["127%.0%.0%.1:9000"] = "127.0.0.1:" .. up[1], ["127%.0%.0%.1:4318"] = "127.0.0.1:" .. rport,
+      ["batch_flush_delay: 1 "] = "batch_flush_delay: 0.05 " } })
+    assert.equal(1, n["127%.0%.0%.1:9000"])
+    assert.equal(2, n["127%.0%.0%.1:4318"])
     helpers.start_gw{ yaml = y }
 
     local function get(path, headers)

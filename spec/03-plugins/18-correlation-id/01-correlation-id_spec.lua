@@ -132,18 +132,15 @@ describe("correlation-id (integration)", function()
 end)
 
 describe("correlation-id README", function()
-  local y = helpers.fenced_blocks(assert(helpers.read_file(helpers.repo .. "/plugins/correlation-id/README.md")), "yaml")[1]
+  local readme = helpers.readme("correlation-id")
 
   it("the YAML compiles and runs: the id in the response and in the access log line", function()
-    local config = require "gw.config"
-    local c, errs = config.load_string(y, "correlation-id/README.md")
-    assert(c, errs and table.concat(errs, "\n"))
+    helpers.assert_yaml_compiles(readme.yamls[1], readme.label)
     local up = helpers.start_mock_upstream{ name = "cid-readme" }
     local log = os.tmpname()
     finally(function() helpers.stop_all(); os.remove(log) end)
-    helpers.start_gw{ yaml = y:gsub("127%.0%.0%.1:9000", "127.0.0.1:" .. up[1])
-      :gsub("/var/log/gw/access%.log", log)
-      :gsub("\ngw:\n", '\ngw:\n  listen: ["127.0.0.1:{PROXY_PORT}"]\n  admin_listen: "127.0.0.1:{ADMIN_PORT}"\n  workers: 1\n', 1) }
+    helpers.start_gw{ yaml = helpers.local_gw_yaml(readme.yamls[1], { workers = 1, replace = {
+      ["127%.0%.0%.1:9000"] = "127.0.0.1:" .. up[1], ["/var/log/gw/access%.log"] = log } }) }
     local cl = helpers.proxy_client()
     local res = cl:get("/api/users")
     cl:close()
