@@ -1,35 +1,15 @@
 -- Spec helpers for the opentelemetry plugin: starts spec/fixtures/otlp_receiver.py (a mock OTLP/HTTP
--- collector) the way spec.helpers starts the mock upstream (helpers.spawn, then its "ready" line;
--- helpers.stop_all stops it), reads what it received, and reads gw's GET /metrics.
+-- collector) with helpers.start_fixture (helpers.stop_all stops it), reads what it received, and
+-- reads gw's GET /metrics.
 local helpers = require "spec.helpers"
 local cjson = require "cjson"
 
 local M = {}
 
-local SCRIPT = helpers.repo .. "/spec/fixtures/otlp_receiver.py"
-
-local function python()
-  local f = io.open("/usr/bin/python3", "rb")
-  if f then f:close() return "/usr/bin/python3" end
-  return "python3"
-end
-
 --- Starts a receiver on a free port. Returns the port and the process.
 function M.start()
-  local last
-  for _ = 1, 3 do                      -- a port taken between get_free_port and bind: retry
-    local port = helpers.get_free_port()
-    local proc = helpers.spawn{ kind = "otlp", marker = "otlp_receiver.py",
-      cmd = helpers.shell_quote(python()) .. " " .. helpers.shell_quote(SCRIPT) .. " --port " .. port }
-    local ok = pcall(helpers.wait_until, function()
-      if (helpers.read_file(proc.log) or ""):find("ready\n", 1, true) then return true end
-      if not helpers.pid_alive(proc.pid) then error("exited") end
-    end, 10, 0.02)
-    if ok then return port, proc end
-    last = helpers.tail(proc.log)
-    helpers.stop_process(proc, "KILL", 2)
-  end
-  error("otlp_receiver.py did not start; log:\n" .. tostring(last), 2)
+  local ports, proc = helpers.start_fixture{ script = "spec/fixtures/otlp_receiver.py", kind = "otlp" }
+  return ports[1], proc
 end
 
 local function call(port, method, path)
