@@ -917,11 +917,10 @@ end
 -- @tparam table config the plugin's `config`
 -- @tparam[opt] table dirs extra plugin directories
 -- @treturn string the error lines joined with "\n"
--- @treturn table the list of errors
 function helpers.plugin_config_errors(name_or_schema, config, dirs)
   local ok, errs = helpers.validate_plugin_config(name_or_schema, config, dirs)
   luassert.is_nil(ok, "the config should be refused: " .. show(config))
-  return table.concat(errs, "\n"), errs
+  return table.concat(errs, "\n")
 end
 
 --- The one error the gateway gives for a plugin config it refuses. Fails the test when the config
@@ -931,8 +930,9 @@ end
 -- @tparam[opt] table dirs extra plugin directories
 -- @treturn string the error, e.g. `plugins[0].config.rules: required field missing`
 function helpers.plugin_config_error(name_or_schema, config, dirs)
-  local text, errs = helpers.plugin_config_errors(name_or_schema, config, dirs)
-  luassert.equal(1, #errs, "one error expected for " .. show(config) .. ", got:\n" .. text)
+  local ok, errs = helpers.validate_plugin_config(name_or_schema, config, dirs)
+  luassert.is_nil(ok, "the config should be refused: " .. show(config))
+  luassert.equal(1, #errs, "one error expected for " .. show(config) .. ", got:\n" .. table.concat(errs, "\n"))
   return errs[1]
 end
 

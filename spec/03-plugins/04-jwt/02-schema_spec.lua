@@ -2,11 +2,7 @@
 local helpers = require "spec.helpers"
 local config = require "gw.config"
 
-local function errors(conf)
-  local ok, errs = helpers.validate_plugin_config("jwt", conf)
-  assert.is_nil(ok)
-  return table.concat(errs, "\n")
-end
+local function errors(conf) return helpers.plugin_config_errors("jwt", conf) end
 
 describe("jwt (schema)", function()
   it("fills in the defaults", function()

@@ -25,11 +25,7 @@ describe("ab-routing schema", function()
   end)
 
   it("refuses rules without value or regex, both, bad regexes, empty configs and zero weights", function()
-    local function errs(c)
-      local ok, e = helpers.validate_plugin_config("ab-routing", c)
-      assert.is_nil(ok)
-      return table.concat(e, "\n")
-    end
+    local function errs(c) return helpers.plugin_config_errors("ab-routing", c) end
     assert.matches("exactly one of value or regex", errs{ rules = { { upstream = "a" } } }, 1, true)
     assert.matches("exactly one of value or regex", errs{ rules = { { upstream = "a", value = "1", regex = "1" } } }, 1, true)
     assert.matches("invalid regex", errs{ rules = { { upstream = "a", regex = "(" } } }, 1, true)

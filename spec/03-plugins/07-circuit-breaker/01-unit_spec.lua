@@ -20,11 +20,7 @@ describe("circuit-breaker schema", function()
   end)
 
   it("refuses bad values", function()
-    local function errs(c)
-      local ok, e = helpers.validate_plugin_config("circuit-breaker", c)
-      assert.is_nil(ok)
-      return table.concat(e, "\n")
-    end
+    local function errs(c) return helpers.plugin_config_errors("circuit-breaker", c) end
     assert.matches("failure_ratio", errs{ failure_ratio = 2 }, 1, true)
     assert.matches("timeout", errs{ timeout = 0 }, 1, true)
     assert.matches("max_requests", errs{ max_requests = 0 }, 1, true)

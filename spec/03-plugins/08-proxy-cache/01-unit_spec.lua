@@ -27,11 +27,7 @@ describe("proxy-cache schema", function()
   end)
 
   it("refuses bad values", function()
-    local function errs_of(extra)
-      local ok, errs = helpers.validate_plugin_config("proxy-cache", extra)
-      assert.is_nil(ok)
-      return table.concat(errs, "\n")
-    end
+    local function errs_of(extra) return helpers.plugin_config_errors("proxy-cache", extra) end
     assert.matches("strategy: expected one of: memory, redis", errs_of{ strategy = "disk" }, 1, true)
     assert.matches("response_code[0]: value should be between 100 and 599", errs_of{ response_code = { 99 } }, 1, true)
     assert.matches("cache_ttl", errs_of{ cache_ttl = 0 }, 1, true)

@@ -4,13 +4,6 @@ local helpers = require "spec.helpers"
 
 local function check(c) return helpers.validate_plugin_config("request-transformer", c) end
 
-local function one_error(c)
-  local ok, errs = check(c)
-  assert.is_nil(ok, helpers.json_encode(c))
-  assert.equal(1, #errs, helpers.json_encode(errs))
-  return errs[1]
-end
-
 describe("request-transformer schema", function()
   it("fills in Kong's empty lists and its own defaults", function()
     local c = assert(check{})
@@ -73,7 +66,7 @@ describe("request-transformer schema", function()
       { { max_body_size = -1 }, "config.max_body_size: value should be between 0" },
       { { add = { headers = "x:1" } }, "config.add.headers: expected an array" },
     }) do
-      assert.matches(case[2], one_error(case[1]), 1, true)
+      assert.matches(case[2], helpers.plugin_config_error("request-transformer", case[1]), 1, true)
     end
   end)
 

@@ -2,11 +2,7 @@
 -- mapping) reported at load with their path, by the plugin's validator and by `gw check`.
 local helpers = require "spec.helpers"
 
-local function errors(conf)
-  local ok, errs = helpers.validate_plugin_config("aggregator", conf)
-  assert.is_nil(ok)
-  return table.concat(errs, "\n")
-end
+local function errors(conf) return helpers.plugin_config_errors("aggregator", conf) end
 
 local ONE = { { name = "a", url = "http://127.0.0.1:9/a" } }
 
