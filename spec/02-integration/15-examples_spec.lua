@@ -5,11 +5,7 @@ local cjson = require "cjson"
 describe("examples/gateway.yaml (the README tour)", function()
   local client
   lazy_setup(function()
-    local text = helpers.read_file(helpers.repo .. "/examples/gateway.yaml")
-    text = text:gsub('"0%.0%.0%.0:8000"', '"127.0.0.1:{PROXY_PORT}"')
-               :gsub('"127%.0%.0%.1:8001"', '"127.0.0.1:{ADMIN_PORT}"')
-               :gsub("workers: auto", "workers: 2")
-    helpers.start_gw{ yaml = text }
+    helpers.start_gw{ yaml = helpers.example_yaml("gateway.yaml", { workers = 2 }) }
   end)
   lazy_teardown(helpers.stop_all)
   before_each(function() client = helpers.proxy_client() end)

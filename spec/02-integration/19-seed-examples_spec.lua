@@ -4,13 +4,8 @@ local helpers = require "spec.helpers"
 local cjson = require "cjson"
 local jwt = require "gw.jwt"
 
-local function example(name, extra)
-  local text = assert(helpers.read_file(helpers.repo .. "/examples/" .. name))
-  text = text:gsub('"0%.0%.0%.0:8000"', '"127.0.0.1:{PROXY_PORT}"')
-             :gsub('"127%.0%.0%.1:8001"', '"127.0.0.1:{ADMIN_PORT}"')
-             :gsub("workers: auto", "workers: 2")
-  if extra then text = extra(text) end
-  return text
+local function example(name, replace)
+  return (helpers.example_yaml(name, { workers = 2, replace = replace }))
 end
 
 describe("examples/jwt.yaml (the seed's authenticateToken)", function()
@@ -46,9 +41,7 @@ describe("examples/rate-limiting.yaml (the seed's Kong config and Redis sliding 
   local client
   lazy_setup(function()
     local port = helpers.start_redis()
-    helpers.start_gw{ yaml = example("rate-limiting.yaml", function(t)
-      return (t:gsub("redis_port: 6379", "redis_port: " .. port))
-    end) }
+    helpers.start_gw{ yaml = example("rate-limiting.yaml", { ["redis_port: 6379"] = "redis_port: " .. port }) }
   end)
   lazy_teardown(helpers.stop_all)
   before_each(function() client = helpers.proxy_client() end)

@@ -9,12 +9,7 @@ local UUID = "2eb8aa08-aa98-11ea-b4aa-73b441d16380"
 describe("examples/validation.yaml", function()
   local client
   lazy_setup(function()
-    local text = assert(helpers.read_file(helpers.repo .. "/examples/validation.yaml"))
-    local n
-    text, n = text:gsub('"0%.0%.0%.0:8000"', '"127.0.0.1:{PROXY_PORT}"')
-    assert.equal(1, n)
-    text = text:gsub('"127%.0%.0%.1:8001"', '"127.0.0.1:{ADMIN_PORT}"'):gsub("workers: auto", "workers: 1")
-    helpers.start_gw{ yaml = text }
+    helpers.start_gw{ yaml = helpers.example_yaml("validation.yaml", { workers = 1 }) }
   end)
   lazy_teardown(helpers.stop_all)
   before_each(function() client = helpers.proxy_client() end)

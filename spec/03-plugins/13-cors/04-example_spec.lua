@@ -8,12 +8,7 @@ describe("examples/cors.yaml", function()
   local client, gw_info
 
   lazy_setup(function()
-    local text = assert(helpers.read_file(helpers.repo .. "/examples/cors.yaml"))
-    local n1, n2
-    text, n1 = text:gsub('"127%.0%.0%.1:8000"', '"127.0.0.1:{PROXY_PORT}"')
-    text, n2 = text:gsub('"127%.0%.0%.1:8001"', '"127.0.0.1:{ADMIN_PORT}"')
-    assert(n1 == 1 and n2 == 1, "the example's listen addresses changed")
-    gw_info = helpers.start_gw{ yaml = text }
+    gw_info = helpers.start_gw{ yaml = helpers.example_yaml("cors.yaml") }
   end)
   lazy_teardown(helpers.stop_all)
   before_each(function() client = helpers.proxy_client() end)

@@ -10,12 +10,7 @@ describe("examples/aggregation.yaml", function()
 
   lazy_setup(function()
     ports = bff.start{ "orders", "customers", "inventory" }
-    local text = assert(helpers.read_file(helpers.repo .. "/examples/aggregation.yaml"))
-    local n
-    text, n = text:gsub('"127%.0%.0%.1:8000"', '"127.0.0.1:{PROXY_PORT}"')
-    assert.equal(1, n)
-    text = text:gsub('"127%.0%.0%.1:8001"', '"127.0.0.1:{ADMIN_PORT}"')
-    helpers.start_gw{ yaml = bff.substitute_ports(text, ports) }
+    helpers.start_gw{ yaml = bff.substitute_ports(helpers.example_yaml("aggregation.yaml"), ports) }
   end)
   lazy_teardown(helpers.stop_all)
   before_each(function() client = helpers.proxy_client() end)
