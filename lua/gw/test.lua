@@ -60,6 +60,13 @@ function Ctx:upstream_header(name) return lookup(self.upstream.headers, name) en
 --- First value of a response header (case-insensitive).
 function Ctx:response_header(name) return lookup(self.response.headers, name) end
 
+--- Every value of a response header, as a list ({} when there is none).
+function Ctx:response_headers(name)
+  local v = self.response.headers and self.response.headers[name:lower()]
+  if type(v) == "table" then return v end
+  return { v }
+end
+
 function M.context(spec)
   if spec ~= nil and type(spec) ~= "table" then error("gw.test.context: expected a table", 2) end
   local self = setmetatable({ _c = C.new(spec or {}), plugin_name = spec and spec.plugin }, Ctx)
