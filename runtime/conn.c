@@ -10,12 +10,14 @@
 #include <unistd.h>
 #include <event2/bufferevent.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent_ssl.h>
 #include "gw.h"
 #include "conn.h"
 #include "metrics.h"
 #include "worker.h"
 #include "api.h"
 #include "accesslog.h"
+#include "tls.h"
 
 /* A request is over (answered, or given up by its client): metrics and the access log. */
 static void record(gw_req *r)
@@ -111,7 +113,7 @@ int gw_req_set_header(gw_req *r, gw_header *arr, int *n, const char *name, size_
 
 /* ---- connection lifecycle ------------------------------------------------------------- */
 
-void gw_conn_accept(gw_worker *w, int fd, struct sockaddr *sa, int salen, int local_port)
+void gw_conn_accept(gw_worker *w, int fd, struct sockaddr *sa, int salen, int local_port, int tls)
 {
     (void)salen;
     gw_conn *c = w->free_conns;
@@ -164,7 +166,22 @@ void gw_conn_accept(gw_worker *w, int fd, struct sockaddr *sa, int salen, int lo
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    c->ssl = NULL;
+    if (tls) {
+        /* the handshake runs under the client_header timeout set by req_start */
+        SSL *ssl = gw_tls_accept(g, c);
+        c->bev = ssl ? bufferevent_openssl_socket_new(w->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                                      BEV_OPT_CLOSE_ON_FREE) : NULL;
+        if (c->bev) {
+            c->ssl = ssl;
+            /* a client that closes without close_notify still ends the stream cleanly */
+            bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
+        } else if (ssl) {
+            SSL_free(ssl);
+        }
+    } else {
+        c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    }
     if (!c->bev) { close(fd); c->next_free = w->free_conns; w->free_conns = c; return; }
     bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
     c->prev_live = NULL;
@@ -192,7 +209,7 @@ void gw_conn_close(gw_conn *c)
             record(r);
         }
         if (!c->test && !c->log_pending && r->gen && r->state != GW_RS_LOG && gw_api_wants(r, GW_PHASE_LOG)) {
-            if (c->bev) { bufferevent_free(c->bev); c->bev = NULL; }
+            if (c->bev) { bufferevent_free(c->bev); c->bev = NULL; c->ssl = NULL; }
             c->log_pending = 1;
             if (gw_api_run_log_aborted(r)) return;   /* finishes in gw_req_complete */
             c->log_pending = 0;
@@ -202,6 +219,7 @@ void gw_conn_close(gw_conn *c)
     }
     r->state = GW_RS_IDLE;
     if (c->bev) { bufferevent_free(c->bev); c->bev = NULL; }
+    c->ssl = NULL;
     if (c->prev_live) c->prev_live->next_live = c->next_live;
     else w->live = c->next_live;
     if (c->next_live) c->next_live->prev_live = c->prev_live;
@@ -232,6 +250,8 @@ static void conn_close_when_sent(gw_conn *c)
     int pending = 0;
     if (ioctl(c->fd, FIONREAD, &pending) != 0) pending = 0;
     struct evbuffer *in = bufferevent_get_input(c->bev);
+    /* TLS: close_notify first, so the client knows the response was not cut */
+    gw_tls_close_notify(c);
     if (c->req.body_done && pending == 0 && evbuffer_get_length(in) == 0) { gw_conn_close(c); return; }
     if (shutdown(c->fd, SHUT_WR) != 0) { gw_conn_close(c); return; }
     evbuffer_drain(in, evbuffer_get_length(in));
@@ -391,6 +411,8 @@ static void process_head(gw_conn *c, size_t avail)
     r->svc = r->route->service;
     r->ups = r->svc ? r->svc->upstream : NULL;
     if (r->route->strip_path) r->strip_len = strip;
+    /* protocols: [https] on a plain connection, require_client_cert without a verified one */
+    if ((r->route->https_only || r->route->require_client_cert) && gw_tls_route_gate(r)) return;
     gw_api_run_request(r, 0);
 }
 
@@ -496,6 +518,7 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
     gw_conn *c = arg;
     gw_req *r = &c->req;
     (void)bev;
+    if (what & BEV_EVENT_CONNECTED) return;    /* TLS: the handshake is done */
     if ((what & BEV_EVENT_TIMEOUT) && r->state == GW_RS_IDLE) {
         size_t pending = evbuffer_get_length(bufferevent_get_input(c->bev));
         if (pending && !c->closing) {
@@ -508,6 +531,7 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
         /* client half-closed after sending its request: still deliver the response */
         return;
     }
+    if ((what & BEV_EVENT_ERROR) && c->ssl && c->nreq == 0) gw_tls_handshake_failed(c);
     gw_conn_close(c);
 }
 
@@ -568,6 +592,8 @@ void gw_req_write_head(gw_req *r, int64_t body_len, int no_body)
     } else if (r->resp_chunked_out) {
         evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
     }
+    /* 426 to a plain request on an https-only route (RFC 9110 15.5.22) */
+    if (r->tls_upgrade) evbuffer_add(out, "Upgrade: TLS/1.2, HTTP/1.1\r\nConnection: Upgrade\r\n", 49);
     if (r->resp_close) evbuffer_add(out, "Connection: close\r\n\r\n", 21);
     else if (r->h.version < 11) evbuffer_add(out, "Connection: keep-alive\r\n\r\n", 26);
     else evbuffer_add(out, "\r\n", 2);

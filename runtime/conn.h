@@ -99,6 +99,7 @@ typedef struct gw_req {
     int up_reused;
     int up_body_started;
     int up_error;               /* 502 / 504 to answer when the upstream fails */
+    int tls_upgrade;            /* a 426 to a plain request: the head carries Upgrade: TLS/1.2 */
 
     /* body_filter: the response body is gathered in lbody and filtered before it goes out */
     int bf_done;                /* body_filter has run (or is running) for this response */
@@ -119,6 +120,7 @@ struct gw_conn {
     char peer_ip[64];
     int peer_port;
     int local_port;
+    struct ssl_st *ssl;         /* accepted on an ssl listener: the bufferevent's SSL; else NULL */
     unsigned nreq;
     int closing;
     int draining;
@@ -138,7 +140,7 @@ struct gw_conn {
 
 extern gw_req *gw_cur;          /* the request whose Lua code is running */
 
-void gw_conn_accept(gw_worker *w, int fd, struct sockaddr *sa, int salen, int local_port);
+void gw_conn_accept(gw_worker *w, int fd, struct sockaddr *sa, int salen, int local_port, int tls);
 void gw_conn_close(gw_conn *c);
 void gw_conn_drain_all(gw_worker *w);
 

@@ -9,6 +9,7 @@
 #include "gw.h"
 #include "gen.h"
 #include "router.h"
+#include "tls.h"
 
 static int gen_counter;
 static void free_route(lua_State *L, gw_route *rt);
@@ -257,6 +258,9 @@ gw_gen *gw_gen_build(lua_State *L, char *err, size_t errlen)
     }
     lua_pop(L, 1);
 
+    /* certificates and the https services' client contexts */
+    if (gw_tls_gen_build(L, c, g, err, errlen) != 0) { lua_settop(L, top); gw_gen_free(L, g); return NULL; }
+
     /* routes */
     g->router = gw_router_new();
     lua_getfield(L, c, "routes");
@@ -276,6 +280,9 @@ gw_gen *gw_gen_build(lua_State *L, char *err, size_t errlen)
         rt->service = svc >= 1 && svc <= g->nservices ? &g->services[svc - 1] : NULL;
         rt->strip_path = bool_field(L, r, "strip_path", 1);
         rt->preserve_host = bool_field(L, r, "preserve_host", 0);
+        rt->https_only = bool_field(L, r, "https_only", 0);
+        rt->https_redirect = int_field(L, r, "https_redirect", 426);
+        rt->require_client_cert = bool_field(L, r, "require_client_cert", 0);
         gw_route_spec sp;
         memset(&sp, 0, sizeof sp);
         sp.hosts = str_list(L, r, "hosts", &sp.nhosts);
@@ -337,6 +344,7 @@ static void free_route(lua_State *L, gw_route *rt)
 void gw_gen_free(lua_State *L, gw_gen *g)
 {
     if (!g) return;
+    gw_tls_gen_free(g);
     for (int i = 0; i < g->nroutes; i++) free_route(L, g->routes[i]);
     free(g->routes);
     free_route(L, g->fallback);

@@ -48,6 +48,8 @@ typedef struct {
     int retries;
     gw_upstream *upstream;      /* balancer: the named upstream, or a single implicit target */
     gw_upstream single;
+    struct ssl_ctx_st *tls_ctx; /* https: the client context (verification, CAs, client cert) */
+    int tls_verify;             /* https: check the upstream certificate and its name */
 } gw_service;
 
 typedef struct gw_route gw_route;
@@ -70,6 +72,7 @@ typedef struct gw_gen {
     int metrics;                /* gw.metrics: record each request in the Prometheus table */
     int client_header_timeout, client_body_timeout, keepalive_timeout, send_timeout;
     int ka_max_idle, ka_idle_timeout, ka_max_requests;
+    struct gw_tls_gen *tls;     /* certificates, SNI table, upstream TLS contexts (tls.c) */
 } gw_gen;
 
 struct gw_route {
@@ -80,6 +83,9 @@ struct gw_route {
     unsigned phase_mask;
     int bf_count;               /* instances of the chain that run body_filter */
     int chain_ref;              /* registry ref to the plugin chain (array), LUA_NOREF if empty */
+    int https_only;             /* protocols: [https]: a plain request is redirected (tls.c) */
+    int https_redirect;         /* https_redirect_status_code: 426, 301, 302, 307, 308 */
+    int require_client_cert;    /* a verified client certificate is needed (401 / 403) */
 };
 
 struct lua_State;

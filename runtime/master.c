@@ -27,6 +27,7 @@
 #include "metrics.h"
 #include "vm.h"
 #include "http_parser.h"
+#include "tls.h"
 
 /* pid > 0: running; 0: free slot; -1: reserved for a delayed respawn */
 typedef struct { pid_t pid; int slot; int gen; int old; double started; int quit_pending; } wproc;
@@ -276,6 +277,8 @@ int gw_master_apply(lua_State *L, char *err, size_t errlen)
      * regex PCRE2 refuses must reject the reload, not kill the new workers */
     gw_gen *probe = gw_gen_build(L, err, errlen);
     if (!probe) return -1;
+    /* the session ticket keys' rotation period; certificate warnings (an expired one) */
+    gw_tls_master_apply(M.base, L, lua_gettop(L));
     /* a dict added by this config must exist before the new workers fork */
     if (create_dicts(L, lua_gettop(L), err, errlen) != 0) return -1;
     gw_gen_free(L, probe);
@@ -775,7 +778,10 @@ int gw_master_run(const char *file)
     int ci = lua_gettop(L);
     set_compiled_globals(L, ci);
 
-    if (gw_shm_stats_init() != 0 || gw_metrics_init() != 0) { gw_err("cannot create shared memory"); return 1; }
+    if (gw_shm_stats_init() != 0 || gw_metrics_init() != 0 || gw_tls_shm_init() != 0) {
+        gw_err("cannot create shared memory");
+        return 1;
+    }
     char err[512];
     lua_getfield(L, ci, "gw");
     int gwi = lua_gettop(L);
@@ -786,15 +792,18 @@ int gw_master_run(const char *file)
         lua_rawgeti(L, -1, i);
         lua_getfield(L, -1, "host");
         lua_getfield(L, -2, "port");
-        const char *h = lua_tostring(L, -2);
-        int port = (int)lua_tointeger(L, -1);
+        lua_getfield(L, -3, "ssl");
+        const char *h = lua_tostring(L, -3);
+        int port = (int)lua_tointeger(L, -2);
+        int ssl = lua_toboolean(L, -1);
         int fd = open_listener(h, port, err, sizeof err);
         if (fd < 0) { gw_err("%s", err); return 1; }
         M.ls[M.nls].fd = fd;
         M.ls[M.nls].port = port;
+        M.ls[M.nls].ssl = ssl;
         M.nls++;
-        gw_notice("proxy listening on %s:%d", h, port);
-        lua_pop(L, 3);
+        gw_notice("proxy listening on %s:%d%s", h, port, ssl ? " (TLS)" : "");
+        lua_pop(L, 4);
     }
     lua_pop(L, 1);
     M.base = event_base_new();

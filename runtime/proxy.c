@@ -16,6 +16,7 @@
 #include "metrics.h"
 #include "worker.h"
 #include "api.h"
+#include "tls.h"
 
 #define HIGH_WATER (256 * 1024)
 
@@ -31,7 +32,8 @@ struct gw_upconn {
     int64_t resp_cl;            /* upstream Content-Length (HEAD answers keep it) */
     int no_body, until_close, keepalive;
     int tls;                    /* https service: the bufferevent is an OpenSSL one */
-    char sni[256];              /* server name sent in the TLS handshake ("" for none) */
+    SSL_CTX *ctx;               /* its client context: verification, CAs, client certificate */
+    char name[256];             /* the upstream host (SNI unless an IP address; the name verified) */
     gw_upconn *next, *prev;     /* idle list */
 };
 
@@ -189,12 +191,14 @@ static void pool_remove(gw_upconn *u)
     pool.nidle--;
 }
 
-/* An idle connection to the same address, and for TLS with the same server name: a connection
- * made for one virtual host is not handed to another. */
-static gw_upconn *pool_get(const struct sockaddr_storage *a, socklen_t al, int tls, const char *sni)
+/* An idle connection to the same address, and for TLS with the same server name and TLS settings:
+ * a connection made (and verified) for one virtual host is not handed to another, nor one made
+ * with another service's client certificate or CA bundle. */
+static gw_upconn *pool_get(const struct sockaddr_storage *a, socklen_t al, int tls, SSL_CTX *ctx, const char *name)
 {
     for (gw_upconn *u = pool.idle; u; u = u->next) {
-        if (u->alen == al && memcmp(&u->addr, a, al) == 0 && u->tls == tls && (!tls || strcmp(u->sni, sni) == 0)) {
+        if (u->alen == al && memcmp(&u->addr, a, al) == 0 && u->tls == tls &&
+            (!tls || (u->ctx == ctx && strcmp(u->name, name) == 0))) {
             pool_remove(u);
             return u;
         }
@@ -318,34 +322,19 @@ static gw_str upstream_host(gw_req *r, char *buf, size_t n)
     return v;
 }
 
-/* The TLS server name for r: the upstream Host without its port; none for an IP address. */
-static void upstream_sni(gw_req *r, char *sni, size_t n)
+/* The upstream's TLS name for r: the upstream Host without its port, an IPv6 address without its
+ * brackets. It is sent as SNI unless it is an IP address, and it is what tls_verify checks. */
+static void upstream_name(gw_req *r, char *name, size_t n)
 {
     char hbuf[320];
     gw_str h = upstream_host(r, hbuf, sizeof hbuf);
-    sni[0] = 0;
-    if (!h.n || h.p[0] == '[') return;
-    size_t k = 0;
-    while (k < h.n && h.p[k] != ':' && k + 1 < n) { sni[k] = h.p[k]; k++; }
-    sni[k] = 0;
-    struct in_addr a4;
-    if (inet_pton(AF_INET, sni, &a4) == 1) sni[0] = 0;
-}
-
-/* One client TLS context per worker. Upstream certificates are not verified (Kong's default,
- * tls_verify off): the point is an encrypted hop to a backend, often with a private CA. */
-static SSL_CTX *tls_ctx(void)
-{
-    static SSL_CTX *ctx;
-    if (!ctx) {
-        ctx = SSL_CTX_new(TLS_client_method());
-        if (ctx) {
-            SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
-            SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-            SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
-        }
+    size_t k = 0, i = 0;
+    if (h.n && h.p[0] == '[') {
+        for (i = 1; i < h.n && h.p[i] != ']' && k + 1 < n; i++) name[k++] = h.p[i];
+    } else {
+        while (i < h.n && h.p[i] != ':' && k + 1 < n) name[k++] = h.p[i++];
     }
-    return ctx;
+    name[k] = 0;
 }
 
 static void write_request_head(gw_req *r, struct evbuffer *out)
@@ -385,7 +374,8 @@ static void write_request_head(gw_req *r, struct evbuffer *out)
         evbuffer_add(out, ", ", 2);
     }
     evbuffer_add_printf(out, "%s\r\n", c->peer_ip);
-    evbuffer_add_printf(out, "X-Real-IP: %s\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: ", c->peer_ip);
+    evbuffer_add_printf(out, "X-Real-IP: %s\r\nX-Forwarded-Proto: %s\r\nX-Forwarded-Host: ", c->peer_ip,
+                        c->ssl ? "https" : "http");
     size_t hn = 0;
     while (hn < r->h.host.n && r->h.host.p[hn] != ':') hn++;
     evbuffer_add(out, r->h.host.p, hn);
@@ -499,9 +489,9 @@ static void try_connect(gw_req *r)
     if (!t) { fail(r, 503, "failure to get a peer from the ring-balancer"); return; }
     r->target = t;
     int tls = r->svc->protocol == GW_PROTO_HTTPS;
-    char sni[256] = "";
-    if (tls) upstream_sni(r, sni, sizeof sni);
-    gw_upconn *u = pool_get(&t->addr, t->addrlen, tls, sni);
+    char name[256] = "";
+    if (tls) upstream_name(r, name, sizeof name);
+    gw_upconn *u = pool_get(&t->addr, t->addrlen, tls, r->svc->tls_ctx, name);
     if (u) {
         u->target = t;
         u->requests++;
@@ -517,11 +507,11 @@ static void try_connect(gw_req *r)
     u->alen = t->addrlen;
     u->requests = 1;
     u->tls = tls;
-    memcpy(u->sni, sni, sizeof u->sni);
+    u->ctx = r->svc->tls_ctx;
+    memcpy(u->name, name, sizeof u->name);
     if (tls) {
-        SSL_CTX *ctx = tls_ctx();
-        SSL *ssl = ctx ? SSL_new(ctx) : NULL;
-        if (ssl && sni[0]) SSL_set_tlsext_host_name(ssl, sni);
+        /* SNI and the name verified (tls_verify): the upstream host */
+        SSL *ssl = gw_tls_upstream_ssl(r->svc, name);
         /* CONNECTED is reported once the handshake is done, so connect_timeout covers it */
         u->bev = ssl ? bufferevent_openssl_socket_new(gw_W->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
                                                       BEV_OPT_CLOSE_ON_FREE) : NULL;
@@ -608,8 +598,14 @@ static void up_event_cb(struct bufferevent *bev, short what, void *arg)
         /* connect failed or timed out: nothing was sent, any method may go to the next target */
         int timeout = (what & BEV_EVENT_TIMEOUT) != 0;
         gw_target *t = r->target;
-        gw_warn("upstream %s:%d connect %s (try %d), request %s", t->host, t->port,
-                timeout ? "timed out" : "failed", r->tries, r->id_str);
+        char why[320] = "";
+        if (u->tls && !timeout) {
+            /* a refused certificate (tls_verify) or another handshake failure: say which */
+            memcpy(why, ": TLS handshake failed: ", 24);
+            gw_tls_upstream_error(u->bev, why + 24, sizeof why - 24);
+        }
+        gw_warn("upstream %s:%d connect %s%s (try %d), request %s", t->host, t->port,
+                timeout ? "timed out" : "failed", why, r->tries, r->id_str);
         gw_proxy_abort(r);
         target_result(r, t, 0);
         if (r->tries <= r->svc->retries) { try_connect(r); return; }

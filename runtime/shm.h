@@ -36,6 +36,19 @@ typedef struct {
 } gw_shm_stats;
 
 extern gw_shm_stats *gw_stats;
+
+/* TLS session ticket keys (tls.c): made and rotated by the master, read by every worker, so a
+ * session resumes on any worker and across reloads. keys[cur] encrypts new tickets; it and the
+ * one before it (cur - 1) decrypt. A rotation writes the slot after cur, then publishes it. */
+#define GW_TICKET_KEYS 4
+typedef struct {
+    unsigned char name[16], aes[32], hmac[32];
+    uint64_t serial;            /* 0: never written */
+} gw_ticket_key;
+typedef struct {
+    uint32_t cur;               /* atomic */
+    gw_ticket_key keys[GW_TICKET_KEYS];
+} gw_ticket_keys;
 int gw_shm_stats_init(void);
 
 /* Shared dicts (shared.c). Created by the master from config.gw.shared_dicts before forking. */

@@ -53,7 +53,7 @@ static void accept_cb(evutil_socket_t lfd, short ev, void *arg)
             }
             return;
         }
-        gw_conn_accept(&W, fd, (struct sockaddr *)&ss, (int)sl, ls->port);
+        gw_conn_accept(&W, fd, (struct sockaddr *)&ss, (int)sl, ls->port, ls->ssl);
     }
 }
 

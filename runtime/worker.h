@@ -10,7 +10,7 @@
 typedef struct gw_conn gw_conn;
 typedef struct gw_pool gw_pool;
 
-typedef struct gw_listen { int fd; int port; } gw_listen;
+typedef struct gw_listen { int fd; int port; int ssl; } gw_listen;   /* ssl: an HTTPS listener */
 
 struct gw_worker {
     struct event_base *base;

@@ -237,6 +237,8 @@ local function route(top)
     { preserve_host = { type = "boolean", default = false } },
     { regex_priority = { type = "integer", default = 0 } },
     { protocols = { type = "array", elements = { type = "string", one_of = { "http", "https" } } } },
+    { https_redirect_status_code = { type = "integer", default = 426, one_of = { 426, 301, 302, 307, 308 } } },
+    { require_client_cert = { type = "boolean", default = false } },
     { plugins = { type = "array", elements = plugin_entry(false) } },
     { tags = TAGS },
     { id = { type = "string" } },
@@ -256,6 +258,10 @@ local SERVICE = { type = "record", fields = {
   { write_timeout = int(60000, 1) },
   { read_timeout = int(60000, 1) },
   { retries = int(5, 0, 32767) },
+  { tls_verify = { type = "boolean" } },
+  { tls_verify_depth = { type = "integer", between = { 0, 100 } } },
+  { ca_certificates = STRINGS },
+  { client_certificate = { type = "any" } },
   { routes = { type = "array", elements = route(false) } },
   { plugins = { type = "array", elements = plugin_entry(false) } },
   { tags = TAGS },
@@ -289,6 +295,12 @@ local function nonempty_string(v)
   if v == "" then return nil, "must not be empty" end
   return true
 end
+
+-- TLS 1.2 ciphers: forward secrecy and AEAD only (Mozilla's "intermediate" list, without DHE).
+M.DEFAULT_SSL_CIPHERS = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:" ..
+  "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:" ..
+  "ECDHE-RSA-CHACHA20-POLY1305"
+M.DEFAULT_SSL_CIPHERSUITES = "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
 
 -- One JSON object per request (runtime/accesslog.c lists the variables).
 M.DEFAULT_ACCESS_LOG_FORMAT = '{"time":"$time_iso8601","request_id":"$request_id","client":"$remote_addr",' ..
@@ -329,8 +341,17 @@ local GW = { type = "record", fields = {
   { shared_dicts = { type = "map", default = {}, keys = { type = "string", custom_validator = name_check },
                      values = { type = "any", custom_validator = size_check } } },
   { plugins_path = { type = "array", default = {}, elements = { type = "string" } } },
+  { kong_plugins_path = { type = "array", default = {}, elements = { type = "string" } } },
   { trusted_ips = { type = "array", default = {}, elements = { type = "string", custom_validator = cidr_check } } },
   { real_ip_header = { type = "string", default = "X-Forwarded-For", custom_validator = nonempty_string } },
+  -- TLS (compile_tls below)
+  { ssl_cert = { type = "string" } },
+  { ssl_cert_key = { type = "string" } },
+  { ssl_protocols = { type = "any", default = "TLSv1.2 TLSv1.3" } },
+  { ssl_ciphers = { type = "string", default = M.DEFAULT_SSL_CIPHERS } },
+  { ssl_ciphersuites = { type = "string", default = M.DEFAULT_SSL_CIPHERSUITES } },
+  { ssl_session_tickets = { type = "boolean", default = true } },
+  { ssl_ticket_rotation = int(3600000, 1000) },
 } }
 
 -- Consumers and their credentials, in Kong's declarative format. Semantics (uniqueness across
@@ -384,6 +405,39 @@ local CONSUMER = { type = "record", fields = {
   { plugins = { type = "any" } },
 } }
 
+-- TLS entities, in Kong's declarative format, with gw's client verification fields.
+local CERTIFICATE = { type = "record", fields = {
+  { id = NONEMPTY },
+  { cert = { type = "string", required = true } },
+  { key = { type = "string", required = true } },
+  { cert_alt = { type = "string" } },
+  { key_alt = { type = "string" } },
+  { snis = { type = "array", elements = { type = "any" } } },
+  { default = { type = "boolean", default = false } },
+  { client_ca = { type = "string" } },
+  { verify = { type = "string", one_of = { "required", "optional", "off" } } },
+  { verify_depth = int(3, 0, 100) },
+  { tags = TAGS },
+  { created_at = { type = "any" } },
+  { updated_at = { type = "any" } },
+} }
+local SNI = { type = "record", fields = {
+  { name = { type = "string", required = true } },
+  { certificate = { type = "any", required = true } },
+  { id = { type = "string" } },
+  { tags = TAGS },
+  { created_at = { type = "any" } },
+  { updated_at = { type = "any" } },
+} }
+local CA_CERTIFICATE = { type = "record", fields = {
+  { id = { type = "string", required = true, custom_validator = nonempty } },
+  { cert = { type = "string", required = true } },
+  { cert_digest = { type = "string" } },
+  { tags = TAGS },
+  { created_at = { type = "any" } },
+  { updated_at = { type = "any" } },
+} }
+
 local CONFIG = { type = "record", fields = {
   { _format_version = { type = "any", required = true } },
   { _transform = { type = "boolean" } },
@@ -394,6 +448,9 @@ local CONFIG = { type = "record", fields = {
   { upstreams = { type = "array", default = {}, elements = UPSTREAM } },
   { consumers = { type = "array", default = {}, elements = CONSUMER } },
   { plugins = { type = "array", default = {}, elements = plugin_entry(true) } },
+  { certificates = { type = "array", default = {}, elements = CERTIFICATE } },
+  { snis = { type = "array", default = {}, elements = SNI } },
+  { ca_certificates = { type = "array", default = {}, elements = CA_CERTIFICATE } },
 } }
 M.SCHEMA = CONFIG
 
@@ -461,20 +518,34 @@ local function dirname(path)
   return d
 end
 
+--- "host:port [ssl]" -> { host, port, ssl } | nil, err
+local function parse_listen(s)
+  if type(s) ~= "string" then return nil, "expected a string" end
+  local addr, flags = s:match("^%s*(%S+)%s*(.-)%s*$")
+  local h, p = parse_address(addr or s)
+  if not h then return nil, p end
+  local out = { host = h, port = p }
+  for flag in flags:gmatch("%S+") do
+    if flag == "ssl" then out.ssl = true
+    else return nil, 'unsupported listen flag "' .. flag .. '" (supported: ssl)' end
+  end
+  return out
+end
+
 local function compile_gw(g, E, base_dir)
   local out = {}
-  -- listen: a string or a list of strings
+  -- listen: a string or a list of strings, each "host:port" with an optional "ssl" flag
   out.listen = {}
   local listen = g.listen
   if type(listen) == "string" then
-    local h, p = parse_address(listen)
-    if h then out.listen[1] = { host = h, port = p } else E.add("gw.listen", p) end
+    local l, err = parse_listen(listen)
+    if l then out.listen[1] = l else E.add("gw.listen", err) end
   elseif type(listen) == "table" and schema.is_array(listen) then
     if #listen == 0 then E.add("gw.listen", "at least one address is required") end
     for i, s in ipairs(listen) do
-      local h, p = parse_address(s)
-      if h then out.listen[#out.listen + 1] = { host = h, port = p }
-      else E.add(index("gw.listen", i), p) end
+      local l, err = parse_listen(s)
+      if l then out.listen[#out.listen + 1] = l
+      else E.add(index("gw.listen", i), err) end
     end
   elseif listen ~= nil then
     E.add("gw.listen", "expected a string or an array of strings")
@@ -538,14 +609,18 @@ local function compile_gw(g, E, base_dir)
   out.metrics = g.metrics ~= false
   out.trusted_ips = g.trusted_ips or {}
   out.real_ip_header = g.real_ip_header or "X-Forwarded-For"
-  out.plugins_path = {}
-  for i, p in ipairs(g.plugins_path or {}) do
-    if p == "" then
-      E.add(index("gw.plugins_path", i), "empty path")
-    elseif p:sub(1, 1) == "/" or base_dir == "." then
-      out.plugins_path[#out.plugins_path + 1] = p
-    else
-      out.plugins_path[#out.plugins_path + 1] = base_dir .. "/" .. p
+  -- plugins_path: gw plugin directories; kong_plugins_path: Kong plugin roots (ROOT/kong/plugins/NAME)
+  for _, key in ipairs({ "plugins_path", "kong_plugins_path" }) do
+    local list = {}
+    out[key] = list
+    for i, p in ipairs(g[key] or {}) do
+      if p == "" then
+        E.add(index("gw." .. key, i), "empty path")
+      elseif p:sub(1, 1) == "/" or base_dir == "." then
+        list[#list + 1] = p
+      else
+        list[#list + 1] = base_dir .. "/" .. p
+      end
     end
   end
   return out
@@ -941,12 +1016,362 @@ local function compile_consumers(list, raw, E)
   return out
 end
 
+
+---------------------------------------------------------------------------------------------
+-- TLS: certificates and their server names, client verification, the listeners' protocols,
+-- ciphers and tickets, the https services' client side, routes that need https or a client
+-- certificate. PEM is written inline or as a file path (relative to the config file's
+-- directory); files are read here, so a reload reads them again. Certificates, keys and CA
+-- bundles are checked with OpenSSL (runtime/tls.c, over FFI) when running inside gw.
+
+local tls_ffi     -- false outside gw: only the PEM markers are checked then
+local function tls_c()
+  if tls_ffi == nil then
+    tls_ffi = false
+    local ok, ffi = pcall(require, "ffi")
+    if ok then
+      pcall(ffi.cdef, [[
+int gw_tls_check_cert(const char *cert, size_t cl, const char *key, size_t kl, char *msg, size_t ml,
+                      double *times, char *subject, size_t sl);
+int gw_tls_check_ca(const char *pem, size_t n, char *msg, size_t ml);
+int gw_tls_check_ciphers(const char *list, int tls13, char *msg, size_t ml);
+]])
+      if pcall(function() return ffi.C.gw_tls_check_cert end) then
+        tls_ffi = { C = ffi.C, str = ffi.string, msg = ffi.new("char[512]"), subject = ffi.new("char[512]"),
+                    times = ffi.new("double[2]") }
+      end
+    end
+  end
+  return tls_ffi or nil
+end
+
+local TLS_VERSIONS = { ["TLSv1"] = 0x0301, ["TLSv1.1"] = 0x0302, ["TLSv1.2"] = 0x0303, ["TLSv1.3"] = 0x0304 }
+
+--- "TLSv1.2 TLSv1.3" (or a list) -> min, max | nil, err
+local function parse_protocols(v)
+  local list = {}
+  if type(v) == "string" then
+    for w in v:gmatch("[^%s,]+") do list[#list + 1] = w end
+  elseif type(v) == "table" and schema.is_array(v) then
+    for _, w in ipairs(v) do list[#list + 1] = w end
+  else
+    return nil, 'expected a string such as "TLSv1.2 TLSv1.3" or a list'
+  end
+  local set, minv, maxv = {}, nil, nil
+  for _, w in ipairs(list) do
+    local n = type(w) == "string" and TLS_VERSIONS[w]
+    if not n then return nil, 'unknown protocol "' .. tostring(w) .. '" (expected TLSv1, TLSv1.1, TLSv1.2, TLSv1.3)' end
+    set[n] = true
+    minv, maxv = math.min(minv or n, n), math.max(maxv or n, n)
+  end
+  if not minv then return nil, "at least one protocol is required" end
+  for n = minv, maxv do
+    if not set[n] then return nil, "the protocols must be a contiguous range (OpenSSL takes a minimum and a maximum)" end
+  end
+  return minv, maxv
+end
+
+-- PEM text (inline, or read from a file) -> pem, file | nil, err
+local function read_pem(v, base_dir)
+  if v:find("-----BEGIN", 1, true) then return v end
+  if v == "" then return nil, "expected PEM text or a file path" end
+  local path = v
+  if path:sub(1, 1) ~= "/" and base_dir ~= "." then path = base_dir .. "/" .. path end
+  local f, err = io.open(path, "rb")
+  if not f then return nil, "cannot read " .. tostring(err) end
+  local text = f:read("*a") or ""
+  f:close()
+  return text, path
+end
+
+local function cert_name(subject, file)
+  local parts = {}
+  if subject and subject ~= "" then parts[1] = subject end
+  if file then parts[#parts + 1] = "file " .. file end
+  return #parts > 0 and (" (" .. concat(parts, ", ") .. ")") or ""
+end
+
+local function utc(t) return os.date("!%Y-%m-%d %H:%M:%S UTC", math.floor(t)) end
+
+local function sni_error(n)
+  if n:find("^[%d%.]+$") or n:find("[:%[]") then return "an IP address is never sent as a server name" end
+  local host = n:match("^%*%.(.+)$") or n
+  if host:find("%*") or not valid_host(host) then
+    return "expected a host name, or *.domain for any one label before domain"
+  end
+end
+
+local function ref_id(v)
+  if type(v) == "string" and v ~= "" then return v end
+  if type(v) == "table" and type(v.id) == "string" then return v.id end
+end
+
+local function compile_tls(src, compiled, route_src, E, W, base_dir)
+  local g = src.gw or {}
+  local C = tls_c()
+  local out = { certificates = {}, snis = {}, upstream = {} }
+
+  local minv, maxv = parse_protocols(g.ssl_protocols or "TLSv1.2 TLSv1.3")
+  if minv then out.min_version, out.max_version = minv, maxv else E.add("gw.ssl_protocols", maxv) end
+  out.ciphers = g.ssl_ciphers or M.DEFAULT_SSL_CIPHERS
+  out.ciphersuites = g.ssl_ciphersuites or M.DEFAULT_SSL_CIPHERSUITES
+  if C then
+    if C.C.gw_tls_check_ciphers(out.ciphers, 0, C.msg, 512) ~= 0 then E.add("gw.ssl_ciphers", C.str(C.msg)) end
+    if C.C.gw_tls_check_ciphers(out.ciphersuites, 1, C.msg, 512) ~= 0 then E.add("gw.ssl_ciphersuites", C.str(C.msg)) end
+  end
+  out.session_tickets = g.ssl_session_tickets ~= false
+  out.ticket_rotation = g.ssl_ticket_rotation or 3600000
+
+  local function load(v, p)
+    local pem, from = read_pem(v, base_dir)
+    if not pem then E.add(p, from) end
+    return pem, from
+  end
+
+  -- A certificate chain and its key: the key's type (> 0), or nil after an error.
+  local function check_pair(cert, key, pc, pk, cfile, kfile)
+    if not C then
+      if not cert:find("-----BEGIN CERTIFICATE-----", 1, true) then
+        E.add(pc, "not a PEM certificate" .. cert_name(nil, cfile)) return nil
+      end
+      if not key:find("-----BEGIN [%u ]*PRIVATE KEY-----") then
+        E.add(pk, "not a PEM private key" .. cert_name(nil, kfile)) return nil
+      end
+      return 1
+    end
+    local rc = C.C.gw_tls_check_cert(cert, #cert, key, #key, C.msg, 512, C.times, C.subject, 512)
+    local msg, name = C.str(C.msg), cert_name(C.str(C.subject), cfile)
+    if rc == -1 then E.add(pc, msg .. name) return nil end
+    if rc == -2 then E.add(pk, msg .. cert_name(nil, kfile)) return nil end
+    if rc == -3 then E.add(pk, msg .. name) return nil end
+    local now = os.time()
+    if C.times[1] < now then
+      W.add(pc, "the certificate" .. name .. " expired on " .. utc(C.times[1]))
+    elseif C.times[0] > now then
+      W.add(pc, "the certificate" .. name .. " is not valid before " .. utc(C.times[0]))
+    end
+    return rc
+  end
+
+  local function check_ca(pem, p, file)
+    if C then
+      if C.C.gw_tls_check_ca(pem, #pem, C.msg, 512) < 0 then E.add(p, C.str(C.msg) .. cert_name(nil, file)) return false end
+    elseif not pem:find("-----BEGIN CERTIFICATE-----", 1, true) then
+      E.add(p, "not a PEM certificate bundle" .. cert_name(nil, file)) return false
+    end
+    return true
+  end
+
+  -- cert + key (and the optional alt pair) of a certificate entry or a client certificate
+  local function pair(c, p, entry)
+    local cert, cfile = load(c.cert, join(p, "cert"))
+    local key, kfile = load(c.key, join(p, "key"))
+    local t1 = cert and key and check_pair(cert, key, join(p, "cert"), join(p, "key"), cfile, kfile)
+    entry.cert, entry.key = cert, key
+    if c.cert_alt ~= nil or c.key_alt ~= nil then
+      if c.cert_alt == nil then E.add(join(p, "cert_alt"), "required with key_alt") return end
+      if c.key_alt == nil then E.add(join(p, "key_alt"), "required with cert_alt") return end
+      local acert, acfile = load(c.cert_alt, join(p, "cert_alt"))
+      local akey, akfile = load(c.key_alt, join(p, "key_alt"))
+      local t2 = acert and akey and check_pair(acert, akey, join(p, "cert_alt"), join(p, "key_alt"), acfile, akfile)
+      if t1 and t2 and t1 == t2 and C then
+        E.add(join(p, "cert_alt"), "cert_alt needs another key type than cert (an ECDSA certificate beside an RSA one)")
+      end
+      entry.cert_alt, entry.key_alt = acert, akey
+    end
+  end
+
+  local sni_at = {}
+  local function add_sni(name, p, idx)
+    if type(name) ~= "string" then E.add(p, "expected a server name") return end
+    local n = name:lower():gsub("%.$", "")
+    local err = sni_error(n)
+    if err then E.add(p, 'invalid server name "' .. name .. '": ' .. err) return end
+    if sni_at[n] then E.add(p, 'duplicate server name "' .. n .. '" (also at ' .. sni_at[n] .. ")") return end
+    sni_at[n] = p
+    out.snis[#out.snis + 1] = { name = n, certificate = idx }
+  end
+
+  -- gw.ssl_cert / gw.ssl_cert_key: the default certificate
+  local default_at
+  if g.ssl_cert ~= nil or g.ssl_cert_key ~= nil then
+    if g.ssl_cert == nil then
+      E.add("gw.ssl_cert_key", "gw.ssl_cert_key needs gw.ssl_cert")
+    elseif g.ssl_cert_key == nil then
+      E.add("gw.ssl_cert", "gw.ssl_cert needs gw.ssl_cert_key")
+    else
+      local entry = { label = "gw.ssl_cert", verify = "off" }
+      local cert, cfile = load(g.ssl_cert, "gw.ssl_cert")
+      local key, kfile = load(g.ssl_cert_key, "gw.ssl_cert_key")
+      if cert and key then check_pair(cert, key, "gw.ssl_cert", "gw.ssl_cert_key", cfile, kfile) end
+      entry.cert, entry.key = cert, key
+      out.certificates[#out.certificates + 1] = entry
+      out.default = #out.certificates
+      default_at = "gw.ssl_cert"
+    end
+  end
+
+  local by_id, any_client_ca = {}, false
+  for i = 1, maxn(src.certificates) do
+    local c = src.certificates[i]
+    local p = index("certificates", i)
+    local entry = { label = p }
+    out.certificates[#out.certificates + 1] = entry
+    local idx = #out.certificates
+    if type(c) == "table" and type(c.cert) == "string" and type(c.key) == "string" then
+      pair(c, p, entry)
+      local verify = c.verify or (c.client_ca ~= nil and "required" or "off")
+      if c.client_ca ~= nil then
+        local ca, file = load(c.client_ca, join(p, "client_ca"))
+        if ca and check_ca(ca, join(p, "client_ca"), file) then entry.client_ca = ca end
+      elseif verify ~= "off" then
+        E.add(join(p, "verify"), 'verify "' .. verify .. '" needs client_ca (the CAs that sign client certificates)')
+      end
+      if verify ~= "off" then any_client_ca = true end
+      entry.verify, entry.verify_depth = verify, c.verify_depth or 3
+      if c.id ~= nil then
+        if by_id[c.id] then
+          E.add(join(p, "id"), 'duplicate id "' .. c.id .. '" (also used by ' .. by_id[c.id].path .. ")")
+        else
+          by_id[c.id] = { idx = idx, path = p, entry = entry }
+        end
+      end
+      for j = 1, maxn(c.snis) do
+        local sn = c.snis[j]
+        add_sni(type(sn) == "table" and sn.name or sn, index(join(p, "snis"), j), idx)
+      end
+      if c.default then
+        if default_at then
+          E.add(join(p, "default"), "only one default certificate (already " .. default_at .. ")")
+        else
+          default_at, out.default = p, idx
+        end
+      end
+    end
+  end
+
+  -- Kong's top-level snis: { name, certificate = { id } }
+  for i = 1, maxn(src.snis) do
+    local sn = src.snis[i]
+    local p = index("snis", i)
+    if type(sn) == "table" and sn.name ~= nil then
+      local id = ref_id(sn.certificate)
+      local c = id and by_id[id]
+      if not id then E.add(join(p, "certificate"), "expected a certificate id")
+      elseif not c then E.add(join(p, "certificate"), 'no certificate with id "' .. id .. '"')
+      else add_sni(sn.name, join(p, "name"), c.idx) end
+    end
+  end
+
+  -- listeners: an ssl one needs a certificate; its port goes into https redirects
+  for i, l in ipairs(compiled.gw.listen or {}) do
+    if l.ssl then
+      out.https_port = out.https_port or l.port
+      if #out.certificates == 0 then
+        E.add(type(g.listen) == "table" and index("gw.listen", i) or "gw.listen",
+          "an ssl listener needs a certificate: set gw.ssl_cert and gw.ssl_cert_key, or add certificates")
+      end
+    end
+  end
+
+  -- ca_certificates (Kong's entity): CA bundles that services name by id
+  local ca_by_id = {}
+  for i = 1, maxn(src.ca_certificates) do
+    local c = src.ca_certificates[i]
+    local p = index("ca_certificates", i)
+    if type(c) == "table" and type(c.id) == "string" and type(c.cert) == "string" then
+      if ca_by_id[c.id] then
+        E.add(join(p, "id"), 'duplicate id "' .. c.id .. '" (also used by ' .. ca_by_id[c.id].path .. ")")
+      else
+        local pem, file = load(c.cert, join(p, "cert"))
+        if pem and check_ca(pem, join(p, "cert"), file) then ca_by_id[c.id] = { pem = pem, path = p } end
+      end
+    end
+  end
+
+  -- https services: tls_verify, tls_verify_depth, ca_certificates, client_certificate; one client
+  -- context per distinct set of settings
+  local ctx_of = {}
+  for i = 1, maxn(src.services) do
+    local s, svc = src.services[i], compiled.services[i]
+    local p = index("services", i)
+    if type(s) == "table" and svc then
+      if svc.protocol ~= "https" then
+        for _, f in ipairs({ "tls_verify", "tls_verify_depth", "ca_certificates", "client_certificate" }) do
+          if s[f] ~= nil then E.add(join(p, f), "only for https services") end
+        end
+      else
+        local verify = s.tls_verify ~= false
+        local cas = {}
+        for j = 1, maxn(s.ca_certificates) do
+          local v, cp = s.ca_certificates[j], index(join(p, "ca_certificates"), j)
+          if type(v) == "string" then
+            if ca_by_id[v] then
+              cas[#cas + 1] = ca_by_id[v].pem
+            else
+              local pem, file = load(v, cp)
+              if pem and check_ca(pem, cp, file) then cas[#cas + 1] = pem end
+            end
+          end
+        end
+        local cc = {}
+        local v = s.client_certificate
+        if v ~= nil then
+          local cp = join(p, "client_certificate")
+          local id = ref_id(v)
+          if type(v) == "table" and (v.cert ~= nil or v.key ~= nil) then
+            if type(v.cert) ~= "string" then E.add(join(cp, "cert"), "required field missing")
+            elseif type(v.key) ~= "string" then E.add(join(cp, "key"), "required field missing")
+            else pair(v, cp, cc) end
+          elseif id and by_id[id] then
+            cc.cert, cc.key = by_id[id].entry.cert, by_id[id].entry.key
+          elseif id then
+            E.add(cp, 'no certificate with id "' .. id .. '"')
+          else
+            E.add(cp, "expected a certificate id, or { cert, key }")
+          end
+        end
+        local u = { verify = verify, depth = s.tls_verify_depth, ca = #cas > 0 and concat(cas, "\n") or nil,
+                    cert = cc.cert, key = cc.key }
+        local key = concat({ verify and "1" or "0", tostring(u.depth), u.ca or "", u.cert or "", u.key or "" }, "\0")
+        if not ctx_of[key] then
+          out.upstream[#out.upstream + 1] = u
+          ctx_of[key] = #out.upstream
+        end
+        svc.tls_ctx, svc.tls_verify = ctx_of[key], verify
+      end
+    end
+  end
+
+  -- routes: protocols [https] only -> a plain request is redirected; require_client_cert
+  for ri, rs in ipairs(route_src) do
+    local r, cr = rs.route, compiled.routes[ri]
+    local has = {}
+    for _, proto in ipairs(r.protocols or {}) do has[proto] = true end
+    if has.https and not has.http then
+      cr.https_only = true
+      cr.https_redirect = r.https_redirect_status_code or 426
+    end
+    if r.require_client_cert then
+      cr.require_client_cert = true
+      if not any_client_ca then
+        E.add(join(rs.path, "require_client_cert"),
+          "no certificate asks for client certificates: give one client_ca (verify: optional or required)")
+      end
+    end
+  end
+
+  if W.count() > 0 then out.warnings = W.result() end
+  return out
+end
+
 ---------------------------------------------------------------------------------------------
 
 function M.compile(value, marks, name, opts)
   name = name or "config"
   opts = opts or {}
   local E = new_errors(marks, name)
+  local W = new_errors(marks, name)     -- warnings: the config is accepted, the master logs them
   local src, errs = schema.validate_partial(CONFIG, value)
   for _, e in ipairs(errs) do E.add(e.path, e.msg) end
   if type(src) ~= "table" then return nil, E.result() end
@@ -1034,6 +1459,8 @@ function M.compile(value, marks, name, opts)
     end
   end
 
+  compiled.tls = compile_tls(src, compiled, route_src, E, W, dirname(name))
+
   compiled.consumers = compile_consumers(src.consumers, type(value) == "table" and value.consumers, E)
   local consumer_refs = {}
   for _, c in ipairs(compiled.consumers) do
@@ -1071,7 +1498,7 @@ function M.compile(value, marks, name, opts)
   end
 
   -- plugins: scopes global / per service / per route
-  local dirs = opts.plugin_dirs or plugins.default_dirs(compiled.gw.plugins_path)
+  local dirs = opts.plugin_dirs or plugins.default_dirs(compiled.gw.plugins_path, compiled.gw.kong_plugins_path)
   local cache = {}
   local function load(pname)
     local c = cache[pname]

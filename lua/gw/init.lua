@@ -750,6 +750,39 @@ gw.client = {
 }
 gw.client.set_consumer = function(c) gw.client.authenticate(c, nil) end
 
+--- gw.client.get_tls(): the TLS side of the client connection (runtime/tls.c), nil for plain HTTP.
+ffi.cdef [[
+int gw_ffi_tls_str(int which, int i, const char **p, size_t *n);
+int gw_ffi_tls_reused(void);
+]]
+do
+  local TLS_FIELDS = { "protocol", "cipher", "sni", "client_verify" }   -- which 0..3
+  local CERT_FIELDS = { "client_subject", "client_issuer", "client_fingerprint", "client_serial" } -- 4..7
+  local function tls_str(which, i)
+    if C.gw_ffi_tls_str(which, i or 0, sp, sn) ~= 0 then return nil end
+    return ffi_string(sp[0], sn[0])
+  end
+  gw.client.get_tls = function()
+    check_phase("gw.client.get_tls", REQ)
+    local reused = C.gw_ffi_tls_reused()
+    if reused < 0 then return nil end
+    local t = { session_reused = reused == 1 }
+    for i, k in ipairs(TLS_FIELDS) do t[k] = tls_str(i - 1) end
+    if t.client_verify ~= "NONE" then
+      for i, k in ipairs(CERT_FIELDS) do t[k] = tls_str(i + 3) end
+      local san, i = {}, 0
+      while true do
+        local v = tls_str(8, i)
+        if not v then break end
+        i = i + 1
+        san[i] = v
+      end
+      t.client_san = san
+    end
+    return t
+  end
+end
+
 --- gw.shared: shared-memory dicts, by name.
 gw.shared = setmetatable({}, { __index = function(t, k)
   local ok, shared = pcall(require, "gw.shared")

@@ -961,15 +961,17 @@ describe("proxy: https upstreams", function()
     proc = helpers.spawn{ kind = "tlsup", marker = "raw_upstream.py",
       cmd = "python3 " .. dir .. "/raw_upstream.py " .. port .. " " .. dir .. "/cert.pem " .. dir .. "/key.pem" }
     helpers.wait_until(function() return helpers.port_open(port) end, 10)
+    -- a self-signed upstream: certificate verification (tls_verify) is spec'd in 23-tls-upstream
     helpers.start_gw{ config = {
       upstreams = { { name = "tls-pool", targets = { { target = "127.0.0.1:" .. port } } } },
       services = {
-        { name = "tls-name", url = "https://localhost:" .. port, routes = { { paths = { "/name" } } } },
-        { name = "tls-ip", url = "https://127.0.0.1:" .. port, routes = { { paths = { "/ip" } } } },
-        { name = "tls-ups", protocol = "https", host = "tls-pool", port = 443, routes = { { paths = { "/ups" } } } },
+        { name = "tls-name", url = "https://localhost:" .. port, tls_verify = false, routes = { { paths = { "/name" } } } },
+        { name = "tls-ip", url = "https://127.0.0.1:" .. port, tls_verify = false, routes = { { paths = { "/ip" } } } },
+        { name = "tls-ups", protocol = "https", host = "tls-pool", port = 443, tls_verify = false,
+          routes = { { paths = { "/ups" } } } },
         { name = "plain", url = "http://127.0.0.1:" .. port, read_timeout = 1000, retries = 0,
           routes = { { paths = { "/plain" } } } },
-        { name = "tls-to-plain", url = "https://127.0.0.1:" .. plain_up[1], retries = 1,
+        { name = "tls-to-plain", url = "https://127.0.0.1:" .. plain_up[1], retries = 1, tls_verify = false,
           routes = { { paths = { "/tls-to-plain" } } } },
       },
     } }
