@@ -3,10 +3,15 @@
 --   plugins.load(name [, dirs]) -> { name, handler, schema, priority, phases = {access = true, ...},
 --                                    version, dir } | nil, "FILE:LINE: message"
 --   plugins.available([dirs])   -> sorted list of plugin names found in dirs
---   plugins.default_dirs([extra]) -> { GW_HOME .. "/plugins", extra... }
+--   plugins.default_dirs([extra [, kong_extra]]) -> { K .. "/kong/plugins" for K in kong_extra...,
+--                                    GW_HOME .. "/plugins", extra... }
 --
 -- A Kong-style schema (fields = { {protocols = ...}, {config = {type = "record", ...}} }) is
 -- unwrapped to the config record's fields (the original stays in schema.kong_schema).
+--
+-- A plugin in a Kong plugin root (ROOT/kong/plugins/NAME, from gw.kong_plugins_path) is a Kong
+-- plugin: kong-compat/gw_kong gives its files `kong` and `ngx`, wraps its handler and translates
+-- its schema (docs/kong-compat.md).
 --
 -- Files are run with loadfile in a fresh environment (globals read through to _G, so `require`
 -- works as usual) and never through package.loaded: a reload always sees the edited code.
@@ -16,11 +21,25 @@ local M = {}
 
 M.PHASES = { "init_worker", "rewrite", "access", "balancer", "header_filter", "body_filter", "log" }
 
-function M.default_dirs(extra)
+function M.default_dirs(extra, kong_extra)
   local home = rawget(_G, "GW_HOME") or os.getenv("GW_HOME") or "."
-  local dirs = { home .. "/plugins" }
+  local dirs = {}
+  -- Kong plugin roots (gw.kong_plugins_path) come first: a Kong plugin named like a bundled gw
+  -- plugin is the one the operator asked for
+  for _, d in ipairs(kong_extra or {}) do dirs[#dirs + 1] = d .. "/kong/plugins" end
+  dirs[#dirs + 1] = home .. "/plugins"
   for _, d in ipairs(extra or {}) do dirs[#dirs + 1] = d end
   return dirs
+end
+
+-- A plugin directory ROOT/kong/plugins/NAME holds a Kong plugin: it is run by kong-compat/gw_kong
+-- (the `kong` and `ngx` globals in its files' environment, a wrapper handler, Kong's schema DSL).
+local function kong_compat(dir)
+  if not (dir:find("/kong/plugins/[^/]+$") or dir:find("^kong/plugins/[^/]+$")) then return nil end
+  local compat = require("gw_kong")
+  local name, root = compat.plugin_dir(dir)
+  compat.begin(name, root)
+  return compat
 end
 
 local function exists(path)
@@ -73,10 +92,10 @@ local function locate(err, path)
   return (first or (path .. ":1")) .. ": " .. msg
 end
 
-local function run_file(path)
+local function run_file(path, env)
   local chunk, err = loadfile(path)
   if not chunk then return nil, err end
-  local env = setmetatable({}, { __index = _G })
+  env = env or setmetatable({}, { __index = _G })
   setfenv(chunk, env)
   local ok, res = xpcall(chunk, function(e) return locate(e, path) end)
   if not ok then return nil, res end
@@ -130,14 +149,15 @@ local function unwrap_kong(s)
            kong_schema = s }
 end
 
-local function load_schema(name, dir)
+local function load_schema(name, dir, compat)
   local file = dir .. "/schema.lua"
   if not exists(file) then return { name = name, fields = {} } end
-  local s, err = run_file(file)
+  local s, err = run_file(file, compat and compat.env())
   if err then return nil, err end
   if type(s) ~= "table" then
     return nil, file .. ":" .. line_of(file) .. ": schema.lua must return a table"
   end
+  if compat then s = compat.schema(s) end
   s = unwrap_kong(s)
   local ok, errs = schema.check_schema(s)
   if not ok then
@@ -159,11 +179,13 @@ function M.load(name, dirs)
     return nil, 'plugin "' .. name .. '" not found (searched ' .. table.concat(dirs, ", ") .. ")"
   end
   local file = dir .. "/handler.lua"
-  local handler, err = run_file(file)
+  local compat = kong_compat(dir)
+  local handler, err = run_file(file, compat and compat.env())
   if err then return nil, err end
   if type(handler) ~= "table" then
     return nil, file .. ":" .. line_of(file) .. ": handler.lua must return a table"
   end
+  if compat then handler = compat.wrap(handler, name) end
   local priority = handler.PRIORITY
   if priority == nil then
     priority = 0
@@ -185,7 +207,7 @@ function M.load(name, dirs)
     return nil, file .. ":" .. line_of(file) .. ": the handler implements no phase (" ..
                 table.concat(M.PHASES, ", ") .. ")"
   end
-  local s, serr = load_schema(name, dir)
+  local s, serr = load_schema(name, dir, compat)
   if not s then return nil, serr end
   return {
     name = name,
