@@ -62,10 +62,10 @@ static int no_password(char *buf, int size, int rw, void *u)
     return 0;   /* encrypted keys are refused instead of prompting on a terminal */
 }
 
-/* The reason of the last OpenSSL error (or `dflt`), and the error queue emptied. */
+/* The reason of the first OpenSSL error (or `dflt`), and the error queue emptied. */
 static const char *ssl_reason(const char *dflt)
 {
-    unsigned long e = ERR_peek_last_error();
+    unsigned long e = ERR_peek_error();
     const char *r = e ? ERR_reason_error_string(e) : NULL;
     ERR_clear_error();
     return r ? r : dflt;
@@ -709,7 +709,7 @@ void gw_tls_handshake_failed(gw_conn *c)
     }
     if (SSL_is_init_finished(c->ssl)) return;
     long vr = SSL_get_verify_result(c->ssl);
-    if (vr != X509_V_OK && SSL_get0_peer_certificate(c->ssl))
+    if (vr != X509_V_OK)
         gw_info("TLS handshake with %s failed: client certificate verify failed: %s", c->peer_ip,
                 X509_verify_cert_error_string(vr));
     else if (first && ERR_reason_error_string(first))

@@ -1097,7 +1097,7 @@ local function sni_error(n)
   if n:find("^[%d%.]+$") or n:find("[:%[]") then return "an IP address is never sent as a server name" end
   local host = n:match("^%*%.(.+)$") or n
   if host:find("%*") or not valid_host(host) then
-    return "expected a host name, or *.domain for any one label before domain"
+    return 'expected a host name, or "*." and a domain (one label, leftmost)'
   end
 end
 
