@@ -42,7 +42,8 @@ describe("kong-compat: a Kong plugin in a real gw", function()
     assert.equal("ok", h["x-probe-uuid"])
     assert.equal("3f071f4f163d68551f4fc1544c7f69a6", h["x-probe-md5"])  -- md5("gw")
     assert.equal("Z3c6a29uZw==", h["x-probe-b64"])
-    assert.equal('{"tag":"t1","list":[]}', h["x-probe-json"])  -- cjson.empty_array stays []
+    assert.matches('"list":[]', h["x-probe-json"], 1, true)   -- cjson.empty_array stays []
+    assert.matches('"tag":"t1"', h["x-probe-json"], 1, true)
     -- response side: header_filter saw the status, the plugin's and the shared ctx
     assert.equal("t1", res.headers["X-Probe-Tag"])
     assert.equal("200", res.headers["X-Probe-Status"])
