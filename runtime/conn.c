@@ -327,10 +327,12 @@ static const char *status_text(int s)
     case 100: return "Continue";
     case 200: return "OK"; case 201: return "Created"; case 202: return "Accepted"; case 204: return "No Content";
     case 301: return "Moved Permanently"; case 302: return "Found"; case 304: return "Not Modified";
+    case 307: return "Temporary Redirect"; case 308: return "Permanent Redirect";
     case 400: return "Bad Request"; case 401: return "Unauthorized"; case 403: return "Forbidden";
     case 404: return "Not Found"; case 405: return "Method Not Allowed"; case 408: return "Request Timeout";
     case 409: return "Conflict"; case 411: return "Length Required"; case 413: return "Content Too Large";
     case 414: return "URI Too Long"; case 415: return "Unsupported Media Type"; case 429: return "Too Many Requests";
+    case 421: return "Misdirected Request"; case 426: return "Upgrade Required";
     case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error"; case 501: return "Not Implemented"; case 502: return "Bad Gateway";
     case 503: return "Service Unavailable"; case 504: return "Gateway Timeout"; case 505: return "HTTP Version Not Supported";
@@ -405,13 +407,16 @@ static void process_head(gw_conn *c, size_t avail)
     r->route = gw_router_match(g->router, &r->h, &strip, &r->route_re);
     if (!r->route) {
         r->route = g->fallback;
+        if (c->ssl && gw_tls_misdirected(r)) return;
         gw_api_run_request(r, 1);
         return;
     }
     r->svc = r->route->service;
     r->ups = r->svc ? r->svc->upstream : NULL;
     if (r->route->strip_path) r->strip_len = strip;
-    /* protocols: [https] on a plain connection, require_client_cert without a verified one */
+    /* TLS: a Host that another certificate entry serves (421); protocols: [https] on a plain
+     * connection, require_client_cert without a verified certificate */
+    if (c->ssl && gw_tls_misdirected(r)) return;
     if ((r->route->https_only || r->route->require_client_cert) && gw_tls_route_gate(r)) return;
     gw_api_run_request(r, 0);
 }

@@ -121,6 +121,7 @@ struct gw_conn {
     int peer_port;
     int local_port;
     struct ssl_st *ssl;         /* accepted on an ssl listener: the bufferevent's SSL; else NULL */
+    int tls_srv;                /* the certificate entry the handshake chose (tls.c) */
     unsigned nreq;
     int closing;
     int draining;

@@ -52,6 +52,8 @@ struct gw_tls_gen {
     SSL_CTX **up;               /* upstream client contexts (compiled.tls.upstream) */
     int nup;
     int https_port;             /* the first ssl listener's port, for redirects */
+    unsigned char *verifies;    /* per srv: it asks for client certificates */
+    int any_verify;             /* some certificate does: Host must agree with SNI (421) */
 };
 
 /* ---- helpers ------------------------------------------------------------------------------ */
@@ -424,25 +426,32 @@ static int hello_name(SSL *s, char *name, size_t n)
     return nl > 0;
 }
 
-static int client_hello_cb(SSL *s, int *al, void *arg)
+/* The certificate entry for a (lowercase) server name: exact, then the wildcard of its parent
+ * (*.example.com stands for exactly one label), then the default; -1 for none. */
+static int select_srv(const gw_tls_gen *t, const char *name)
 {
-    gw_tls_gen *t = arg;
-    char name[256];
-    int has = hello_name(s, name, sizeof name);
     int idx = -1;
-    if (has) {
+    if (name) {
         idx = lookup_sni(t, name);
         const char *dot = idx < 0 ? strchr(name, '.') : NULL;
         if (dot && dot[1]) {
-            /* *.example.com stands for exactly one label */
             char wild[258];
             snprintf(wild, sizeof wild, "*%s", dot);
             idx = lookup_sni(t, wild);
         }
     }
-    if (idx < 0) idx = t->default_srv;
+    return idx >= 0 ? idx : t->default_srv;
+}
+
+static int client_hello_cb(SSL *s, int *al, void *arg)
+{
+    gw_tls_gen *t = arg;
+    char name[256];
+    int has = hello_name(s, name, sizeof name);
+    int idx = select_srv(t, has ? name : NULL);
+    gw_conn *c = SSL_get_app_data(s);
+    if (c) c->tls_srv = idx;
     if (idx < 0) {
-        gw_conn *c = SSL_get_app_data(s);
         gw_notice("TLS: no certificate for server name \"%s\" and no default certificate, client %s",
                   has ? name : "(none sent)", c ? c->peer_ip : "?");
         *al = SSL_AD_UNRECOGNIZED_NAME;
@@ -586,12 +595,15 @@ int gw_tls_gen_build(lua_State *L, int idx, gw_gen *g, char *err, size_t errlen)
     lua_getfield(L, ti, "certificates");
     int n = lua_istable(L, -1) ? (int)lua_objlen(L, -1) : 0;
     t->srv = calloc(n ? n : 1, sizeof *t->srv);
+    t->verifies = calloc(n ? n : 1, 1);
     for (int i = 1; i <= n; i++) {
         lua_rawgeti(L, -1, i);
         char label[256];
         size_t ll;
         const char *l = lstr(L, lua_gettop(L), "label", &ll);
         snprintf(label, sizeof label, "%s", l ? l : "certificate");
+        const char *v = lstr(L, lua_gettop(L), "verify", NULL);
+        if (v && strcmp(v, "off") != 0) t->verifies[i - 1] = 1, t->any_verify = 1;
         t->srv[i - 1] = cert_ctx(L, &st, label, err, errlen);
         lua_pop(L, 1);
         if (!t->srv[i - 1]) goto fail;
@@ -663,6 +675,7 @@ void gw_tls_gen_free(gw_gen *g)
     if (!t) return;
     for (int i = 0; i < t->nsrv; i++) SSL_CTX_free(t->srv[i]);
     free(t->srv);
+    free(t->verifies);
     if (t->base) SSL_CTX_free(t->base);
     for (unsigned i = 0; t->sni && i <= t->sni_mask; i++) free(t->sni[i].name);
     free(t->sni);
@@ -677,6 +690,7 @@ void gw_tls_gen_free(gw_gen *g)
 
 SSL *gw_tls_accept(gw_gen *g, gw_conn *c)
 {
+    c->tls_srv = -1;
     if (!g->tls || !g->tls->base) {
         static uint64_t last;
         uint64_t now = gw_now_ms();
@@ -735,6 +749,37 @@ static int host_ok(const char *p, size_t n)
             return 0;
     }
     return n > 0;
+}
+
+int gw_tls_misdirected(gw_req *r)
+{
+    gw_conn *c = r->c;
+    gw_tls_gen *t = r->gen->tls;
+    if (!c->ssl || !t || !t->any_verify || !r->h.host.n) return 0;
+    /* the Host without its port, lowercased; an IP literal selects the default like no SNI */
+    char name[256];
+    size_t n = 0;
+    const char *p = r->h.host.p, *e = p + r->h.host.n;
+    if (*p == '[') {
+        n = 0;
+    } else {
+        while (p < e && *p != ':' && n + 1 < sizeof name) {
+            char ch = *p++;
+            name[n++] = ch >= 'A' && ch <= 'Z' ? ch + 32 : ch;
+        }
+        if (n && name[n - 1] == '.') n--;
+    }
+    name[n] = 0;
+    unsigned char a4[16];
+    int ip = n == 0 || inet_pton(AF_INET, name, a4) == 1;
+    int want = select_srv(t, ip ? NULL : name);
+    int have = c->tls_srv;
+    if (want == have) return 0;
+    /* only where client certificates are involved: another certificate entry may verify
+     * differently, and the request must not reach its hosts past that verification */
+    if ((want < 0 || !t->verifies[want]) && (have < 0 || !t->verifies[have])) return 0;
+    gw_req_error(r, 421, "Misdirected Request: the Host does not match the TLS server name");
+    return 1;
 }
 
 int gw_tls_route_gate(gw_req *r)

@@ -29,6 +29,12 @@ void gw_tls_handshake_failed(struct gw_conn *c);
 /* Before closing a TLS connection gracefully: sends close_notify. */
 void gw_tls_close_notify(struct gw_conn *c);
 
+/* Over TLS, when some certificate asks for client certificates: a request whose Host selects
+ * another certificate entry than the handshake's SNI did, where either of them verifies clients,
+ * is answered 421 (returns 1). Without it a client could pass another host's verification by
+ * naming a host without it in SNI and the other in Host. */
+int gw_tls_misdirected(struct gw_req *r);
+
 /* A route that needs https (protocols: [https]) or a verified client certificate: answers the
  * request (redirect, 426, 401, 403) and returns 1; 0 when the request may go on. */
 int gw_tls_route_gate(struct gw_req *r);

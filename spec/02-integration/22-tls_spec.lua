@@ -245,6 +245,20 @@ describe("tls: listener settings", function()
     assert.not_equal(0, rc)
   end)
 
+  it("cert_alt: an ECDSA and an RSA certificate for the same names, each client gets one it can use", function()
+    local rsa = pki:cert("a-rsa", { cn = "a.test", san = { "DNS:a.test" }, ca = ca, rsa = true })
+    local port = start({}, { { cert = cert.cert, key = cert.key, cert_alt = rsa.cert, key_alt = rsa.key,
+                               snis = { "a.test" } } })
+    local _, out = s_client(port, "-servername a.test -tls1_2 -cipher ECDHE-ECDSA-AES128-GCM-SHA256", get("a.test"))
+    assert.matches("Peer signature type: ECDSA", out, 1, true)
+    assert.matches("HTTP/1.1 200 OK", out, 1, true)
+    _, out = s_client(port, "-servername a.test -tls1_2 -cipher ECDHE-RSA-AES128-GCM-SHA256", get("a.test"))
+    assert.matches("Server public key is 2048 bit", out, 1, true)
+    assert.matches("HTTP/1.1 200 OK", out, 1, true)
+    _, out = s_client(port, "-servername a.test -tls1_3 -sigalgs rsa_pss_rsae_sha256", get("a.test"))
+    assert.matches("Peer signature type: RSA-PSS", out, 1, true)
+  end)
+
   it("ssl_session_tickets: false: no resumption", function()
     local port = start({ ssl_session_tickets = false })
     local sess = helpers.tmpdir("sess") .. "/s"
