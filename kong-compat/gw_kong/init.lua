@@ -38,6 +38,15 @@ local REDIRECT = {
   ["resty.core.base"] = function() return { get_request = function() return rawget(_G, "gw") and true end } end,
 }
 
+-- database drivers older Kong plugins require at load time for their "cluster" policies: gw has
+-- no database, so a missing driver is a table whose functions fail when called
+local DB_DRIVERS = { cassandra = true, pgmoon = true, ["resty.mysql"] = true }
+local function missing_driver(name)
+  return setmetatable({}, { __index = function()
+    return function() return nil, name .. " is not available in gw (no database)" end
+  end })
+end
+
 function M.plugin_dir(dir)
   dir = tostring(dir)
   local root, name = dir:match("^(.*)/kong/plugins/([^/]+)/?$")
@@ -97,7 +106,10 @@ function M.require(name)
     if ok then return res end
     if not find(tostring(res), "module '" .. name .. "' not found", 1, true) then error(res, 2) end
     path = search(name)
-    if not path then error(res, 2) end
+    if not path then
+      if DB_DRIVERS[name] then return missing_driver(name) end
+      error(res, 2)
+    end
   end
   local chunk, err = loadfile(path)
   if not chunk then error(err, 2) end
@@ -113,7 +125,10 @@ function M.require(name)
   return res
 end
 
-ENV_BASE = setmetatable({ kong = kong, ngx = ngx, require = M.require }, { __index = _G })
+-- _KONG: the global Kong's globalpatches defines (older plugins read _KONG._NAME)
+local meta = require "kong.meta"
+ENV_BASE = setmetatable({ kong = kong, ngx = ngx, require = M.require,
+                          _KONG = { _NAME = meta._NAME, _VERSION = meta._VERSION } }, { __index = _G })
 
 function M.env()
   return setmetatable({}, { __index = ENV_BASE })

@@ -66,14 +66,13 @@ describe("kong-compat: Kong's own bundled plugins from " .. KONG, function()
           route("respt", "response-transformer", {
             remove = { json = { "headers" }, headers = { "X-Gone" } },
             add = { headers = { "X-Resp:1" }, json = { "added:true", "n:42" }, json_types = { "boolean", "number" } },
-            rename = { json = { "method:verb" } },
+            replace = { json = { "method:PUT" } },
           }),
           route("size", "request-size-limiting", { allowed_payload_size = 10, size_unit = "bytes" }),
           route("size-cl", "request-size-limiting", { allowed_payload_size = 1, require_content_length = true }),
           route("rl", "rate-limiting", { minute = 3, policy = "local", limit_by = "ip" }),
           route("rl-hidden", "rate-limiting", { second = 1, minute = 100, policy = "local",
-                                                hide_client_headers = true, error_code = 503,
-                                                error_message = "slow down" }),
+                                                hide_client_headers = true }),
           route("key", "key-auth", { hide_credentials = true }),
           route("key-anon", "key-auth", { anonymous = "anon", key_names = { "x-key" } }),
         },
@@ -144,7 +143,8 @@ describe("kong-compat: Kong's own bundled plugins from " .. KONG, function()
   describe("ip-restriction", function()
     it("denies, allows, and uses the configured status and message", function()
       local res = client:get("/ipr-deny")
-      assert.equal("IP address not allowed: 127.0.0.1", cjson.decode(assert.res_status(403, res)).message)
+      -- "IP address not allowed: 127.0.0.1" (3.1 and later), "Your IP address is not allowed" (3.0)
+      assert.matches("IP address is? ?not allowed", cjson.decode(assert.res_status(403, res)).message)
       assert.res_status(200, client:get("/ipr-allow"))
       assert.equal("go away", cjson.decode(assert.res_status(401, client:get("/ipr-other"))).message)
     end)
@@ -165,7 +165,8 @@ describe("kong-compat: Kong's own bundled plugins from " .. KONG, function()
       assert.equal("replaced", h["x-rep"])
       assert.equal("yes", h["x-added"])
       assert.equal("bob", h["x-tpl"])                          -- a $(query_params.who) template
-      assert.matches('"x-app":"zero","x-app":"one"', raw, 1, true)   -- the echo lists both lines
+      assert.matches('"x-app":"zero"', raw, 1, true)   -- the echo lists both lines
+      assert.matches('"x-app":"one"', raw, 1, true)
       assert.equal("q=1&who=bob", up.query)
       assert.same({ a = 1, b = "2" }, cjson.decode(up.body))
     end)
@@ -179,8 +180,7 @@ describe("kong-compat: Kong's own bundled plugins from " .. KONG, function()
       assert.is_nil(body.headers)
       assert.equal(true, body.added)
       assert.equal(42, body.n)
-      assert.equal("GET", body.verb)
-      assert.is_nil(body.method)
+      assert.equal("PUT", body.method)
     end)
   end)
 
@@ -211,14 +211,15 @@ describe("kong-compat: Kong's own bundled plugins from " .. KONG, function()
       assert.truthy(tonumber(res.headers["Retry-After"]))
     end)
 
-    it("hides the headers and uses the configured error", function()
-      local res
+    it("hides the headers", function()
+      local res = client:get("/rl-hidden")
+      assert.is_nil(res.headers["X-RateLimit-Limit-Second"])
       helpers.wait_until(function()
         res = client:get("/rl-hidden")
-        return res.status == 503
+        return res.status == 429
       end, 5)
-      assert.equal("slow down", cjson.decode(res.body).message)
       assert.is_nil(res.headers["X-RateLimit-Limit-Second"])
+      assert.is_nil(res.headers["Retry-After"])
     end)
   end)
 
@@ -226,7 +227,7 @@ describe("kong-compat: Kong's own bundled plugins from " .. KONG, function()
     it("authenticates by key against the consumers of gw's config", function()
       local res = client:get("/key")
       assert.equal("No API key found in request", cjson.decode(assert.res_status(401, res)).message)
-      assert.equal("Key", res.headers["WWW-Authenticate"])
+      assert.matches("^Key", res.headers["WWW-Authenticate"])
       assert.res_status(401, client:get("/key?apikey=wrong"))
       res = client:get("/key?apikey=alice-key&x=1")
       local up = cjson.decode(assert.res_status(200, res))
