@@ -3,8 +3,8 @@
 -- "o" option is implied; "j" (JIT) is implied too (gw.regex JIT-compiles every pattern).
 --
 -- Options: a (anchored), i, m, s, x, u, U, D map to gw.regex's flags; j, o and J are accepted and
--- need nothing; d (DFA) is accepted and ignored (the usual matcher runs). Any other letter is an
--- error, as in OpenResty. `ctx.pos` is honoured and updated; match's `res` table is reused.
+-- need nothing; d (DFA) is accepted and ignored (the usual matcher runs). Any other letter
+-- raises, as in OpenResty; a pattern that does not compile gives nil, err. `ctx.pos` is honoured and updated; match's `res` table is reused.
 local regex = require "gw.regex"
 
 local type, tostring, tonumber = type, tostring, tonumber
@@ -40,7 +40,7 @@ local MAX_CACHED = 1024
 local function compile(pattern, opts)
   if type(pattern) ~= "string" then pattern = tostring(pattern) end
   local flags, ferr = flags_of(opts)
-  if not flags then return nil, ferr end
+  if not flags then error(ferr, 3) end         -- as lua-resty-core: an unknown flag raises
   local key = flags .. "\0" .. pattern
   local re = cache[key]
   if re then return re end

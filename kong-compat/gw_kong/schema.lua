@@ -11,7 +11,7 @@
 --     conditional_at_least_one_of, custom_entity_check, mutually_exclusive_sets
 -- Dropped: shorthand_fields (deprecated input aliases: such keys are then unknown fields),
 -- nullable, reference/on_delete, and eq = ngx.null (typedefs.no_consumer and friends).
--- Types: foreign, json and function become "any".
+-- Types: foreign, json and function become "any"; an unknown type is left for gw to report.
 local gw_schema = require "gw.schema"
 
 local type, tostring, ipairs, pairs, next = type, tostring, ipairs, pairs, next
@@ -27,6 +27,7 @@ local KEEP = {
   between = true, gt = true, len_min = true, len_max = true, len_eq = true, match = true,
   not_match = true, starts_with = true, description = true,
 }
+local KONG_TYPES = { foreign = true, json = true, ["function"] = true }
 local TYPES = { string = true, number = true, integer = true, boolean = true, array = true, set = true,
                 map = true, record = true, any = true }
 
@@ -303,7 +304,9 @@ end
 
 local function chain(validators)
   local list = {}
-  for _, v in ipairs(validators) do if v then list[#list + 1] = v end end
+  for i = 1, table.maxn(validators) do
+    if validators[i] then list[#list + 1] = validators[i] end
+  end
   if #list == 0 then return nil end
   if #list == 1 then return list[1] end
   return function(v)
@@ -330,7 +333,7 @@ function translate_field(f)
   if type(f) ~= "table" then return { type = "any" } end
   local out = {}
   for k, v in pairs(f) do if KEEP[k] then out[k] = v end end
-  if not TYPES[out.type] then out.type = "any" end
+  if KONG_TYPES[out.type] then out.type = "any" end   -- anything else unknown: gw reports it
   if out.eq == NULL then out.eq = nil end
   if out.default == NULL then out.default = nil end
   if out.type == "string" and out.len_min == nil and f.default ~= "" then out.len_min = 1 end

@@ -61,7 +61,7 @@ function _M.normalize_ip(address)
   if host:find("^%d+%.%d+%.%d+%.%d+$") then return nil, "invalid ipv4 address: " .. address end
   if host == "" or #host > 253 then return nil, "invalid hostname: " .. address end
   for label in (host .. "."):gmatch("([^.]*)%.") do
-    if label == "" or #label > 63 or not label:find("^[%w_]([%w%-_]*[%w_])?$") and not label:find("^[%w_]$") then
+    if label == "" or #label > 63 or not label:find("^[%w_][%w%-_]*$") or label:sub(-1) == "-" then
       return nil, "invalid hostname: " .. address
     end
   end

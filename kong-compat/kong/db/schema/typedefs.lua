@@ -183,6 +183,15 @@ t.sources = define { type = "set", elements = { type = "record", fields = {
   { ip = t.ip_or_cidr }, { port = t.port } } } }
 t.destinations = t.sources
 t.capability = define { type = "string" }
+t.paths = t.router_paths
+t.no_sources = define { type = "set", eq = nil }
+t.no_destinations = t.no_sources
+t.no_methods = t.no_sources
+t.no_hosts = define { type = "array" }
+t.no_paths = t.no_hosts
+t.no_headers = define { type = "map" }
+t.run_on = define { type = "string", required = true, default = "first", one_of = { "first", "second", "all" } }
+t.run_on_first = t.run_on { one_of = { "first" } }
 t.queue = define { type = "record", fields = {
   { max_batch_size = { type = "integer", default = 1, between = { 1, 1000000 } } },
   { max_coalescing_delay = { type = "number", default = 1, between = { 0, 3600 } } },
