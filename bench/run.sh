@@ -24,3 +24,5 @@ python3 bench/gwbench.py --secs "$secs" --rounds "$rounds" \
   "gw-chain=http://127.0.0.1:9105/api/v1/users/42@$p2" \
   "gw-proxy-bare=http://127.0.0.1:9106/api/v1/users/42@$p3" \
   "gw-proxy-logged=http://127.0.0.1:9107/api/v1/users/42@$p4"
+echo "== TLS termination: gw beside nginx on the same certificate (${secs}s x ${rounds} rounds, interleaved)"
+python3 bench/tlsbench.py --secs "$secs" --rounds "$rounds"

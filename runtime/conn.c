@@ -651,6 +651,13 @@ void gw_req_send_local(gw_req *r)
 /* The response is complete in the client's output buffer: log phase, then the next request. */
 void gw_req_response_done(gw_req *r)
 {
+    /* TLS: the OpenSSL bufferevent writes one record (and one write()) per buffer chain; a small
+     * response (head and body are separate chains) goes out as one when made contiguous */
+    if (r->c->ssl && r->c->bev) {
+        struct evbuffer *out = bufferevent_get_output(r->c->bev);
+        size_t n = evbuffer_get_length(out);
+        if (n > 0 && n <= 16384) evbuffer_pullup(out, -1);
+    }
     record(r);
     gw_api_run_log(r);
 }

@@ -722,6 +722,12 @@ void gw_tls_handshake_failed(gw_conn *c)
         return;
     }
     if (SSL_is_init_finished(c->ssl)) return;
+    /* the alert is sent; what the client sent after its handshake (its request, in TLS 1.3)
+     * is dropped unread, so that closing does not reset the connection before the client
+     * reads the alert */
+    char junk[4096];
+    for (int i = 0; i < 16 && recv(c->fd, junk, sizeof junk, MSG_DONTWAIT) > 0; i++) {}
+    shutdown(c->fd, SHUT_WR);
     long vr = SSL_get_verify_result(c->ssl);
     if (vr != X509_V_OK)
         gw_info("TLS handshake with %s failed: client certificate verify failed: %s", c->peer_ip,
