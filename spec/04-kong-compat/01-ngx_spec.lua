@@ -171,3 +171,29 @@ describe("kong-compat ngx in a request", function()
     assert.is_nil(in_request({}, function() return ngx.shared.no_such_dict end))
   end)
 end)
+
+describe("kong-compat resty.http over gw.http", function()
+  local helpers = require "spec.helpers"
+  local port
+
+  lazy_setup(function() port = helpers.start_mock_upstream{ name = "rh" }[1] end)
+  lazy_teardown(helpers.stop_all)
+
+  it("request_uri and connect + request", function()
+    local http = require "resty.http"
+    local httpc = http.new()
+    httpc:set_timeout(2000)
+    local res = assert(httpc:request_uri("http://127.0.0.1:" .. port .. "/x?a=1", {
+      method = "POST", body = "hi", headers = { ["X-T"] = "1" } }))
+    assert.equal(200, res.status)
+    local got = require("cjson").decode(res.body)
+    assert.equal("POST", got.method)
+    assert.equal("/x", got.path)
+    assert.equal("hi", got.body)
+    assert.equal(1, httpc:connect("127.0.0.1", port))
+    res = assert(httpc:request{ path = "/y", headers = { Host = "h" } })
+    assert.equal("/y", require("cjson").decode(res:read_body()).path)
+    local _, err = http.new():request_uri("http://127.0.0.1:1/")
+    assert.matches("connect", err)
+  end)
+end)
