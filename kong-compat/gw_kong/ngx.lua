@@ -334,11 +334,7 @@ local function dict_proxy(name)
 end
 ngx.shared = setmetatable({}, { __index = function(_, name)
   local g = rawget(_G, "gw")
-  if g then
-    local ok, d = pcall(function() return g.shared[name] end)
-    if ok and d then return d end
-    if ok and g.get_phase() ~= "init" then return nil end
-  end
+  if g then return g.shared[name] end
   return dict_proxy(name)
 end })
 

@@ -30,6 +30,9 @@ describe("kong-compat plugin styles", function()
     local p = assert(require("gw.plugins").load("kong-legacy", { KONG_PLUGINS .. "/kong/plugins" }))
     assert.same({ access = true, header_filter = true }, p.phases)   -- not BasePlugin's body_filter
     assert.equal(900, p.priority)
+    -- kong and ngx exist in Kong plugins' environment only
+    assert.is_nil(rawget(_G, "kong"))
+    assert.is_nil(rawget(_G, "ngx"))
   end)
 
   it("2.x plugin: ngx.req writes, ngx.var.upstream_uri, ngx.header in header_filter", function()
