@@ -3,8 +3,9 @@
 #
 # Runs Kong's own open-source bundled plugins, unmodified, from a Kong 3.x source checkout on gw
 # (correlation-id, request-termination, cors, ip-restriction, request-transformer,
-# response-transformer, request-size-limiting, rate-limiting with the local policy, key-auth) and
-# checks with real requests that each does its job: spec/04-kong-compat/05-upstream_spec.lua with
+# response-transformer, request-size-limiting, rate-limiting with the local policy, key-auth, and
+# also acl, bot-detection, pre-function, post-function) and checks with real requests that each
+# does its job: spec/04-kong-compat/05-upstream_spec.lua with
 # KONG_SOURCE_DIR set. Nothing of Kong is copied into this repository: gw reads the plugins from
 # the checkout (gw.kong_plugins_path).
 #
@@ -17,7 +18,8 @@ if [ $# -ne 1 ] || [ -z "$1" ]; then
 fi
 src=$(cd "$1" 2>/dev/null && pwd) || { echo "$0: no such directory: $1" >&2; exit 2; }
 for p in correlation-id request-termination cors ip-restriction request-transformer \
-         response-transformer request-size-limiting rate-limiting key-auth; do
+         response-transformer request-size-limiting rate-limiting key-auth acl bot-detection \
+         pre-function post-function; do
   if [ ! -f "$src/kong/plugins/$p/handler.lua" ]; then
     echo "$0: $src is not a Kong source checkout: kong/plugins/$p/handler.lua is missing" >&2
     exit 2

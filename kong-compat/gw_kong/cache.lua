@@ -7,26 +7,27 @@
 -- opts: ttl (seconds, 0 = until the config changes), neg_ttl (for a nil result). Entries are
 -- dropped when gw loads a new config generation, since the entities they were loaded from come
 -- from it. Not shared between workers (Kong's L2 shm layer is not there).
+-- `.mlcache.new(name, shm, opts)` makes other caches of the same kind (resty.mlcache).
 local lrucache = require "resty.lrucache"
 
-local type, tostring, pcall, select, rawget = type, tostring, pcall, select, rawget
+local type, tostring, pcall, rawget, setmetatable = type, tostring, pcall, rawget, setmetatable
 
 local NIL = setmetatable({}, { __tostring = function() return "kong.cache nil" end })
 local SIZE = 10000
 
-local lru = lrucache.new(SIZE)
-local generation
+local cache = {}
+cache.__index = cache
 
-local function fresh()
+-- the instance's LRU, emptied when gw runs a new config generation
+local function fresh(self)
   local g = rawget(_G, "gw")
   local c = g and g._compiled and g._compiled()
-  if c ~= generation then
-    generation = c
-    lru:flush_all()
+  if c ~= self.generation then
+    self.generation = c
+    self.lru:flush_all()
   end
+  return self.lru
 end
-
-local cache = {}
 
 local function load(self, key, opts, cb, ...)
   if type(cb) ~= "function" then error("callback must be a function", 3) end
@@ -36,15 +37,14 @@ local function load(self, key, opts, cb, ...)
   if type(ttl) ~= "number" then
     if v == nil then ttl = opts and opts.neg_ttl or 0 else ttl = opts and opts.ttl or 0 end
   end
-  if ttl >= 0 then lru:set(key, v == nil and NIL or v, ttl) end
+  if ttl >= 0 then self.lru:set(key, v == nil and NIL or v, ttl) end
   return v, nil, 3
 end
 
 function cache:get(key, opts, cb, ...)
   if type(key) ~= "string" then error("key must be a string", 2) end
   if opts ~= nil and type(opts) ~= "table" then error("opts must be a table", 2) end
-  fresh()
-  local v = lru:get(key)
+  local v = fresh(self):get(key)
   if v ~= nil then
     if v == NIL then return nil, nil, 1 end
     return v, nil, 1
@@ -55,7 +55,7 @@ end
 
 function cache:renew(key, opts, cb, ...)
   if type(key) ~= "string" then error("key must be a string", 2) end
-  fresh()
+  fresh(self)
   return load(self, key, opts, cb, ...)
 end
 
@@ -73,8 +73,7 @@ end
 
 function cache:probe(key)
   if type(key) ~= "string" then error("key must be a string", 2) end
-  fresh()
-  local node = lru.map[key]
+  local node = fresh(self).map[key]
   if not node then return nil end
   local ttl = 0
   if node.exp then
@@ -89,20 +88,38 @@ end
 
 function cache:safe_set(key, value)
   if type(key) ~= "string" then error("key must be a string", 2) end
-  fresh()
-  lru:set(key, value == nil and NIL or value)
+  fresh(self):set(key, value == nil and NIL or value)
   return true
 end
 
 function cache:invalidate_local(key)
   if type(key) ~= "string" then error("key must be a string", 2) end
-  lru:delete(key)
+  self.lru:delete(key)
   return true
 end
 cache.invalidate = cache.invalidate_local
+cache.delete = cache.invalidate_local
 
-function cache:purge() lru:flush_all() return true end
+function cache:purge() self.lru:flush_all() return true end
 
-function cache:each_keys() return nil end
+-- mlcache's set and peek
+function cache:set(key, opts, value)
+  if type(key) ~= "string" then error("key must be a string", 2) end
+  local ttl = opts and (value == nil and opts.neg_ttl or opts.ttl) or nil
+  fresh(self):set(key, value == nil and NIL or value, ttl)
+  return true
+end
+function cache:peek(key) return self:probe(key) end
 
-return setmetatable({}, { __index = cache })
+local function new(size)
+  return setmetatable({ lru = lrucache.new(size or SIZE) }, cache)
+end
+
+local M = new(SIZE)
+
+--- resty.mlcache / kong.resty.mlcache: new(name, shm, opts) -> a cache of its own (opts.lru_size)
+M.mlcache = {
+  new = function(_, _, opts) return new(opts and opts.lru_size or SIZE) end,
+}
+
+return M

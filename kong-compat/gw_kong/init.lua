@@ -93,7 +93,8 @@ local LOADING = {}
 --- `require` as Kong plugin files see it: kong.plugins.* first from the plugin roots (with the
 -- Kong environment), then everything through the process's require (kong-compat/ comes first on
 -- package.path, so kong.tools.*, resty.* and the rest are gw's versions). Other modules a plugin
--- ships under its root are found there when the process has no module of that name.
+-- ships under its root are found there when the process has no module of that name (never a
+-- kong.* module: a Kong checkout's own kong/tools/*.lua need the real Kong).
 function M.require(name)
   local r = REDIRECT[name]
   if r then return r() end
@@ -105,7 +106,8 @@ function M.require(name)
     local ok, res = pcall(require, name)
     if ok then return res end
     if not find(tostring(res), "module '" .. name .. "' not found", 1, true) then error(res, 2) end
-    path = search(name)
+    -- a library the plugin ships at its root; never Kong's own kong.* modules of a checkout
+    path = sub(name, 1, 5) ~= "kong." and search(name)
     if not path then
       if DB_DRIVERS[name] then return missing_driver(name) end
       error(res, 2)

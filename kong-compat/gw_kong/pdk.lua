@@ -708,20 +708,31 @@ local CONFIG_STATIC = {
   cluster_control_plane = nil, router_flavor = "traditional_compatible", log_level = "notice",
   real_ip_recursive = "off", error_default_type = "application/json", anonymous_reports = false,
 }
+local configuration_get
 kong.configuration = setmetatable({}, {
-  __index = function(_, k)
-    local c = compiled()
-    local gwc = c and c.gw
-    if gwc then
-      if k == "trusted_ips" then return gwc.trusted_ips end
-      if k == "real_ip_header" then return gwc.real_ip_header end
-      if k == "log_level" and gwc.log_level then return gwc.log_level end
-      if k == "nginx_worker_processes" then return gwc.workers end
-    end
-    return CONFIG_STATIC[k]
-  end,
+  __index = function(_, k) return configuration_get(k) end,
   __newindex = function() error("kong.configuration is read-only", 2) end,
 })
+--- a plain copy (Kong's kong.configuration.remove_sensitive())
+CONFIG_STATIC.remove_sensitive = function()
+  local out = {}
+  for k in pairs(CONFIG_STATIC) do
+    if k ~= "remove_sensitive" then out[k] = configuration_get(k) end
+  end
+  for _, k in ipairs({ "trusted_ips", "real_ip_header" }) do out[k] = configuration_get(k) end
+  return out
+end
+configuration_get = function(k)
+  local c = compiled()
+  local gwc = c and c.gw
+  if gwc then
+    if k == "trusted_ips" then return gwc.trusted_ips end
+    if k == "real_ip_header" then return gwc.real_ip_header end
+    if k == "log_level" and gwc.log_level then return gwc.log_level end
+    if k == "nginx_worker_processes" then return gwc.workers end
+  end
+  return CONFIG_STATIC[k]
+end
 
 ---------------------------------------------------------------------------------------------
 -- kong.cache / kong.core_cache, kong.db

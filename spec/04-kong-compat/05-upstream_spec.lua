@@ -10,7 +10,7 @@ if KONG == "" then KONG = nil end
 
 local PLUGINS = { "correlation-id", "request-termination", "cors", "ip-restriction",
                   "request-transformer", "response-transformer", "request-size-limiting",
-                  "rate-limiting", "key-auth" }
+                  "rate-limiting", "key-auth", "acl", "bot-detection", "pre-function", "post-function" }
 
 if not KONG then
   describe("kong-compat: Kong's own bundled plugins", function()
@@ -38,7 +38,9 @@ describe("kong-compat: Kong's own bundled plugins from " .. KONG, function()
     helpers.start_gw{ config = {
       gw = { kong_plugins_path = { KONG } },
       consumers = {
-        { username = "alice", custom_id = "a-1", keyauth_credentials = { { key = "alice-key" } } },
+        { username = "alice", custom_id = "a-1", keyauth_credentials = { { key = "alice-key" } },
+          acls = { { group = "admins" } } },
+        { username = "bob", keyauth_credentials = { { key = "bob-key" } } },
         { username = "anon" },
       },
       services = { {
@@ -75,6 +77,20 @@ describe("kong-compat: Kong's own bundled plugins from " .. KONG, function()
                                                 hide_client_headers = true }),
           route("key", "key-auth", { hide_credentials = true }),
           route("key-anon", "key-auth", { anonymous = "anon", key_names = { "x-key" } }),
+          { name = "acl", paths = { "/acl" }, plugins = {
+            { name = "key-auth", config = {} },
+            { name = "acl", config = { allow = { "admins" } } },
+          } },
+          route("bot", "bot-detection", { deny = { "evil-agent" } }),
+          { name = "fn", paths = { "/fn" }, plugins = {
+            { name = "pre-function", config = { access = {
+              "kong.service.request.set_header('X-Pre', kong.request.get_query_arg('v') or 'none')",
+              "if kong.request.get_query_arg('stop') then return kong.response.exit(409, { stopped = true }) end",
+            } } },
+            { name = "post-function", config = { header_filter = {
+              "return function() kong.response.set_header('X-Post', 'seen') end",
+            } } },
+          } },
         },
       } },
     } }
@@ -239,12 +255,37 @@ describe("kong-compat: Kong's own bundled plugins from " .. KONG, function()
       assert.is_nil(up.headers.apikey)
     end)
 
+    it("with Kong's acl: groups from gw's consumers", function()
+      assert.res_status(200, client:get("/acl?apikey=alice-key"))
+      local res = client:get("/acl?apikey=bob-key")
+      assert.equal("You cannot consume this service", cjson.decode(assert.res_status(403, res)).message)
+    end)
+
     it("falls back to the anonymous consumer", function()
       local up = cjson.decode(assert.res_status(200, client:get("/key-anon")))
       assert.equal("anon", up.headers["x-consumer-username"])
       assert.equal("true", up.headers["x-anonymous-consumer"])
       up = cjson.decode(assert.res_status(200, client:get("/key-anon", { headers = { ["x-key"] = "alice-key" } })))
       assert.equal("alice", up.headers["x-consumer-username"])
+    end)
+  end)
+
+  describe("bot-detection", function()
+    it("lets browsers through, refuses known bots and the deny list", function()
+      assert.res_status(200, client:get("/bot", { headers = { ["User-Agent"] = "Mozilla/5.0 (X11; Linux x86_64)" } }))
+      assert.res_status(403, client:get("/bot", { headers = { ["User-Agent"] = "Googlebot/2.1" } }))
+      assert.res_status(403, client:get("/bot", { headers = { ["User-Agent"] = "an evil-agent" } }))
+    end)
+  end)
+
+  describe("pre-function and post-function", function()
+    it("run sandboxed Lua with the PDK in their phases", function()
+      local res = client:get("/fn?v=42")
+      local up = cjson.decode(assert.res_status(200, res))
+      assert.equal("42", up.headers["x-pre"])
+      assert.equal("seen", res.headers["X-Post"])
+      res = client:get("/fn?stop=1")
+      assert.same({ stopped = true }, cjson.decode(assert.res_status(409, res)))
     end)
   end)
 end)
