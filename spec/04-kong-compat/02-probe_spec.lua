@@ -11,7 +11,7 @@ describe("kong-compat: a Kong plugin in a real gw", function()
 
   lazy_setup(function()
     helpers.start_gw{ config = {
-      gw = { kong_plugins_path = { KONG_PLUGINS } },
+      gw = { kong_plugins_path = { KONG_PLUGINS }, trusted_ips = { "127.0.0.1" } },
       services = { {
         name = "echo", url = "echo://",
         routes = { { name = "probe", paths = { "/probe" }, strip_path = false } },
@@ -36,6 +36,8 @@ describe("kong-compat: a Kong plugin in a real gw", function()
     assert.equal("hi", h["x-probe-var-http"])
     assert.equal("same", h["x-probe-client"])
     assert.equal("42", h["x-probe-id"])                       -- ngx.re.match, named capture
+    assert.equal("probe/echo/id", h["x-probe-route"])
+    assert.equal("id", h["x-probe-plugin-id"])
     assert.equal("true", h["x-probe-bool"])                   -- a boolean header value
     assert.equal("t1t1", h["x-probe-helper"])                 -- kong.plugins.kong-probe.helper
     assert.equal("3", h["x-probe-split"])
@@ -49,6 +51,14 @@ describe("kong-compat: a Kong plugin in a real gw", function()
     assert.equal("200", res.headers["X-Probe-Status"])
     assert.equal("plugin/t1/yes", res.headers["X-Probe-Ctx"])
     assert.equal("service", res.headers["X-Probe-Source"])
+  end)
+
+  it("kong.request.get_forwarded_* trust X-Forwarded-* from gw.trusted_ips", function()
+    local res = client:get("/probe", { headers = { ["X-Forwarded-Proto"] = "HTTPS",
+      ["X-Forwarded-Host"] = "Api.Example:8443", ["X-Forwarded-Port"] = "9443",
+      ["X-Forwarded-Path"] = "/outer/probe", ["X-Forwarded-For"] = "203.0.113.9" } })
+    local h = cjson.decode(assert.res_status(200, res)).headers
+    assert.equal("https api.example 9443 /outer/probe 203.0.113.9 true", h["x-probe-fwd"])
   end)
 
   it("kong.cache runs the loader once per key; ngx.shared counts across requests", function()
