@@ -150,7 +150,7 @@ consumers:
     assert.equal("no luck", err2)
     cache:set("s", { ttl = 0.05 }, "v")
     assert.equal("v", (cache:get("s")))
-    gw.sleep(0.1)
+    require("socket").sleep(0.1)
     assert.is_nil((cache:get("s")))
   end)
 
