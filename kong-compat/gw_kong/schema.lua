@@ -9,8 +9,9 @@
 --   entity_checks (the schema's, on "config.*" fields, and a record's own): at_least_one_of,
 --     only_one_of, mutually_exclusive, mutually_required, distinct, conditional,
 --     conditional_at_least_one_of, custom_entity_check, mutually_exclusive_sets
--- Dropped: shorthand_fields (deprecated input aliases: such keys are then unknown fields),
--- nullable, reference/on_delete, and eq = ngx.null (typedefs.no_consumer and friends).
+--   shorthand_fields: fields of their own, moved where their func says once the record passed
+--     (the moved values are not checked again)
+-- Dropped: nullable, reference/on_delete, and eq = ngx.null (typedefs.no_consumer and friends).
 -- Types: foreign, json and function become "any"; an unknown type is left for gw to report.
 local gw_schema = require "gw.schema"
 
@@ -329,6 +330,46 @@ local function translate_fields(fields)
   return out
 end
 
+-- merges `add` (what a shorthand's func returned) into the record value v
+local function merge(v, add)
+  for k, x in pairs(add) do
+    if type(x) == "table" and type(v[k]) == "table" and next(x) ~= nil and x[1] == nil then
+      merge(v[k], x)
+    else
+      v[k] = x
+    end
+  end
+end
+
+-- Kong's shorthand_fields (deprecated input names): each becomes a field of its own type, and a
+-- validator (the record's first) moves its value where `func` says, in the config the handler
+-- gets, then drops it.
+local function shorthands(list, fields)
+  local funcs = {}
+  for _, item in ipairs(list) do
+    local name, sf = next(item)
+    if type(sf) == "table" and type(sf.func) == "function" then
+      local def = {}
+      for k, v in pairs(sf) do if k ~= "func" and k ~= "translate_backwards" then def[k] = v end end
+      fields[#fields + 1] = { [name] = translate_field(def) }
+      funcs[#funcs + 1] = { name, sf.func }
+    end
+  end
+  if #funcs == 0 then return nil end
+  return function(v)
+    for _, nf in ipairs(funcs) do
+      local x = v[nf[1]]
+      if x ~= nil then
+        v[nf[1]] = nil
+        local ok, add = pcall(nf[2], x)
+        if not ok then return nil, tostring(add) end
+        if type(add) == "table" then merge(v, add) end
+      end
+    end
+    return true
+  end
+end
+
 function translate_field(f)
   if type(f) ~= "table" then return { type = "any" } end
   local out = {}
@@ -345,6 +386,9 @@ function translate_field(f)
   local validators = value_checks(f)
   if out.type == "record" then
     out.fields = translate_fields(f.fields)
+    if type(f.shorthand_fields) == "table" then
+      validators[#validators + 1] = shorthands(f.shorthand_fields, out.fields)
+    end
     validators[#validators + 1] = entity_validator(f.entity_checks, function(v) return v end,
                                                    field_lookup(f.fields))
   end

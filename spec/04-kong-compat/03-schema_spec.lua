@@ -62,8 +62,11 @@ describe("kong-compat schemas", function()
     ok({ deny = { "1.1.1.1" }, nested = { b = 2 } })
   end)
 
-  it("shorthand fields are not translated: they are unknown fields", function()
-    assert.equal("plugins[0].config.old_name: unknown field", err({ deny = { "1.1.1.1" }, old_name = "x" }))
+  it("shorthand fields (deprecated names) move their value where the schema says", function()
+    local c = ok({ deny = { "1.1.1.1" }, old_name = "x" })
+    assert.equal("x", c.name)
+    assert.is_nil(c.old_name)
+    assert.equal("plugins[0].config.old_name: expected a string", err({ deny = { "1.1.1.1" }, old_name = 1 }))
   end)
 
   it("a Kong plugin's schema error points into its file", function()
