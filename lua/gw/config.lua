@@ -268,14 +268,17 @@ local SERVICE = { type = "record", fields = {
   { id = { type = "string" } },
 } }
 
+local TARGET_FIELDS = {
+  { target = { type = "string", required = true } },
+  { weight = int(100, 0, 65535) },
+  { tags = TAGS },
+  { id = { type = "string" } },
+}
+local TOP_TARGET_FIELDS = { { upstream = { type = "any", required = true } } }
+for _, f in ipairs(TARGET_FIELDS) do TOP_TARGET_FIELDS[#TOP_TARGET_FIELDS + 1] = f end
 local UPSTREAM = { type = "record", fields = {
   { name = { type = "string", required = true, custom_validator = name_check } },
-  { targets = { type = "array", default = {}, elements = { type = "record", fields = {
-    { target = { type = "string", required = true } },
-    { weight = int(100, 0, 65535) },
-    { tags = TAGS },
-    { id = { type = "string" } },
-  } } } },
+  { targets = { type = "array", default = {}, elements = { type = "record", fields = TARGET_FIELDS } } },
   { healthchecks = { type = "record", fields = {
     { passive = { type = "record", fields = {
       { failures = int(3, 0, 1000) },
@@ -361,12 +364,15 @@ local function nonempty(v)
   return nil, "must not be empty"
 end
 local NONEMPTY = { type = "string", custom_validator = nonempty }
-local function credential(fields)
+-- A list of credentials: nested in a consumer, or (top) at the top level of a Kong declarative
+-- file, naming its consumer by username or id in `consumer`.
+local function credential(fields, top)
   local f = {
     { id = { type = "string" } },
     { tags = TAGS },
     { created_at = { type = "any" } },
   }
+  if top then table.insert(f, { consumer = { type = "any", required = true } }) end
   for _, x in ipairs(fields) do table.insert(f, x) end
   return { type = "array", elements = { type = "record", fields = f } }
 end
@@ -374,6 +380,25 @@ M.JWT_ALGORITHMS = { "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES25
                      "PS256", "PS384", "PS512", "EdDSA" }
 local JWT_ALG = {}
 for _, a in ipairs(M.JWT_ALGORITHMS) do JWT_ALG[a] = true end
+local CREDENTIAL_FIELDS = {
+  keyauth_credentials = {
+    { key = { type = "string", required = true, custom_validator = nonempty } },
+  },
+  basicauth_credentials = {
+    { username = { type = "string", required = true, custom_validator = nonempty } },
+    { password = NONEMPTY },
+    { password_hash = { type = "string" } },
+  },
+  acls = {
+    { group = { type = "string", required = true, custom_validator = nonempty } },
+  },
+  jwt_secrets = {
+    { key = NONEMPTY },
+    { algorithm = { type = "string", default = "HS256", one_of = M.JWT_ALGORITHMS } },
+    { secret = { type = "string" } },
+    { rsa_public_key = { type = "string" } },
+  },
+}
 local CONSUMER = { type = "record", fields = {
   { id = NONEMPTY },
   { username = NONEMPTY },
@@ -381,23 +406,10 @@ local CONSUMER = { type = "record", fields = {
   { tags = TAGS },
   { created_at = { type = "any" } },
   { updated_at = { type = "any" } },
-  { keyauth_credentials = credential({
-    { key = { type = "string", required = true, custom_validator = nonempty } },
-  }) },
-  { basicauth_credentials = credential({
-    { username = { type = "string", required = true, custom_validator = nonempty } },
-    { password = NONEMPTY },
-    { password_hash = { type = "string" } },
-  }) },
-  { acls = credential({
-    { group = { type = "string", required = true, custom_validator = nonempty } },
-  }) },
-  { jwt_secrets = credential({
-    { key = NONEMPTY },
-    { algorithm = { type = "string", default = "HS256", one_of = M.JWT_ALGORITHMS } },
-    { secret = { type = "string" } },
-    { rsa_public_key = { type = "string" } },
-  }) },
+  { keyauth_credentials = credential(CREDENTIAL_FIELDS.keyauth_credentials) },
+  { basicauth_credentials = credential(CREDENTIAL_FIELDS.basicauth_credentials) },
+  { acls = credential(CREDENTIAL_FIELDS.acls) },
+  { jwt_secrets = credential(CREDENTIAL_FIELDS.jwt_secrets) },
   -- other Kong credential kinds: accepted, unused
   { hmacauth_credentials = { type = "array", elements = { type = "any" } } },
   { oauth2_credentials = { type = "array", elements = { type = "any" } } },
@@ -451,6 +463,12 @@ local CONFIG = { type = "record", fields = {
   { certificates = { type = "array", default = {}, elements = CERTIFICATE } },
   { snis = { type = "array", default = {}, elements = SNI } },
   { ca_certificates = { type = "array", default = {}, elements = CA_CERTIFICATE } },
+  -- Kong's top-level entities with a foreign key: merged into their consumer / upstream
+  { keyauth_credentials = credential(CREDENTIAL_FIELDS.keyauth_credentials, true) },
+  { basicauth_credentials = credential(CREDENTIAL_FIELDS.basicauth_credentials, true) },
+  { acls = credential(CREDENTIAL_FIELDS.acls, true) },
+  { jwt_secrets = credential(CREDENTIAL_FIELDS.jwt_secrets, true) },
+  { targets = { type = "array", elements = { type = "record", fields = TOP_TARGET_FIELDS } } },
 } }
 M.SCHEMA = CONFIG
 
@@ -1367,6 +1385,46 @@ end
 
 ---------------------------------------------------------------------------------------------
 
+-- Kong's declarative files may list targets and credentials at the top level, each naming its
+-- upstream or consumer (by name/username or id, or as { id = } / { name = } / { username = }):
+-- they join that entity's own list; an unknown name is an error at the entry.
+local FOREIGN = {
+  { list = "targets", key = "upstream", parents = "upstreams", into = "targets", names = { "name", "id" } },
+  { list = "keyauth_credentials", key = "consumer", parents = "consumers", into = "keyauth_credentials", names = { "username", "id", "custom_id" } },
+  { list = "basicauth_credentials", key = "consumer", parents = "consumers", into = "basicauth_credentials", names = { "username", "id", "custom_id" } },
+  { list = "acls", key = "consumer", parents = "consumers", into = "acls", names = { "username", "id", "custom_id" } },
+  { list = "jwt_secrets", key = "consumer", parents = "consumers", into = "jwt_secrets", names = { "username", "id", "custom_id" } },
+}
+local function hoist_foreign(src, E)
+  for _, f in ipairs(FOREIGN) do
+    local list = src[f.list]
+    for i = 1, maxn(list) do
+      local entry = list[i]
+      if type(entry) == "table" then
+        local ref = entry[f.key]
+        local parent
+        for _, cand in ipairs(src[f.parents] or {}) do
+          for _, field in ipairs(f.names) do
+            local want = type(ref) == "table" and ref[field] or (type(ref) ~= "table" and ref) or nil
+            if want ~= nil and cand[field] == want then parent = cand break end
+          end
+          if parent then break end
+        end
+        if not parent then
+          E.add(join(index(f.list, i), f.key), "no " .. f.parents:sub(1, -2) .. " " ..
+                (type(ref) == "table" and "matching " .. tostring(ref.id or ref.name or ref.username) or ('"' .. tostring(ref) .. '"')))
+        else
+          local copy = {}
+          for k, v in pairs(entry) do if k ~= f.key then copy[k] = v end end
+          parent[f.into] = parent[f.into] or {}
+          table.insert(parent[f.into], copy)
+        end
+      end
+    end
+    src[f.list] = nil
+  end
+end
+
 function M.compile(value, marks, name, opts)
   name = name or "config"
   opts = opts or {}
@@ -1388,6 +1446,7 @@ function M.compile(value, marks, name, opts)
 
   local compiled = { services = {}, routes = {}, upstreams = {}, consumers = {}, source = value }
   compiled.gw = compile_gw(src.gw or {}, E, dirname(name))
+  hoist_foreign(src, E)
 
   -- upstreams first: services refer to them by host
   local upstream_at = {}
