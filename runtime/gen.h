@@ -25,6 +25,11 @@ typedef struct {
     int weight, current_weight; /* smooth weighted round-robin */
     int fails;                  /* consecutive failures (passive health) */
     uint64_t down_until_ms;     /* skipped until then */
+    /* https: the last TLS session with this target (tls.c), resumed by the next connection
+     * made under the same client context and server name */
+    struct ssl_session_st *tls_sess;
+    const void *tls_sess_ctx;
+    char tls_sess_name[64];
 } gw_target;
 
 typedef struct {

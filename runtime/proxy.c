@@ -179,6 +179,7 @@ static void target_result(gw_req *r, gw_target *t, int ok)
 
 static void up_free(gw_upconn *u)
 {
+    if (u->bev && u->tls) gw_tls_upstream_close(u->bev);
     if (u->bev) bufferevent_free(u->bev);
     free(u);
 }
@@ -511,7 +512,8 @@ static void try_connect(gw_req *r)
     memcpy(u->name, name, sizeof u->name);
     if (tls) {
         /* SNI and the name verified (tls_verify): the upstream host */
-        SSL *ssl = gw_tls_upstream_ssl(r->svc, name);
+        /* a session of this target is resumed (not for a per-request gw.service.set_target) */
+        SSL *ssl = gw_tls_upstream_ssl(r->svc, name, t == &r->override ? NULL : t);
         /* CONNECTED is reported once the handshake is done, so connect_timeout covers it */
         u->bev = ssl ? bufferevent_openssl_socket_new(gw_W->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
                                                       BEV_OPT_CLOSE_ON_FREE) : NULL;

@@ -467,13 +467,30 @@ static int client_hello_cb(SSL *s, int *al, void *arg)
 
 /* ---- upstream contexts ---------------------------------------------------------------------- */
 
+/* A new session (after the handshake, or a TLS 1.3 ticket after it) of a connection to a
+ * target: kept on the target for the next connection, replacing the one before. */
+static int up_new_session(SSL *ssl, SSL_SESSION *sess)
+{
+    gw_target *t = SSL_get_app_data(ssl);
+    const char *sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+    if (!sni) sni = "";
+    if (!t || strlen(sni) >= sizeof t->tls_sess_name) return 0;
+    if (t->tls_sess) SSL_SESSION_free(t->tls_sess);
+    t->tls_sess = sess;             /* returning 1: the reference is ours */
+    t->tls_sess_ctx = SSL_get_SSL_CTX(ssl);
+    strcpy(t->tls_sess_name, sni);
+    return 1;
+}
+
 static SSL_CTX *client_ctx(lua_State *L, char *err, size_t errlen)
 {
     int ui = lua_gettop(L);
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
     if (!ctx) { snprintf(err, errlen, "SSL_CTX_new: %s", ssl_reason("?")); return NULL; }
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    /* sessions are kept per target (up_new_session), none in OpenSSL's cache */
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_sess_set_new_cb(ctx, up_new_session);
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
     lua_getfield(L, ui, "verify");
     int verify = lua_toboolean(L, -1);
@@ -524,13 +541,20 @@ static SSL_CTX *fallback_client_ctx(void)
     return ctx;
 }
 
-SSL *gw_tls_upstream_ssl(const gw_service *s, const char *name)
+SSL *gw_tls_upstream_ssl(const gw_service *s, const char *name, gw_target *t)
 {
     SSL_CTX *ctx = s->tls_ctx ? s->tls_ctx : fallback_client_ctx();
     SSL *ssl = ctx ? SSL_new(ctx) : NULL;
     if (!ssl) return NULL;
     int ip = is_ip(name);
     if (!ip && name[0]) SSL_set_tlsext_host_name(ssl, name);
+    if (t && s->tls_ctx) {
+        /* resumed only under the client context and server name it was made with: a session
+         * verified for one name, or made with a client certificate, serves no other */
+        SSL_set_app_data(ssl, t);
+        if (t->tls_sess && t->tls_sess_ctx == ctx && strcmp(t->tls_sess_name, ip ? "" : name) == 0)
+            SSL_set_session(ssl, t->tls_sess);
+    }
     if (s->tls_verify && name[0]) {
         if (ip) {
             X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), name);
@@ -540,6 +564,17 @@ SSL *gw_tls_upstream_ssl(const gw_service *s, const char *name)
         }
     }
     return ssl;
+}
+
+/* Before an upstream TLS connection is freed: close_notify. It also keeps the connection's
+ * session resumable: OpenSSL marks the session of a connection freed without it as bad. */
+void gw_tls_upstream_close(struct bufferevent *bev)
+{
+    SSL *ssl = bufferevent_openssl_get_ssl(bev);
+    if (!ssl || !SSL_is_init_finished(ssl)) return;
+    ERR_clear_error();
+    SSL_shutdown(ssl);
+    ERR_clear_error();
 }
 
 /* Why a TLS bufferevent failed: a certificate verification failure when there was one, else
@@ -669,6 +704,12 @@ fail:
     return -1;
 }
 
+static void drop_session(gw_target *t)
+{
+    if (t->tls_sess) SSL_SESSION_free(t->tls_sess);
+    t->tls_sess = NULL;
+}
+
 void gw_tls_gen_free(gw_gen *g)
 {
     gw_tls_gen *t = g ? g->tls : NULL;
@@ -681,7 +722,13 @@ void gw_tls_gen_free(gw_gen *g)
     free(t->sni);
     for (int i = 0; i < t->nup; i++) SSL_CTX_free(t->up[i]);
     free(t->up);
-    for (int i = 0; i < g->nservices; i++) g->services[i].tls_ctx = NULL;
+    for (int i = 0; i < g->nservices; i++) {
+        gw_service *s = &g->services[i];
+        s->tls_ctx = NULL;
+        for (int k = 0; s->upstream == &s->single && k < s->single.ntargets; k++) drop_session(&s->single.targets[k]);
+    }
+    for (int i = 0; i < g->nupstreams; i++)
+        for (int k = 0; k < g->upstreams[i].ntargets; k++) drop_session(&g->upstreams[i].targets[k]);
     free(t);
     g->tls = NULL;
 }

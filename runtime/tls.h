@@ -40,10 +40,13 @@ int gw_tls_misdirected(struct gw_req *r);
 int gw_tls_route_gate(struct gw_req *r);
 
 /* Upstream: a client SSL for service s (verification host and SNI set), or NULL. `name` is the
- * upstream host without port (an IP literal too); SNI is sent unless it is an IP address. */
-SSL *gw_tls_upstream_ssl(const gw_service *s, const char *name);
-/* Why an upstream TLS bufferevent failed, for the log ("certificate verify failed: ..."). */
+ * upstream host without port (an IP literal too); SNI is sent unless it is an IP address. With
+ * a target (not a per-request one), its last session is offered and new ones are kept there. */
+SSL *gw_tls_upstream_ssl(const gw_service *s, const char *name, gw_target *t);
 struct bufferevent;
+/* Before freeing an upstream TLS bufferevent: close_notify (keeps its session resumable). */
+void gw_tls_upstream_close(struct bufferevent *bev);
+/* Why an upstream TLS bufferevent failed, for the log ("certificate verify failed: ..."). */
 void gw_tls_upstream_error(struct bufferevent *bev, char *buf, size_t n);
 
 /* Master: the session ticket keys in shared memory (before the first fork), then every applied

@@ -51,6 +51,7 @@ describe("tls: https upstreams", function()
       return s
     end
     helpers.start_gw{ config = {
+      upstreams = { { name = "shared", targets = { { target = "localhost:" .. signed_port } } } },
       certificates = { { id = "gw-client", cert = client.cert, key = client.key } },
       ca_certificates = { { id = "upstream-ca", cert = ca_pem } },
       services = {
@@ -69,6 +70,12 @@ describe("tls: https upstreams", function()
         svc("mtls-by-id", "https://127.0.0.1:" .. mtls_port,
           { ca_certificates = { ca_file }, client_certificate = { id = "gw-client" } }),
         svc("mtls-none", "https://127.0.0.1:" .. mtls_port, { ca_certificates = { ca_file } }),
+        -- two services over one named upstream (one target), with other TLS settings
+        -- (preserve_host: the client's Host "localhost" is the name, as the certificate says)
+        { name = "shared-verify", protocol = "https", host = "shared", port = 443, retries = 0,
+          ca_certificates = { ca_file }, routes = { { paths = { "/shared-verify/" }, preserve_host = true } } },
+        { name = "shared-off", protocol = "https", host = "shared", port = 443, retries = 0,
+          tls_verify = false, routes = { { paths = { "/shared-off/" }, preserve_host = true } } },
       },
     } }
   end)
@@ -125,6 +132,35 @@ describe("tls: https upstreams", function()
     c:close()
     assert.equal(a.conn, b.conn)
     assert.equal(a.req + 1, b.req)
+  end)
+
+  it("resumes the TLS session of the last connection to the target", function()
+    local a = body_of(get("/verified/close/1"))
+    local b = body_of(get("/verified/close/2"))
+    assert.not_equal(a.conn, b.conn)
+    assert.is_true(b.resumed)
+    assert.equal("localhost", b.sni)
+    -- the same with a client certificate: the resumed session keeps it
+    body_of(get("/mtls/close/1"))
+    b = body_of(get("/mtls/close/2"))
+    assert.is_true(b.resumed)
+    assert.equal("gw-client", b.client)
+  end)
+
+  it("resumes a session only under the TLS settings it was made with", function()
+    local function via(svc, n)
+      local c = helpers.http_client("127.0.0.1", helpers.gw_info().proxy_port)
+      local res = assert(c:get("/" .. svc .. "/close/" .. n, { headers = { Host = "localhost" } }))
+      c:close()
+      return body_of(res)
+    end
+    via("shared-verify", 1)
+    assert.is_true(via("shared-verify", 2).resumed)
+    -- same target and name: the verified session is not offered by the unverified service
+    assert.is_false(via("shared-off", 1).resumed)
+    assert.is_true(via("shared-off", 2).resumed)
+    -- and the other way round: the target now holds shared-off's session
+    assert.is_false(via("shared-verify", 3).resumed)
   end)
 
   it("never hands a connection made under other TLS settings to a service", function()
