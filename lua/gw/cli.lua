@@ -14,6 +14,7 @@ function M.check(args)
     for _, e in ipairs(errs) do io.stderr:write(e, "\n") end
     return 1
   end
+  for _, w in ipairs(compiled.tls and compiled.tls.warnings or {}) do io.stderr:write("warning: ", w, "\n") end
   io.stdout:write(file, ": ok\n")
   return 0
 end

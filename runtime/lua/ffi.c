@@ -31,7 +31,7 @@ int gw_ffi_req_str(int which, const char **p, size_t *n)
         set(p, n, r->h.host.p, k);
         return 0;
     }
-    case S_SCHEME: set(p, n, "http", 4); return 0;
+    case S_SCHEME: set(p, n, r->c->ssl ? "https" : "http", r->c->ssl ? 5 : 4); return 0;
     case S_CLIENT_IP: set(p, n, r->c->peer_ip, strlen(r->c->peer_ip)); return 0;
     case S_ROUTE:
         if (!r->route || !r->route->name) return -1;

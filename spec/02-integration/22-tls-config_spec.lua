@@ -138,6 +138,7 @@ services:
     yaml = yaml:gsub("DIR", dir)
     local rc, lines = check((yaml:gsub("{PROXY_PORT}", "8443"):gsub("{ADMIN_PORT}", "8001")))
     assert.equal(0, rc, table.concat(lines, "\n"))
+    assert.matches("warning: .*certificates%[0%]%.cert: the certificate %(CN=old%.test", table.concat(lines, "\n"))
     helpers.start_gw{ yaml = yaml }
     assert.matches("%[warn%] %d+: .-gateway%.yaml:7:13: certificates%[0%]%.cert: the certificate %(CN=old%.test, file "
       .. dir:gsub("%p", "%%%0") .. "/old%.pem%) expired on %d+%-%d+%-%d+ %d+:%d+:%d+ UTC", helpers.gw_log())

@@ -12,7 +12,9 @@ local function curl(args)
 end
 
 local TLS_INFO = { name = "code", config = {
-  access = [[gw.response.exit(200, gw.client.get_tls() or { tls = false })]] } }
+  access = [[local t = gw.client.get_tls() or { tls = false }
+             t.scheme = gw.request.get_scheme()
+             gw.response.exit(200, t)]] } }
 
 describe("tls: client certificates", function()
   local pki, ca, cca, alice, mallory, expired, stranger, tls_port, plain_port
@@ -200,13 +202,14 @@ describe("tls: client certificates", function()
       local c = helpers.proxy_client()
       local res = assert(c:get("/tls"))
       c:close()
-      assert.same({ tls = false }, helpers.json_decode(assert.res_status(200, res)))
+      assert.same({ tls = false, scheme = "http" }, helpers.json_decode(assert.res_status(200, res)))
     end)
 
     it("over TLS without client verification: no client fields", function()
       local t = tls_info("plain.test", alice)
       assert.equal("NONE", t.client_verify)       -- not asked for, so not sent
       assert.equal("plain.test", t.sni)
+      assert.equal("https", t.scheme)
     end)
   end)
 
