@@ -19,6 +19,8 @@ int gw_api_init_worker(void);                      /* init_worker of every plugi
 void gw_api_timers_premature(void);                /* stopping: run pending timers, premature = true */
 int gw_api_timers_suspended(void);                 /* timer callbacks suspended (gw.sleep, gw.http, gw.redis) */
 void gw_wait_cancel(gw_req *r);                    /* r ends while it waits on r->wait_op */
+void gw_wait_resume(gw_req *r, lua_State *co, int co_ref); /* a gw.http/gw.redis wait is over: r's
+                                                             coroutine, or (r NULL) a timer's */
 
 /* conn.c */
 void gw_req_send_local(gw_req *r);

@@ -23,23 +23,10 @@ end
 
 local function raise(fname, msg, level) error(fname .. ": " .. msg, level or 4) end
 
-local function escape(s)
-  return (tostring(s):gsub("[^%w%-%._~]", function(c) return string.format("%%%02X", c:byte()) end))
-end
-
+-- a query table as gw.service.request.set_query encodes it (lua/gw/init.lua)
 local function encode_query(t)
-  local keys = {}
-  for k in pairs(t) do keys[#keys + 1] = tostring(k) end
-  sort(keys)
-  local out = {}
-  for _, k in ipairs(keys) do
-    local v = t[k]
-    if type(v) == "table" then
-      for _, x in ipairs(v) do out[#out + 1] = escape(k) .. "=" .. escape(x) end
-    elseif v == true then out[#out + 1] = escape(k)
-    elseif v ~= false then out[#out + 1] = escape(k) .. "=" .. escape(v) end
-  end
-  return concat(out, "&")
+  gw_ = gw_ or require "gw"
+  return gw_._encode_args(t)
 end
 
 local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"

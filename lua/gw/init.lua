@@ -165,6 +165,7 @@ local function encode_args(t)
   end
   return concat(out, "&")
 end
+gw._encode_args = encode_args   -- gw.http encodes its query tables the same way
 
 -- header tables answer any spelling: t["Content_Type"] finds "content-type" (one metatable for
 -- all, so no closure is made per call: closures stop LuaJIT's traces)

@@ -258,6 +258,16 @@ void gw_api_run_log(gw_req *r)
     gw_req_complete(r);
 }
 
+void gw_wait_resume(gw_req *r, lua_State *co, int co_ref)
+{
+    if (r) {
+        r->wait_op = NULL;
+        gw_req_lua_resume(r, 0);
+        return;
+    }
+    gw_api_resume_timer(co, co_ref);
+}
+
 void gw_wait_cancel(gw_req *r)
 {
     if (r->wait_op) ((gw_wait *)r->wait_op)->cancel(r);

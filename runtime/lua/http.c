@@ -661,18 +661,11 @@ static void wake_cb(evutil_socket_t fd, short ev, void *arg)
     waiter *w = arg;
     event_free(w->wake);
     free(w->ops);
-    if (w->mode == W_REQ) {
-        gw_req *r = w->r;
-        r->wait_op = NULL;
-        free(w);
-        gw_req_lua_resume(r, 0);
-        return;
-    }
-    /* a timer's coroutine */
+    gw_req *r = w->mode == W_REQ ? w->r : NULL;
     lua_State *co = w->co;
     int ref = w->co_ref;
     free(w);
-    gw_api_resume_timer(co, ref);
+    gw_wait_resume(r, co, ref);
 }
 
 static void waiter_ready(waiter *w)

@@ -415,17 +415,11 @@ static void wake_cb(evutil_socket_t fd, short ev, void *arg)
     (void)fd; (void)ev;
     rwaiter *w = arg;
     event_free(w->wake);
-    if (w->mode == W_REQ) {
-        gw_req *r = w->r;
-        r->wait_op = NULL;
-        free(w);
-        gw_req_lua_resume(r, 0);
-        return;
-    }
+    gw_req *r = w->mode == W_REQ ? w->r : NULL;
     lua_State *co = w->co;
     int ref = w->co_ref;
     free(w);
-    gw_api_resume_timer(co, ref);
+    gw_wait_resume(r, co, ref);
 }
 
 /* The request ends while its coroutine waits in gw.redis: nothing will resume it. */
