@@ -319,11 +319,11 @@ end
 local timings_buf = ffi.new("double[3]")
 -- ctx.shared table -> flat list of phase timings (kept out of gw.ctx.shared)
 phase_timings = setmetatable({}, { __mode = "k" })
+local function happened(x) return x ~= 0 and x or nil end
 function request.get_timings()
   check_phase("gw.request.get_timings", REQ)
   C.gw_ffi_timings(timings_buf)
-  local function v(x) return x ~= 0 and x or nil end
-  return { start = timings_buf[0], upstream_start = v(timings_buf[1]), upstream_end = v(timings_buf[2]) }
+  return { start = timings_buf[0], upstream_start = happened(timings_buf[1]), upstream_end = happened(timings_buf[2]) }
 end
 
 --- The plugin phases this request ran so far, when its chain has a plugin asking for them
@@ -701,12 +701,14 @@ gw.router = {
 -- the gw.real_ip_header (X-Forwarded-For) addresses from the right, skipping trusted ones: the
 -- first untrusted address, or the leftmost when all are trusted.
 local trusted_for, trusted_set   -- the set of compiled_current (built on first use per generation)
+local ipmod                      -- gw.ip, loaded with the first set
 local function forwarded_ip()
   local peer = req_str(S_CLIENT_IP)
   local g = compiled_current and compiled_current.gw
   if not g or not g.trusted_ips or #g.trusted_ips == 0 then return peer end
   if trusted_for ~= compiled_current then
-    trusted_set = require("gw.ip").set(g.trusted_ips)
+    ipmod = ipmod or require "gw.ip"
+    trusted_set = ipmod.set(g.trusted_ips)
     trusted_for = compiled_current
   end
   if not trusted_set or not trusted_set:contains(peer) then return peer end
@@ -723,7 +725,6 @@ local function forwarded_ip()
     from = from + 1
   end
   if n == 0 then return peer end
-  local ipmod = require "gw.ip"
   for i = n, 1, -1 do
     local a = list[i]
     if not ipmod.parse(a) then return peer end      -- garbage in the header: trust nothing more
