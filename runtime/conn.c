@@ -11,6 +11,9 @@
 #include <event2/bufferevent.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent_ssl.h>
+#include <event2/event_struct.h>
+#include <malloc.h>
+#include <sys/mman.h>
 #include "gw.h"
 #include "conn.h"
 #include "metrics.h"
@@ -39,6 +42,11 @@ static void conn_write_cb(struct bufferevent *bev, void *arg);
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg);
 static void req_start(gw_conn *c);
 static void req_finish(gw_req *r);
+static void iq_push(gw_conn *c);
+static gw_conn *conn_open(gw_worker *w, int fd, const struct sockaddr *sa, int local_port, int tls);
+static void conn_gone(gw_worker *w, int fd);
+static void iq_remove(gw_conn *c);
+static void idle_record(gw_worker *w, int fd, unsigned nreq, int draining, int ms);
 
 /* ---- arena ---------------------------------------------------------------------------- */
 
@@ -113,38 +121,82 @@ int gw_req_set_header(gw_req *r, gw_header *arr, int *n, const char *name, size_
 
 /* ---- connection lifecycle ------------------------------------------------------------- */
 
+static int nspare;               /* gw_conns on w->free_conns */
+static int nfreed;               /* gw_conns given back to malloc since the last malloc_trim */
+#define MAX_SPARE_CONNS 32
+
+/* A gw_conn back to the free list, or (past MAX_SPARE_CONNS: a burst of connections is over)
+ * to malloc, so memory follows the number of busy connections. */
+/* A gw_conn and its head buffers and header arrays are one anonymous mapping: pages a request
+ * never touches cost nothing, and unmapping gives everything back at once — malloc'd, these
+ * 100 KB per connection would leave the heap fragmented by the small long-lived allocations made
+ * between them (libevent's per-descriptor records, idle records). */
+static gw_conn *conn_alloc(size_t need, int cap)
+{
+    size_t base = (sizeof(gw_conn) + 63) & ~(size_t)63;
+    size_t hsz = ((need + 63) & ~(size_t)63);
+    size_t size = base + 2 * hsz + 2 * sizeof(gw_header) * (size_t)cap;
+    void *m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) return NULL;
+    gw_conn *c = m;   /* zero-filled */
+    c->map_size = size;
+    c->hbuf = (char *)m + base;
+    c->rbuf = c->hbuf + hsz;
+    c->hcap = need;
+    c->req.hdrs = (gw_header *)(c->rbuf + hsz);
+    c->req.rhdrs = c->req.hdrs + cap;
+    c->hdr_cap = cap;
+    return c;
+}
+
+static void conn_unmap(gw_conn *c)
+{
+    if (c->req.body) evbuffer_free(c->req.body);
+    if (c->req.lbody) evbuffer_free(c->req.lbody);
+    munmap(c, c->map_size);
+}
+
+static void conn_release(gw_worker *w, gw_conn *c)
+{
+    if (nspare >= MAX_SPARE_CONNS) {
+        conn_unmap(c);
+        nfreed++;
+        return;
+    }
+    c->next_free = w->free_conns;
+    w->free_conns = c;
+    nspare++;
+}
+
 void gw_conn_accept(gw_worker *w, int fd, struct sockaddr *sa, int salen, int local_port, int tls)
 {
     (void)salen;
-    gw_conn *c = w->free_conns;
-    if (c) w->free_conns = c->next_free;
-    else {
-        c = calloc(1, sizeof *c);
-        if (!c) { close(fd); return; }
+    if (w->stats) { w->stats->connections++; w->stats->accepted++; }
+    w->nconns++;
+    if (!tls) {
+        /* a plain connection starts as an idle record: its gw_conn is taken when a byte arrives */
+        (void)sa; (void)local_port;   /* read back with getpeername/getsockname on waking */
+        idle_record(w, fd, 0, 0, w->gen->client_header_timeout);
+        return;
     }
+    conn_open(w, fd, sa, local_port, tls);
+}
+
+/* A gw_conn for an accepted socket (from accept on TLS listeners, from an idle record's first
+ * readable byte on plain ones); NULL when out of memory (the socket is closed). */
+static gw_conn *conn_open(gw_worker *w, int fd, const struct sockaddr *sa, int local_port, int tls)
+{
     gw_gen *g = w->gen;
     size_t need = g->limits.max_header_size + g->limits.max_request_line;
-    if (c->hcap < need) {
-        free(c->hbuf);
-        free(c->rbuf);
-        c->hbuf = malloc(need);
-        c->rbuf = malloc(need);
-        c->hcap = need;
-    }
     int cap = g->limits.max_headers + 64;
-    if (c->hdr_cap < cap) {
-        free(c->req.hdrs);
-        free(c->req.rhdrs);
-        c->req.hdrs = malloc(sizeof(gw_header) * cap);
-        c->req.rhdrs = malloc(sizeof(gw_header) * cap);
-        c->hdr_cap = cap;
-    }
-    if (!c->hbuf || !c->rbuf || !c->req.hdrs || !c->req.rhdrs) {
+    gw_conn *c = w->free_conns;
+    if (c) { w->free_conns = c->next_free; nspare--; }
+    if (c && (c->hcap < need || c->hdr_cap < cap)) { conn_unmap(c); c = NULL; }  /* limits grew */
+    if (!c) c = conn_alloc(need, cap);
+    if (!c) {
         gw_err("out of memory accepting a connection");
-        close(fd);
-        c->next_free = w->free_conns;
-        w->free_conns = c;
-        return;
+        conn_gone(w, fd);
+        return NULL;
     }
     c->w = w;
     c->fd = fd;
@@ -153,19 +205,23 @@ void gw_conn_accept(gw_worker *w, int fd, struct sockaddr *sa, int salen, int lo
     c->draining = 0;
     c->paused = 0;
     c->local_port = local_port;
+    c->in_iq = 0;
     c->peer_port = 0;
     c->peer_ip[0] = 0;
     if (sa->sa_family == AF_INET) {
-        struct sockaddr_in *in = (struct sockaddr_in *)sa;
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
         inet_ntop(AF_INET, &in->sin_addr, c->peer_ip, sizeof c->peer_ip);
         c->peer_port = ntohs(in->sin_port);
     } else if (sa->sa_family == AF_INET6) {
-        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)sa;
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
         inet_ntop(AF_INET6, &in6->sin6_addr, c->peer_ip, sizeof c->peer_ip);
         c->peer_port = ntohs(in6->sin6_port);
     }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (tls) {
+        /* plain sockets got TCP_NODELAY when they became idle records */
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
     c->ssl = NULL;
     if (tls) {
         /* the handshake runs under the client_header timeout set by req_start */
@@ -182,18 +238,230 @@ void gw_conn_accept(gw_worker *w, int fd, struct sockaddr *sa, int salen, int lo
     } else {
         c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
     }
-    if (!c->bev) { close(fd); c->next_free = w->free_conns; w->free_conns = c; return; }
+    if (!c->bev) { conn_gone(w, fd); conn_release(w, c); return NULL; }
     bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
     c->prev_live = NULL;
     c->next_live = w->live;
     if (w->live) w->live->prev_live = c;
     w->live = c;
-    w->nconns++;
-    if (w->stats) { w->stats->connections++; w->stats->accepted++; }
     memset(&c->req.h, 0, sizeof c->req.h);
     c->req.c = c;
     c->req.state = GW_RS_IDLE;
     req_start(c);
+    return c;
+}
+
+/* ---- idle connections ------------------------------------------------------------------
+ * A plain-HTTP connection waiting for a request holds no request state. From accept, and once
+ * it has waited IDLE_SHRINK_MS after a response, it is only an idle record: its socket, one
+ * struct event (readable, or the client_header / keep-alive deadline), the peer's address —
+ * under 200 bytes. Its gw_conn (request, arena, head buffers, bufferevent) goes back to the free
+ * list and is taken again when a byte arrives. Busy connections never shrink: per request the
+ * hot path only links the connection into the idle queue (ordered by idle time) and unlinks it;
+ * one timer a second shrinks those at its head. TLS connections keep their gw_conn (the SSL
+ * state lives in the bufferevent). */
+#define IDLE_SHRINK_MS 1000
+/* At most this many idle connections keep their gw_conn: past it the oldest shrinks at once,
+ * so thousands of connections going quiet together never hold thousands of request buffers
+ * (nor leave the heap fragmented by them). */
+#define MAX_IDLE_FULL 512
+
+typedef struct idle_rec {
+    union {
+        struct event ev;         /* its fd is the socket's; the peer address comes back from
+                                  * getpeername/getsockname when the connection wakes */
+        struct idle_rec *next_free;   /* while unused */
+    } u;
+    unsigned nreq;
+    unsigned char draining, used;
+} idle_rec;                      /* 136 bytes */
+
+#define SLAB_RECS 64
+static idle_rec **slabs;             /* records come in slabs, never returned: no malloc header
+                                      * per record, no interleaving with request memory; the
+                                      * records in use are found by walking them (drain) */
+static int nslabs;
+static idle_rec *idle_free;          /* unused records */
+static gw_conn *iq_head, *iq_tail;   /* connections waiting for a request, oldest first */
+static int iq_len;
+static struct event *iq_timer;
+
+/* A socket that never became (or no longer is) a connection: close and uncount it. */
+static void conn_gone(gw_worker *w, int fd)
+{
+    close(fd);
+    w->nconns--;
+    if (w->stats) w->stats->connections--;
+    gw_worker_maybe_exit();
+}
+
+static idle_rec *rec_get(void)
+{
+    if (!idle_free) {
+        idle_rec **ns = realloc(slabs, sizeof *slabs * (size_t)(nslabs + 1));
+        if (!ns) return NULL;
+        slabs = ns;
+        idle_rec *slab = calloc(SLAB_RECS, sizeof *slab);
+        if (!slab) return NULL;
+        slabs[nslabs++] = slab;
+        for (int i = SLAB_RECS - 1; i >= 0; i--) { slab[i].u.next_free = idle_free; idle_free = &slab[i]; }
+    }
+    idle_rec *d = idle_free;
+    idle_free = d->u.next_free;
+    return d;
+}
+
+/* The record is done with (its event is not pending: fired, or deleted). */
+static void rec_unlink(idle_rec *d)
+{
+    d->used = 0;
+    d->u.next_free = idle_free;
+    idle_free = d;
+}
+
+static void idle_wake(evutil_socket_t fd, short what, void *arg)
+{
+    idle_rec *d = arg;
+    gw_worker *w = gw_W;
+    unsigned nreq = d->nreq;
+    int draining = d->draining;
+    rec_unlink(d);
+    struct sockaddr_storage peer, local;
+    socklen_t pl = sizeof peer, ll = sizeof local;
+    if ((what & EV_TIMEOUT) || getpeername(fd, (struct sockaddr *)&peer, &pl) != 0 ||
+        getsockname(fd, (struct sockaddr *)&local, &ll) != 0) {
+        /* keep-alive (or client_header, before a first byte) timeout, or the peer is gone */
+        conn_gone(w, fd);
+        return;
+    }
+    int local_port = local.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&local)->sin6_port)
+                                                 : ntohs(((struct sockaddr_in *)&local)->sin_port);
+    gw_conn *c = conn_open(w, fd, (struct sockaddr *)&peer, local_port, 0);
+    if (!c) return;
+    c->nreq = nreq;
+    c->draining = draining;
+    /* the bytes wait in the socket: the bufferevent's read event (armed by req_start) reports
+     * them on the loop's next poll */
+}
+
+static void idle_record(gw_worker *w, int fd, unsigned nreq, int draining, int ms)
+{
+    idle_rec *d = rec_get();
+    if (!d) { conn_gone(w, fd); return; }
+    if (nreq == 0) {
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+    d->nreq = nreq;
+    d->draining = (unsigned char)draining;
+    d->used = 1;
+    if (ms < 1) ms = 1;
+    struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+    event_assign(&d->u.ev, w->base, fd, EV_READ, idle_wake, d);
+    event_add(&d->u.ev, &tv);
+}
+
+static void iq_remove(gw_conn *c)
+{
+    if (!c->in_iq) return;
+    if (c->iq_prev) c->iq_prev->iq_next = c->iq_next; else iq_head = c->iq_next;
+    if (c->iq_next) c->iq_next->iq_prev = c->iq_prev; else iq_tail = c->iq_prev;
+    c->iq_prev = c->iq_next = NULL;
+    c->in_iq = 0;
+    iq_len--;
+}
+
+/* Quiet: waiting for a request with nothing buffered either way (a response may still drain). */
+static int conn_quiet(gw_conn *c)
+{
+    return c->req.state == GW_RS_IDLE && !c->paused && !c->closing && !c->log_pending && c->bev &&
+           evbuffer_get_length(bufferevent_get_input(c->bev)) == 0 &&
+           evbuffer_get_length(bufferevent_get_output(c->bev)) == 0;
+}
+
+/* Shrinks an idle connection to a record; it stays open and counted. */
+static void conn_shrink(gw_conn *c)
+{
+    gw_worker *w = c->w;
+    gw_gen *g = w->gen;
+    int ka = c->nreq ? g->keepalive_timeout : g->client_header_timeout;
+    int64_t left = (int64_t)c->idle_since + ka - (int64_t)gw_now_ms();
+    int fd = c->fd;
+    iq_remove(c);
+    /* the socket outlives the bufferevent */
+    bufferevent_setfd(c->bev, -1);
+    bufferevent_free(c->bev);
+    c->bev = NULL;
+    if (c->prev_live) c->prev_live->next_live = c->next_live;
+    else w->live = c->next_live;
+    if (c->next_live) c->next_live->prev_live = c->prev_live;
+    idle_record(w, fd, c->nreq, c->draining, left > 0 ? (int)left : 1);
+    conn_release(w, c);
+}
+
+static void iq_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd; (void)what; (void)arg;
+    uint64_t now = gw_now_ms();
+    while (iq_head && iq_head->idle_since + IDLE_SHRINK_MS <= now) {
+        gw_conn *c = iq_head;
+        if (!conn_quiet(c)) {
+            /* not quiet after all (a response still draining): look again later */
+            iq_remove(c);
+            if (c->req.state == GW_RS_IDLE && c->bev) iq_push(c);
+            if (iq_head == c) break;
+            continue;
+        }
+        conn_shrink(c);
+    }
+    /* a burst of connections went quiet: hand the freed request memory back to the system */
+    if (nfreed >= MAX_SPARE_CONNS) { malloc_trim(0); nfreed = 0; }
+}
+
+static void iq_push(gw_conn *c)
+{
+    if (c->in_iq) iq_remove(c);
+    if (!iq_timer) {
+        iq_timer = event_new(c->w->base, -1, EV_PERSIST, iq_tick, NULL);
+        struct timeval tv = { IDLE_SHRINK_MS / 1000, (IDLE_SHRINK_MS % 1000) * 1000 };
+        if (iq_timer) event_add(iq_timer, &tv);
+    }
+    c->idle_since = gw_now_ms();
+    c->in_iq = 1;
+    c->iq_next = NULL;
+    c->iq_prev = iq_tail;
+    if (iq_tail) iq_tail->iq_next = c; else iq_head = c;
+    iq_tail = c;
+    iq_len++;
+    for (int k = 0; k < 4 && iq_len > MAX_IDLE_FULL && iq_head != c; k++) {
+        gw_conn *old = iq_head;
+        if (conn_quiet(old)) { conn_shrink(old); continue; }
+        /* its response is still draining: to the back of the queue */
+        iq_remove(old);
+        old->in_iq = 1;
+        old->iq_next = NULL;
+        old->iq_prev = iq_tail;
+        iq_tail->iq_next = old;
+        iq_tail = old;
+        iq_len++;
+    }
+}
+
+/* Draining: idle records are closed (their next request would get Connection: close anyway). */
+void gw_conn_close_idle(gw_worker *w)
+{
+    for (int i = 0; i < nslabs; i++) {
+        for (int k = 0; k < SLAB_RECS; k++) {
+            idle_rec *d = &slabs[i][k];
+            if (!d->used) continue;
+            int fd = event_get_fd(&d->u.ev);
+            event_del(&d->u.ev);
+            rec_unlink(d);
+            close(fd);
+            w->nconns--;
+            if (w->stats) w->stats->connections--;
+        }
+    }
 }
 
 void gw_conn_close(gw_conn *c)
@@ -218,6 +486,7 @@ void gw_conn_close(gw_conn *c)
         req_finish(r);
     }
     r->state = GW_RS_IDLE;
+    iq_remove(c);
     if (c->bev) { bufferevent_free(c->bev); c->bev = NULL; }
     c->ssl = NULL;
     if (c->prev_live) c->prev_live->next_live = c->next_live;
@@ -225,8 +494,7 @@ void gw_conn_close(gw_conn *c)
     if (c->next_live) c->next_live->prev_live = c->prev_live;
     w->nconns--;
     if (w->stats) w->stats->connections--;
-    c->next_free = w->free_conns;
-    w->free_conns = c;
+    conn_release(w, c);
     gw_worker_maybe_exit();
 }
 
@@ -310,6 +578,8 @@ static void req_start(gw_conn *c)
      * requests must not become thousands of nested calls. */
     if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
         bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_DEFER_CALLBACKS);
+    else if (!c->ssl && !c->test)
+        iq_push(c);   /* waits for a request: shrinks if it stays quiet (idle records, above) */
 }
 
 static void req_finish(gw_req *r)
@@ -465,6 +735,7 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
     case GW_RS_IDLE: {
         size_t avail = evbuffer_get_length(in);
         if (avail == 0) return;
+        iq_remove(c);
         if (evbuffer_get_length(bufferevent_get_output(bev)) > HIGH_WATER) {
             /* the client pipelines without reading the answers: take no new request until
              * they drain, or gw would hold every response in memory (conn_write_cb resumes) */

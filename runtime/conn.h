@@ -130,6 +130,10 @@ struct gw_conn {
     int test;                   /* a gw.test.context request: no socket, testctx.c drives it */
     int test_wake;              /* testctx: a gw.sleep of this request has fired */
     int log_pending;            /* closed, but the aborted request's log phase still runs */
+    uint64_t idle_since;        /* in the idle queue (waiting for a request): since when (ms) */
+    struct gw_conn *iq_prev, *iq_next;
+    int in_iq;
+    size_t map_size;            /* the mapping holding it, its head buffers and header arrays */
     char *hbuf;                 /* copy of the request head (zero-copy parse over it) */
     size_t hcap;
     char *rbuf;                 /* copy of the upstream response head */
@@ -144,6 +148,7 @@ extern gw_req *gw_cur;          /* the request whose Lua code is running */
 void gw_conn_accept(gw_worker *w, int fd, struct sockaddr *sa, int salen, int local_port, int tls);
 void gw_conn_close(gw_conn *c);
 void gw_conn_drain_all(gw_worker *w);
+void gw_conn_close_idle(gw_worker *w);
 
 void *gw_req_alloc(gw_req *r, size_t n);
 char *gw_req_strdup(gw_req *r, const char *s, size_t n);

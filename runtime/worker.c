@@ -77,6 +77,7 @@ static void drain_tick(evutil_socket_t fd, short ev, void *arg)
             gw_conn_close(c);
         c = next;
     }
+    gw_conn_close_idle(&W);   /* connections shrunk to idle records (conn.c) */
     gw_worker_maybe_exit();
 }
 
