@@ -47,6 +47,8 @@ static gw_conn *conn_open(gw_worker *w, int fd, const struct sockaddr *sa, int l
 static void conn_gone(gw_worker *w, int fd);
 static void iq_remove(gw_conn *c);
 static void idle_record(gw_worker *w, int fd, unsigned nreq, int draining, int ms);
+static void out_added(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg);
+static void fl_unlink(gw_conn *c);
 
 /* ---- arena ---------------------------------------------------------------------------- */
 
@@ -240,6 +242,13 @@ static gw_conn *conn_open(gw_worker *w, int fd, const struct sockaddr *sa, int l
     }
     if (!c->bev) { conn_gone(w, fd); conn_release(w, c); return NULL; }
     bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
+    c->fl_queued = 0;
+    if (!tls) {
+        /* plain: gw writes the output itself (out_added, below); the bufferevent writes only
+         * what a direct write left over */
+        bufferevent_disable(c->bev, EV_WRITE);
+        evbuffer_add_cb(bufferevent_get_output(c->bev), out_added, c);
+    }
     c->prev_live = NULL;
     c->next_live = w->live;
     if (w->live) w->live->prev_live = c;
@@ -487,6 +496,7 @@ void gw_conn_close(gw_conn *c)
     }
     r->state = GW_RS_IDLE;
     iq_remove(c);
+    fl_unlink(c);
     if (c->bev) { bufferevent_free(c->bev); c->bev = NULL; }
     c->ssl = NULL;
     if (c->prev_live) c->prev_live->next_live = c->next_live;
@@ -572,7 +582,10 @@ static void req_start(gw_conn *c)
     struct timeval wt = { g->send_timeout / 1000, (g->send_timeout % 1000) * 1000 };
     bufferevent_set_timeouts(c->bev, &tv, &wt);
     bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
-    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    /* (enabling a bufferevent's writing arms its write event even with nothing to write: a
+     * plain connection's stays off, see out_added; a TLS one's stays on) */
+    short want = c->ssl ? EV_READ | EV_WRITE : EV_READ;
+    if ((bufferevent_get_enabled(c->bev) & want) != want) bufferevent_enable(c->bev, want);
     /* A pipelined request already buffered is taken up from the event loop, not from here:
      * answering it may complete synchronously and land here again, and thousands of pipelined
      * requests must not become thousands of nested calls. */
@@ -635,6 +648,24 @@ void gw_req_client_timeouts(gw_req *r)
     bufferevent_set_timeouts(r->c->bev, r->body_done ? NULL : &tv, &wt);
 }
 
+/* "<pid hex>-<counter hex>" (the worker's pid read once: it is a system call) */
+static void req_id_str(gw_req *r)
+{
+    static unsigned pid;   /* 0 in every freshly forked worker: the master serves no request */
+    if (!pid) pid = (unsigned)getpid();
+    static const char hex[] = "0123456789abcdef";
+    char tmp[32];
+    int n = 0, k = 0;
+    unsigned p = pid;
+    do { tmp[n++] = hex[p & 15]; p >>= 4; } while (p);
+    while (n) r->id_str[k++] = tmp[--n];
+    r->id_str[k++] = '-';
+    unsigned long long id = r->id;
+    do { tmp[n++] = hex[id & 15]; id >>= 4; } while (id);
+    while (n) r->id_str[k++] = tmp[--n];
+    r->id_str[k] = 0;
+}
+
 static void process_head(gw_conn *c, size_t avail)
 {
     gw_req *r = &c->req;
@@ -658,7 +689,7 @@ static void process_head(gw_conn *c, size_t avail)
     r->start_ms = gw_now_ms();
     r->start_us = gw_now_us();
     r->id = ++w->next_req_id;
-    snprintf(r->id_str, sizeof r->id_str, "%x-%llx", (unsigned)getpid(), (unsigned long long)r->id);
+    req_id_str(r);
     if (w->stats) w->stats->requests++;
     r->gen = g;
     g->refs++;
@@ -772,11 +803,75 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
     }
 }
 
+/* ---- writing to a plain client ---------------------------------------------------------
+ * A bufferevent writes from its write event: arming it (epoll_ctl), a wakeup, the write, and
+ * disarming it (epoll_ctl) — four system calls where one does. So a plain connection's
+ * bufferevent has writing disabled, and what is added to its output (a response head, body
+ * pieces, a whole local response) queues the connection; once the callbacks of this loop pass are
+ * done (one event made active, run in the same pass) each queued connection gets one direct
+ * writev of everything it has. Only what the socket does not take is left to the bufferevent
+ * (writing enabled until drained, with send_timeout), which calls conn_write_cb as before. */
+static gw_conn *fl_head;
+static struct event *fl_ev;
+
+static void fl_unlink(gw_conn *c)
+{
+    if (!c->fl_queued) return;
+    if (c->fl_prev) c->fl_prev->fl_next = c->fl_next; else fl_head = c->fl_next;
+    if (c->fl_next) c->fl_next->fl_prev = c->fl_prev;
+    c->fl_prev = c->fl_next = NULL;
+    c->fl_queued = 0;
+}
+
+static void conn_flush(gw_conn *c)
+{
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    if (bufferevent_get_enabled(c->bev) & EV_WRITE) return;   /* the bufferevent is writing */
+    evbuffer_unfreeze(out, 1);   /* a bufferevent keeps its output's start frozen but while it writes */
+    while (evbuffer_get_length(out) > 0 && evbuffer_write(out, c->fd) > 0) {}
+    evbuffer_freeze(out, 1);
+    if (evbuffer_get_length(out) > 0) {
+        /* the socket is full (or failed): the bufferevent goes on, and reports an error */
+        bufferevent_enable(c->bev, EV_WRITE);
+        return;
+    }
+    conn_write_cb(c->bev, c);   /* drained: what the bufferevent would have called */
+}
+
+static void flush_all(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd; (void)what; (void)arg;
+    while (fl_head) {
+        gw_conn *c = fl_head;
+        fl_unlink(c);
+        if (c->bev) conn_flush(c);
+    }
+}
+
+static void out_added(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+    (void)buf;
+    gw_conn *c = arg;
+    if (info->n_added == 0 || c->fl_queued) return;
+    if (!fl_ev) {
+        fl_ev = event_new(c->w->base, -1, 0, flush_all, NULL);
+        if (!fl_ev) { bufferevent_enable(c->bev, EV_WRITE); return; }
+    }
+    c->fl_queued = 1;
+    c->fl_prev = NULL;
+    c->fl_next = fl_head;
+    if (fl_head) fl_head->fl_prev = c;
+    fl_head = c;
+    event_active(fl_ev, EV_WRITE, 0);
+}
+
 static void conn_write_cb(struct bufferevent *bev, void *arg)
 {
     gw_conn *c = arg;
     gw_req *r = &c->req;
-    (void)bev;
+    /* a plain connection's bufferevent drained what a direct write left: back to direct writes */
+    if (!c->ssl && (bufferevent_get_enabled(bev) & EV_WRITE) && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+        bufferevent_disable(bev, EV_WRITE);
     if (r->state == GW_RS_UPSTREAM) { gw_proxy_client_drained(r); return; }
     if (r->state == GW_RS_IDLE && c->paused) {
         c->paused = 0;

@@ -133,6 +133,8 @@ struct gw_conn {
     uint64_t idle_since;        /* in the idle queue (waiting for a request): since when (ms) */
     struct gw_conn *iq_prev, *iq_next;
     int in_iq;
+    int fl_queued;              /* output waiting for its direct write (conn.c, out_added) */
+    struct gw_conn *fl_prev, *fl_next;
     size_t map_size;            /* the mapping holding it, its head buffers and header arrays */
     char *hbuf;                 /* copy of the request head (zero-copy parse over it) */
     size_t hcap;

@@ -478,8 +478,24 @@ static void attach(gw_req *r, gw_upconn *u)
         struct timeval ct = { s->connect_timeout / 1000, (s->connect_timeout % 1000) * 1000 };
         bufferevent_set_timeouts(u->bev, &ct, &ct);
     }
-    write_request_head(r, bufferevent_get_output(u->bev));
-    bufferevent_enable(u->bev, EV_READ | EV_WRITE);
+    /* A pooled plain connection and a request whose body is in hand (none, or buffered): the
+     * head goes out in one direct writev, without the bufferevent's arm-write-disarm round
+     * (conn.c, "writing to a plain client"); what the socket does not take, or an error (the
+     * upstream closed it meanwhile: replayed), is left to the bufferevent. */
+    struct evbuffer *out = bufferevent_get_output(u->bev);
+    int direct = u->connected && !u->tls && (r->body_done || r->body_buffered);
+    if (direct && (bufferevent_get_enabled(u->bev) & EV_WRITE)) bufferevent_disable(u->bev, EV_WRITE);
+    write_request_head(r, out);
+    if (direct) {
+        int fd = bufferevent_getfd(u->bev);
+        evbuffer_unfreeze(out, 1);
+        while (evbuffer_get_length(out) > 0 && evbuffer_write(out, fd) > 0) {}
+        evbuffer_freeze(out, 1);
+        if (evbuffer_get_length(out) > 0) bufferevent_enable(u->bev, EV_READ | EV_WRITE);
+        else if (!(bufferevent_get_enabled(u->bev) & EV_READ)) bufferevent_enable(u->bev, EV_READ);
+    } else {
+        bufferevent_enable(u->bev, EV_READ | EV_WRITE);
+    }
     if (u->connected) pump_request(r);
 }
 
@@ -697,8 +713,9 @@ static void up_read_cb(struct bufferevent *bev, void *arg)
         else if (resp.content_length >= 0) r->resp_left = resp.content_length;
         else { r->resp_left = -2; u->keepalive = 0; }
         /* the response head is copied: the rbuf slices stay valid, the next read will not reuse
-         * rbuf until this response is done */
-        bufferevent_disable(bev, EV_READ);
+         * rbuf until this response is done. Reading stays enabled: a header_filter that
+         * suspends leaves the state off GW_RS_UPSTREAM, so body bytes arriving meanwhile only
+         * disable reading (above); disabling it here would cost two epoll_ctl per response. */
         gw_api_response_ready(r);
         return;
     }
