@@ -910,10 +910,13 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 
 static int hop_by_hop(gw_str n)
 {
-    static const char *hop[] = { "connection", "keep-alive", "proxy-connection", "transfer-encoding",
-                                 "te", "trailer", "upgrade", "content-length", NULL };
-    for (int i = 0; hop[i]; i++)
-        if (name_eq(n, hop[i], strlen(hop[i]))) return 1;
+#define HOP(s) { s, sizeof(s) - 1 }
+    static const struct { const char *s; size_t n; } hop[] = { HOP("connection"), HOP("keep-alive"),
+        HOP("proxy-connection"), HOP("transfer-encoding"), HOP("te"), HOP("trailer"), HOP("upgrade"),
+        HOP("content-length") };
+#undef HOP
+    for (size_t i = 0; i < sizeof hop / sizeof hop[0]; i++)
+        if (name_eq(n, hop[i].s, hop[i].n)) return 1;
     return 0;
 }
 
@@ -944,30 +947,37 @@ void gw_req_write_head(gw_req *r, int64_t body_len, int no_body)
         else r->resp_close = 1;
     }
     size_t head_start = evbuffer_get_length(out);
-    char line[64];
-    int ln = snprintf(line, sizeof line, "HTTP/1.1 %d %s\r\n", r->status, status_text(r->status));
-    evbuffer_add(out, line, ln);
+    gw_hb hb;
+    hb.out = out;
+    hb.n = 0;
+    gw_hb_add(&hb, "HTTP/1.1 ", 9);
+    gw_hb_num(&hb, r->status);
+    gw_hb_add(&hb, " ", 1);
+    gw_hb_str(&hb, status_text(r->status));
+    gw_hb_add(&hb, "\r\n", 2);
     for (int i = 0; i < r->nrhdrs; i++) {
         gw_header *h = &r->rhdrs[i];
         if (hop_by_hop(h->name) || connection_listed(r, h->name)) continue;
-        evbuffer_add(out, h->name.p, h->name.n);
-        evbuffer_add(out, ": ", 2);
-        evbuffer_add(out, h->value.p, h->value.n);
-        evbuffer_add(out, "\r\n", 2);
+        gw_hb_add(&hb, h->name.p, h->name.n);
+        gw_hb_add(&hb, ": ", 2);
+        gw_hb_add(&hb, h->value.p, h->value.n);
+        gw_hb_add(&hb, "\r\n", 2);
     }
     if (body_len >= 0) {
         if (r->status != 204 && r->status != 304 && r->status >= 200) {
-            ln = snprintf(line, sizeof line, "Content-Length: %lld\r\n", (long long)body_len);
-            evbuffer_add(out, line, ln);
+            gw_hb_add(&hb, "Content-Length: ", 16);
+            gw_hb_num(&hb, (long long)body_len);
+            gw_hb_add(&hb, "\r\n", 2);
         }
     } else if (r->resp_chunked_out) {
-        evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
+        gw_hb_add(&hb, "Transfer-Encoding: chunked\r\n", 28);
     }
     /* 426 to a plain request on an https-only route (RFC 9110 15.5.22) */
-    if (r->tls_upgrade) evbuffer_add(out, "Upgrade: TLS/1.2, HTTP/1.1\r\nConnection: Upgrade\r\n", 49);
-    if (r->resp_close) evbuffer_add(out, "Connection: close\r\n\r\n", 21);
-    else if (r->h.version < 11) evbuffer_add(out, "Connection: keep-alive\r\n\r\n", 26);
-    else evbuffer_add(out, "\r\n", 2);
+    if (r->tls_upgrade) gw_hb_add(&hb, "Upgrade: TLS/1.2, HTTP/1.1\r\nConnection: Upgrade\r\n", 49);
+    if (r->resp_close) gw_hb_add(&hb, "Connection: close\r\n\r\n", 21);
+    else if (r->h.version < 11) gw_hb_add(&hb, "Connection: keep-alive\r\n\r\n", 26);
+    else gw_hb_add(&hb, "\r\n", 2);
+    gw_hb_flush(&hb);
     r->head_bytes = evbuffer_get_length(out) - head_start;
     r->head_sent = 1;
 }

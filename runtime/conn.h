@@ -3,6 +3,7 @@
  * upstream request line and headers, the response headers, the per-request arena. */
 #ifndef GW_CONN_H
 #define GW_CONN_H
+#include <string.h>
 #include <event2/bufferevent.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -144,6 +145,37 @@ struct gw_conn {
     char arena[GW_ARENA_SIZE];
     struct gw_conn *next_free, *prev_live, *next_live;
 };
+
+/* A message head built in one piece: appended into a stack buffer and handed to the evbuffer in
+ * one evbuffer_add (one chain, one callback) instead of one per field; a head larger than the
+ * buffer goes out in several pieces. */
+typedef struct gw_hb { struct evbuffer *out; size_t n; char b[4096]; } gw_hb;
+static inline void gw_hb_flush(gw_hb *h)
+{
+    if (h->n) evbuffer_add(h->out, h->b, h->n);
+    h->n = 0;
+}
+static inline void gw_hb_add(gw_hb *h, const void *p, size_t n)
+{
+    if (h->n + n > sizeof h->b) {
+        gw_hb_flush(h);
+        if (n > sizeof h->b) { evbuffer_add(h->out, p, n); return; }
+    }
+    memcpy(h->b + h->n, p, n);
+    h->n += n;
+}
+static inline void gw_hb_str(gw_hb *h, const char *s) { gw_hb_add(h, s, strlen(s)); }
+static inline void gw_hb_num(gw_hb *h, long long v)
+{
+    char t[24];
+    int k = 0;
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    do { t[k++] = (char)('0' + u % 10); u /= 10; } while (u);
+    if (v < 0) t[k++] = '-';
+    char o[24];
+    for (int i = 0; i < k; i++) o[i] = t[k - 1 - i];
+    gw_hb_add(h, o, (size_t)k);
+}
 
 extern gw_req *gw_cur;          /* the request whose Lua code is running */
 

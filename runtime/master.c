@@ -261,6 +261,7 @@ static void swap_tick(evutil_socket_t fd, short ev, void *arg)
     if (!ready && gw_now() - M.swap_started < 10) return;
     for (int i = 0; i < GW_MAX_WORKERS * 2; i++) {
         if (M.w[i].pid > 0 && M.w[i].quit_pending) {
+            if (gw_stats) gw_stats->workers[i].quit = 1;
             kill(M.w[i].pid, SIGQUIT);
             M.w[i].quit_pending = 0;
         }

@@ -29,6 +29,10 @@ typedef struct {
     gw_target_health health[GW_HEALTH_MAX];   /* published every second by the worker */
     int ready;                  /* set by the worker once it accepts: the master drains the
                                    old set only when every new worker is ready */
+    int quit;                   /* set by the master just before its SIGQUIT: a worker woken by
+                                   a new connection before the signal is handled drains first
+                                   (so no connection made after a reload answered is served by
+                                   the old generation) */
 } gw_worker_stats;
 
 typedef struct {

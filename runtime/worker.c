@@ -30,10 +30,14 @@ static void accept_resume(evutil_socket_t fd, short ev, void *arg)
     if (!W.draining) event_add((struct event *)arg, NULL);
 }
 
+static void start_drain(void);
+
 static void accept_cb(evutil_socket_t lfd, short ev, void *arg)
 {
     (void)ev;
     gw_listen *ls = arg;
+    /* told to quit (the signal on its way): leave the connection to the new generation */
+    if (W.stats && W.stats->quit) { start_drain(); return; }
     for (int i = 0; i < ACCEPT_BATCH; i++) {
         struct sockaddr_storage ss;
         socklen_t sl = sizeof ss;
