@@ -15,6 +15,16 @@ local function post(hdrs, body) return "POST / HTTP/1.1\r\n" .. H .. hdrs .. "\r
 local function get(hdrs) return "GET / HTTP/1.1\r\n" .. H .. (hdrs or "") .. "\r\n" end
 local CHUNKED = "Transfer-Encoding: chunked\r\n"
 local SMUGGLED = "GET /smuggled HTTP/1.1\r\n" .. H .. "\r\n"
+-- a plugin that reports what plugins see: the header names with '_', the Host header and host
+local PROBE = [[
+  local n = {}
+  for k in pairs(gw.request.get_headers()) do
+    if k:find("_", 1, true) then n[#n + 1] = k end
+  end
+  table.sort(n)
+  gw.response.set_header("X-Underscored", #n == 0 and "none" or table.concat(n, ","))
+  gw.response.set_header("X-Host-Seen", gw.request.get_header("host") .. " " .. gw.request.get_host())
+]]
 
 -- status: a number (gw answers it itself and closes), or "forwarded" (the upstream answers 200,
 -- the connection stays usable). body: what the upstream must read (forwarded). framing: how gw
@@ -229,16 +239,7 @@ describe("desync: client side #desync", function()
                                                               preserve_host = true } } },
         { name = "via-b", url = url .. "/via-b", routes = { { hosts = { "host.test" }, paths = { "/" },
                                                               preserve_host = true } } },
-        { name = "plug", url = url, routes = { { paths = { "/plug" }, plugins = { { name = "code", config = {
-          access = [[
-            local n = {}
-            for k in pairs(gw.request.get_headers()) do
-              if k:find("_", 1, true) then n[#n + 1] = k end
-            end
-            table.sort(n)
-            gw.response.set_header("X-Underscored", #n == 0 and "none" or table.concat(n, ","))
-            gw.response.set_header("X-Host-Seen", gw.request.get_header("host") .. " " .. gw.request.get_host())
-          ]] } } } } } },
+        { name = "plug", url = url, routes = { { paths = { "/plug" }, plugins = { { name = "code", config = { access = PROBE } } } } } },
       },
     } }
   end)
@@ -418,14 +419,7 @@ describe("desync: underscores in header names #desync", function()
       gw = { plugins_path = { FIXTURES }, underscores_in_headers = flag, log_level = "info" },
       services = {
         { name = "plug", url = "http://127.0.0.1:" .. up.port, routes = { { paths = { "/" }, plugins = {
-          { name = "code", config = { access = [[
-            local n = {}
-            for k in pairs(gw.request.get_headers()) do
-              if k:find("_", 1, true) then n[#n + 1] = k end
-            end
-            table.sort(n)
-            gw.response.set_header("X-Underscored", #n == 0 and "none" or table.concat(n, ","))
-          ]] } } } } } },
+          { name = "code", config = { access = PROBE } } } } } },
       },
     } }
   end
