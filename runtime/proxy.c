@@ -84,7 +84,8 @@ int gw_req_pull_body(gw_req *r, struct evbuffer *in, struct evbuffer *dst, int r
 {
     int was_done = r->body_done;
     int rc = pull_body(r, in, dst, rechunk);
-    if (rc == 0 && !was_done && r->body_done) gw_req_client_timeouts(r);
+    /* held: the upstream has not taken what came before (pump_request stops reading) */
+    if (rc == 0 && !was_done) gw_req_body_progress(r, dst != r->body && evbuffer_get_length(dst) > HIGH_WATER);
     return rc;
 }
 
