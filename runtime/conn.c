@@ -454,6 +454,9 @@ static int process_head(gw_conn *c, size_t avail)
     r->id = ++w->next_req_id;
     snprintf(r->id_str, sizeof r->id_str, "%x-%llx", (unsigned)getpid(), (unsigned long long)r->id);
     if (w->stats) w->stats->requests++;
+    /* before routing and plugins: as if never sent (gw.underscores_in_headers) */
+    if (!g->underscores_in_headers && gw_http_drop_underscores(&r->h))
+        gw_info("request %s: header names with '_' dropped (gw.underscores_in_headers)", r->id_str);
     r->gen = g;
     g->refs++;
     r->up_method = r->h.method;

@@ -178,6 +178,9 @@ gw_gen *gw_gen_build(lua_State *L, char *err, size_t errlen)
     lua_getfield(L, gwi, "metrics");
     g->metrics = lua_isnil(L, -1) || lua_toboolean(L, -1);
     lua_pop(L, 1);
+    lua_getfield(L, gwi, "underscores_in_headers");
+    g->underscores_in_headers = lua_toboolean(L, -1);
+    lua_pop(L, 1);
     g->max_connections = int_field(L, gwi, "max_connections", 1024);
     lua_getfield(L, gwi, "timeouts");
     int ti = lua_gettop(L);

@@ -349,6 +349,7 @@ local GW = { type = "record", fields = {
   { kong_plugins_path = { type = "array", default = {}, elements = { type = "string" } } },
   { trusted_ips = { type = "array", default = {}, elements = { type = "string", custom_validator = cidr_check } } },
   { real_ip_header = { type = "string", default = "X-Forwarded-For", custom_validator = nonempty_string } },
+  { underscores_in_headers = { type = "boolean", default = false } },
   -- TLS (compile_tls below)
   { ssl_cert = { type = "string" } },
   { ssl_cert_key = { type = "string" } },
@@ -630,6 +631,7 @@ local function compile_gw(g, E, base_dir)
   out.metrics = g.metrics ~= false
   out.trusted_ips = g.trusted_ips or {}
   out.real_ip_header = g.real_ip_header or "X-Forwarded-For"
+  out.underscores_in_headers = g.underscores_in_headers == true
   -- plugins_path: gw plugin directories; kong_plugins_path: Kong plugin roots (ROOT/kong/plugins/NAME)
   for _, key in ipairs({ "plugins_path", "kong_plugins_path" }) do
     local list = {}
