@@ -540,8 +540,6 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
             bufferevent_disable(bev, EV_READ);
             return;
         }
-        /* the head's deadline runs from its first byte (on a new connection, from accept) */
-        if (!c->head_deadline) c->head_deadline = gw_now_ms() + (uint64_t)c->w->gen->client_header_timeout;
         /* a stray CRLF between pipelined requests is allowed (RFC 9112 2.2) */
         while (avail >= 2) {
             unsigned char two[2];
@@ -554,6 +552,9 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
         /* Incomplete: the wait is what is left until the deadline, not a fresh client_header
          * per read, so a head trickled a byte at a time (slowloris) still ends there (408). */
         uint64_t now = gw_now_ms();
+        /* the head's deadline runs from its first byte, that is from this read when none is set
+         * (on a new connection it runs from accept); a head complete in one read needs no clock */
+        if (!c->head_deadline) c->head_deadline = now + (uint64_t)c->w->gen->client_header_timeout;
         if (now >= c->head_deadline) head_timeout(c);
         else set_read_timeout(c, (int64_t)(c->head_deadline - now));
         return;

@@ -30,6 +30,7 @@ typedef struct {
     gw_target_health health[GW_HEALTH_MAX];   /* published every second by the worker */
     int ready;                  /* set by the worker once it accepts: the master drains the
                                    old set only when every new worker is ready */
+    int quit;                   /* set by the master before its SIGQUIT: accept no more */
 } gw_worker_stats;
 
 typedef struct {
