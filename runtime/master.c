@@ -265,16 +265,19 @@ static void watchdog_tick(evutil_socket_t fd, short ev, void *arg)
         /* the report is written by a signal handler: give it up to 200 ms */
         if (!__atomic_load_n(&s->wd_seq, __ATOMIC_ACQUIRE) && now - p->wd_asked_ms < 200) continue;
         double stalled = (double)(now - hb) / 1000;
+        char where[320];
+        int k;
         if (!__atomic_load_n(&s->wd_seq, __ATOMIC_ACQUIRE))
-            gw_err("worker %d stalled for %.1fs (it did not answer the watchdog signal); replacing it", p->pid, stalled);
+            k = snprintf(where, sizeof where, " (it did not answer the watchdog signal)");
         else if (s->wd_plugin[0])
-            gw_err("worker %d stalled for %.1fs in plugin %s (phase %s) on route %s; replacing it", p->pid, stalled,
-                   s->wd_plugin, s->wd_phase, s->wd_route[0] ? s->wd_route : "(none)");
+            k = snprintf(where, sizeof where, " in plugin %s (phase %s)", s->wd_plugin, s->wd_phase);
         else if (s->wd_phase[0])
-            gw_err("worker %d stalled for %.1fs outside any plugin (phase %s) on route %s; replacing it", p->pid,
-                   stalled, s->wd_phase, s->wd_route[0] ? s->wd_route : "(none)");
+            k = snprintf(where, sizeof where, " outside any plugin (phase %s)", s->wd_phase);
         else
-            gw_err("worker %d stalled for %.1fs outside any plugin and request; replacing it", p->pid, stalled);
+            k = snprintf(where, sizeof where, " outside any plugin and request");
+        if (s->wd_route[0] && k > 0 && (size_t)k < sizeof where)
+            snprintf(where + k, sizeof where - (size_t)k, " on route %s", s->wd_route);
+        gw_err("worker %d stalled for %.1fs%s; replacing it", p->pid, stalled, where);
         kill(p->pid, SIGKILL);
         s->heartbeat_ms = 0;    /* reported once; SIGCHLD respawns it */
         p->wd_asked_ms = 0;

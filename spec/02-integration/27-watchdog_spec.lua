@@ -113,6 +113,31 @@ describe("worker watchdog", function()
     end)
   end)
 
+  describe("a plugin stuck in init_worker", function()
+    lazy_setup(function()
+      local cfg = config(1)
+      cfg.gw.workers = 1
+      cfg.services[1].routes[2].plugins = { { name = "spin-init" } }
+      helpers.start_gw{ config = cfg, env = { GW_SPIN_INIT = "1" } }
+    end)
+
+    it("is reported with its phase and no route, and replaced each period; gw still stops", function()
+      local first = helpers.wait_until(function() return helpers.gw_worker_pids()[1] end, 5)
+      local line = helpers.wait_until(function()
+        return helpers.gw_log():match("worker (%d+) stalled for [%d.]+s in plugin spin%-init %(phase init_worker%); replacing it")
+      end, 10)
+      assert.equal(first, tonumber(line))
+      helpers.wait_until(function()
+        local p = helpers.gw_worker_pids()[1]
+        return p and p ~= first
+      end, 5)
+      -- a stuck worker never runs its SIGTERM handler: the watchdog still ends it, and the master
+      local t0 = socket.gettime()
+      assert.is_true(helpers.stop_gw("TERM", 10))
+      assert(socket.gettime() - t0 < 5, "stopping took " .. (socket.gettime() - t0) .. " s")
+    end)
+  end)
+
   it("rejects a negative or fractional watchdog", function()
     for _, v in ipairs({ "-1", "1.5", '"x"' }) do
       local rc, out = helpers.gw_check("_format_version: \"3.0\"\ngw:\n  worker_watchdog: " .. v .. "\n")
