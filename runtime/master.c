@@ -54,6 +54,7 @@ static struct {
     int last_reload_ok;
     struct event *swap_timer;   /* waits for the new workers to be ready, then drains the old */
     double swap_started;
+    double swap_quit_at;        /* the old set was sent SIGQUIT at (0: not yet) */
     char last_reload_msg[8192];
     int watchdog_ms;            /* gw.worker_watchdog; 0: off */
     struct event *watchdog_timer;
@@ -317,20 +318,32 @@ static int create_dicts(lua_State *L, int idx, char *err, size_t errlen)
 static void admin_flush_deferred(void);
 
 /* Drains the old worker set once every worker of the current generation is ready (or after
- * 10 s, whatever they are doing). */
+ * 10 s, whatever they are doing), then answers the reloads that wait for the swap once every old
+ * worker has stopped accepting (it clears its ready flag in start_drain; at most 2 s): a client
+ * that has read the answer connects to the new generation, never to an old worker that has not
+ * yet handled its SIGQUIT. */
 static void swap_tick(evutil_socket_t fd, short ev, void *arg)
 {
     (void)fd; (void)ev; (void)arg;
-    int ready = 1;
-    for (int i = 0; i < GW_MAX_WORKERS * 2 && ready; i++)
-        if (M.w[i].pid > 0 && M.w[i].gen == M.gen && !(gw_stats && gw_stats->workers[i].ready)) ready = 0;
-    if (!ready && gw_now() - M.swap_started < 10) return;
-    for (int i = 0; i < GW_MAX_WORKERS * 2; i++) {
-        if (M.w[i].pid > 0 && M.w[i].quit_pending) {
-            kill(M.w[i].pid, SIGQUIT);
-            M.w[i].quit_pending = 0;
+    if (!M.swap_quit_at) {
+        int ready = 1;
+        for (int i = 0; i < GW_MAX_WORKERS * 2 && ready; i++)
+            if (M.w[i].pid > 0 && M.w[i].gen == M.gen && !(gw_stats && gw_stats->workers[i].ready)) ready = 0;
+        if (!ready && gw_now() - M.swap_started < 10) return;
+        for (int i = 0; i < GW_MAX_WORKERS * 2; i++) {
+            if (M.w[i].pid > 0 && M.w[i].quit_pending) {
+                kill(M.w[i].pid, SIGQUIT);
+                M.w[i].quit_pending = 0;
+            }
         }
+        M.swap_quit_at = gw_now();
     }
+    int accepting = 0;
+    for (int i = 0; i < GW_MAX_WORKERS * 2 && gw_stats; i++)
+        if (M.w[i].pid > 0 && M.w[i].old && gw_stats->workers[i].pid == M.w[i].pid && gw_stats->workers[i].ready)
+            accepting = 1;
+    if (accepting && gw_now() - M.swap_quit_at < 2) return;
+    M.swap_quit_at = 0;
     event_del(M.swap_timer);
     admin_flush_deferred();
 }
@@ -377,6 +390,7 @@ int gw_master_apply(lua_State *L, char *err, size_t errlen)
      * should wait for them meanwhile. */
     for (int i = 0; i < nold; i++) M.w[oldset[i]].quit_pending = 1;
     M.swap_started = gw_now();
+    M.swap_quit_at = 0;
     if (!M.swap_timer) M.swap_timer = event_new(M.base, -1, EV_PERSIST, swap_tick, NULL);
     struct timeval two_ms = { 0, 2000 };
     event_add(M.swap_timer, &two_ms);

@@ -113,6 +113,7 @@ static void start_drain(void)
     if (W.draining) return;
     W.draining = 1;
     for (int i = 0; i < W.nlev; i++) event_del(W.lev[i]);
+    if (W.stats) W.stats->ready = 0;    /* no longer accepting: a reload's answer waits for this */
     gw_conn_drain_all(&W);
     gw_pool_close_all(&W);
     gw_api_timers_premature();
