@@ -47,6 +47,12 @@ local function busy_and_kept(seconds, after)
   assert.is_nil(helpers.gw_log():find("stalled", 1, true))
 end
 
+-- gw with two workers and the watchdog at `watchdog` seconds
+local function start(watchdog)
+  helpers.start_gw{ config = config(watchdog) }
+  helpers.wait_until(function() return #helpers.gw_worker_pids() == 2 end, 10)
+end
+
 local function has(list, v)
   for _, x in ipairs(list) do if x == v then return true end end
   return false
@@ -56,10 +62,7 @@ describe("worker watchdog", function()
   lazy_teardown(helpers.stop_all)
 
   describe("with gw.worker_watchdog = 2", function()
-    lazy_setup(function()
-      helpers.start_gw{ config = config(2) }
-      helpers.wait_until(function() return #helpers.gw_worker_pids() == 2 end, 10)
-    end)
+    lazy_setup(function() start(2) end)
 
     it("replaces a worker stuck in a plugin, logs plugin, phase and route, and keeps serving", function()
       local before = helpers.gw_worker_pids()
@@ -103,10 +106,7 @@ describe("worker watchdog", function()
   end)
 
   describe("with gw.worker_watchdog = 0 (off)", function()
-    lazy_setup(function()
-      helpers.start_gw{ config = config(0) }
-      helpers.wait_until(function() return #helpers.gw_worker_pids() == 2 end, 10)
-    end)
+    lazy_setup(function() start(0) end)
 
     it("does not replace a worker that is busy for 3 s (longer than the 2 s watchdog above)", function()
       busy_and_kept(3, 0.3)
