@@ -27,7 +27,9 @@ local function json_error(res, status, msg)
   assert.is_table(res)
   assert.equal(status, res.status)
   assert.matches("application/json", res.headers["content-type"], 1, true)
-  assert.same({ message = msg }, cjson.decode(res.body))
+  local body = cjson.decode(res.body)
+  assert.equal(msg, body.message)
+  return body
 end
 
 -- raw request; returns everything received until the connection ends, whether it ended with a
@@ -74,6 +76,10 @@ describe("upstream faults", function()
         { name = "blackhole", url = "http://127.0.0.1:" .. bport, connect_timeout = 500, retries = 1,
           routes = { { paths = { "/blackhole" } } } },
         { name = "pair", url = "http://pair:" .. fport, retries = 1, routes = { { paths = { "/pair" } } } },
+        -- a body_filter plugin: the response body is gathered before the head goes out
+        { name = "gather", url = "http://127.0.0.1:" .. fport, read_timeout = 1000, retries = 0,
+          routes = { { paths = { "/bf" } } },
+          plugins = { { name = "response-transformer", config = { add = { json = { "gathered:true" } } } } } },
       },
     } }
   end)
@@ -219,6 +225,21 @@ describe("upstream faults", function()
       assert(#body < 100000, "the body looks complete")
       assert.is_true(aborted)
       assert(took >= 0.9 and took < 4, "aborted after " .. took .. " s (read_timeout 1 s)")
+    end)
+  end)
+
+  describe("while a body_filter plugin gathers the body (nothing sent yet)", function()
+    for _, f in ipairs({ "reset_after_head", "short_body", "reset_chunked", "short_chunked" }) do
+      it(f .. " gives 502 with a JSON body", function()
+        -- a local response goes through body_filter like any other (architecture.md, step 12)
+        assert.equal("true", json_error(request("GET", "/bf/" .. f), 502, MSG_502).gathered)
+      end)
+    end
+
+    it("a stall in the body gives 504 after read_timeout", function()
+      local res, _, took = request("GET", "/bf/stall_body")
+      assert.equal("true", json_error(res, 504, MSG_504).gathered)
+      assert(took >= 0.9 and took < 4, "504 after " .. took .. " s (read_timeout 1 s)")
     end)
   end)
 
