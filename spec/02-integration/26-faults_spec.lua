@@ -243,6 +243,22 @@ describe("upstream faults", function()
     end)
   end)
 
+  it("an upstream that answers early and closes while the client still uploads: the answer is relayed", function()
+    for _ = 1, 3 do
+      local s = socket.tcp()
+      s:settimeout(10)
+      assert(s:connect("127.0.0.1", helpers.gw_info().proxy_port))
+      assert(s:send("POST /f/early_reply HTTP/1.1\r\nHost: faults\r\nContent-Length: 4000000\r\n\r\n"))
+      assert(s:send(string.rep("u", 65536)))
+      local data, _, partial = s:receive("*a")
+      s:close()
+      data = data or partial or ""
+      assert.matches("^HTTP/1.1 413 ", data)
+      assert.matches("Connection: close", data, 1, true)     -- the rest of the body is not read
+      assert.matches('{"message":"too big for me"}', data, 1, true)
+    end
+  end)
+
   it("a client that disconnects mid-upload: the upstream request is aborted, descriptors return", function()
     local pid = helpers.gw_worker_pids()[1]
     -- settle: pooled upstream connections of earlier tests are closed by the fixture
