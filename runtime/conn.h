@@ -96,6 +96,7 @@ typedef struct gw_req {
     int wait_ref;               /* pending timer (gw.sleep) */
     struct event *wait_ev;
     void *wait_op;              /* a gw_wait-headed waiter (gw.http, gw.redis), or NULL */
+    const char *plugin;         /* the plugin whose handler runs (gw_ffi_set_plugin), for the watchdog */
 
     /* upstream */
     gw_upconn *up;

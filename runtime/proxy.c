@@ -644,6 +644,8 @@ static void up_event_cb(struct bufferevent *bev, short what, void *arg)
     }
     if (!r->head_sent) gw_warn("upstream %s:%d closed the connection before a response, request %s",
                               r->target->host, r->target->port, r->id_str);
+    else gw_warn("upstream %s:%d closed the connection in the response body, request %s: the client "
+                 "connection is reset", r->target->host, r->target->port, r->id_str);
     target_result(r, r->target, 0);
     fail(r, 502, "An invalid response was received from the upstream server");
 }

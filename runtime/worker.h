@@ -33,4 +33,5 @@ struct gw_worker {
 extern struct gw_worker *gw_W;
 int gw_worker_run(lua_State *L, int compiled_idx, gw_listen *ls, int nls, int slot);
 void gw_worker_maybe_exit(void);
+void gw_ffi_set_plugin(const char *name);   /* the plugin runner: which plugin runs (watchdog) */
 #endif

@@ -37,6 +37,7 @@ int gw_ffi_exit(int status, const char *body, size_t len);
 int gw_ffi_set_upstream(const char *name, size_t nl);
 int gw_ffi_set_target(const char *host, size_t hl, int port);
 int gw_ffi_set_timeouts(int connect_ms, int write_ms, int read_ms);
+void gw_ffi_set_plugin(const char *name);
 ]]
 
 local gw = { version = "0.1.0" }
@@ -64,6 +65,7 @@ end
 local function set_current_plugin(name)
   local co = co_running()
   if co then plugin_of[co] = name else main_plugin = name end
+  C.gw_ffi_set_plugin(name)   -- what the watchdog reports if this handler never returns (worker.c)
 end
 
 local function phase_no()
