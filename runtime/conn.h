@@ -88,6 +88,7 @@ typedef struct gw_req {
     void *co;                   /* lua_State* of the phase coroutine */
     int co_ref;
     int ctx_ref;                /* gw.ctx.shared table, LUA_NOREF until first use */
+    int plugin_id;              /* the plugin whose handler runs (lua/gw/init.lua's ids), 0: none */
     int exited;                 /* gw.response.exit called */
     int wait_ref;               /* pending timer (gw.sleep) */
     struct event *wait_ev;

@@ -98,6 +98,9 @@ int gw_ffi_timings(double *out)
     return 0;
 }
 
+/* gw.now(): wall-clock seconds (ms precision) */
+double gw_ffi_now(void) { return gw_now(); }
+
 /* monotonic microseconds, for phase timings */
 uint64_t gw_ffi_now_us(void) { return gw_now_us(); }
 
@@ -178,10 +181,37 @@ int gw_ffi_get_header(int resp, const char *name, size_t nl, int from, const cha
     return -1;
 }
 
+/* A header name is an RFC 9110 token; a value holds no CR, LF or NUL. Checked here, so the Lua
+ * side runs no pattern per call: -4 bad name, -5 bad value (gw.* then raises its error). */
+#define TOKEN_PUNCT(c) ((c) == '!' || (c) == '#' || (c) == '$' || (c) == '%' || (c) == '&' || \
+    (c) == '\'' || (c) == '*' || (c) == '+' || (c) == '-' || (c) == '.' || (c) == '^' || (c) == '_' || \
+    (c) == '`' || (c) == '|' || (c) == '~')
+#define TOKEN_CHAR(c) (((c) >= 'a' && (c) <= 'z') || ((c) >= 'A' && (c) <= 'Z') || \
+    ((c) >= '0' && (c) <= '9') || TOKEN_PUNCT(c))
+#define T1(c) [c] = TOKEN_CHAR(c)
+#define T4(c) T1(c), T1(c + 1), T1(c + 2), T1(c + 3)
+#define T16(c) T4(c), T4(c + 4), T4(c + 8), T4(c + 12)
+static const unsigned char token_chars[256] = { T16(32), T16(48), T16(64), T16(80), T16(96), T16(112) };
+
+static int bad_name(const char *name, size_t nl)
+{
+    if (nl == 0) return 1;
+    for (size_t i = 0; i < nl; i++) if (!token_chars[(unsigned char)name[i]]) return 1;
+    return 0;
+}
+
+static int bad_value(const char *v, size_t vl)
+{
+    for (size_t i = 0; i < vl; i++) if (v[i] == '\r' || v[i] == '\n' || v[i] == 0) return 1;
+    return 0;
+}
+
 int gw_ffi_set_header(int resp, const char *name, size_t nl, const char *v, size_t vl, int add)
 {
     gw_req *r = gw_cur;
     if (!r) return -2;
+    if (bad_name(name, nl)) return -4;
+    if (bad_value(v, vl)) return -5;
     int *n;
     gw_header *a = harr(r, resp, &n);
     if (!add) {
@@ -204,6 +234,7 @@ int gw_ffi_clear_header(int resp, const char *name, size_t nl)
 {
     gw_req *r = gw_cur;
     if (!r) return -2;
+    if (bad_name(name, nl)) return -4;
     int *n;
     gw_header *a = harr(r, resp, &n);
     int j = 0;
@@ -225,6 +256,24 @@ int gw_ffi_set_str(int which, const char *s, size_t n)
     case S_UP_QUERY: r->up_query.p = p; r->up_query.n = n; r->query_set = 1; return 0;
     default: return -1;
     }
+}
+
+/* gw.ctx.shared's registry reference: >= 0 the table, -1 not made yet, -3 no request. */
+int gw_ffi_ctx_ref(void)
+{
+    gw_req *r = gw_cur;
+    if (!r) return -3;
+    return r->ctx_ref >= 0 ? r->ctx_ref : -1;
+}
+
+/* The running plugin of the request (an id of lua/gw/init.lua's; 0 none): -1 no request. */
+int gw_ffi_plugin(void) { return gw_cur ? gw_cur->plugin_id : -1; }
+
+int gw_ffi_set_plugin(int id)
+{
+    if (!gw_cur) return -1;
+    gw_cur->plugin_id = id;
+    return 0;
 }
 
 int gw_ffi_get_status(void) { return gw_cur ? gw_cur->status : -2; }
