@@ -150,19 +150,25 @@ int gw_ffi_header_at(int resp, int i, const char **np, size_t *nn, const char **
     return 0;
 }
 
-/* Header names compare case-insensitively, and '_' matches '-' (as Kong and ngx_lua do). */
-static int hname_eq(gw_str a, const char *b, size_t bl)
+/* Header names compare case-insensitively, and '_' matches '-' (as Kong and ngx_lua do): both
+ * sides folded through one table; the length check is inline, so most headers cost nothing. */
+#define FOLD(c) ((c) >= 'A' && (c) <= 'Z' ? (c) + 32 : (c) == '_' ? '-' : (c))
+#define F1(c) [c] = FOLD(c)
+#define F4(c) F1(c), F1(c + 1), F1(c + 2), F1(c + 3)
+#define F16(c) F4(c), F4(c + 4), F4(c + 8), F4(c + 12)
+#define F64(c) F16(c), F16(c + 16), F16(c + 32), F16(c + 48)
+static const unsigned char hfold[256] = { F64(0), F64(64), F64(128), F64(192) };
+
+static int hname_same(const char *a, const char *b, size_t n)
 {
-    if (a.n != bl) return 0;
-    for (size_t i = 0; i < bl; i++) {
-        unsigned char x = (unsigned char)a.p[i], y = (unsigned char)b[i];
-        if (x >= 'A' && x <= 'Z') x += 32;
-        if (y >= 'A' && y <= 'Z') y += 32;
-        if (x == '_') x = '-';
-        if (y == '_') y = '-';
-        if (x != y) return 0;
-    }
+    for (size_t i = 0; i < n; i++)
+        if (hfold[(unsigned char)a[i]] != hfold[(unsigned char)b[i]]) return 0;
     return 1;
+}
+
+static inline int hname_eq(gw_str a, const char *b, size_t bl)
+{
+    return a.n == bl && hname_same(a.p, b, bl);
 }
 
 /* Returns the index of the first header named `name` at or after `from`, -1 when none. */

@@ -72,4 +72,24 @@ describe("ctx", function()
     assert.same({}, errs)
     assert.equal("42", ctx:upstream_header("X-N"))
   end)
+
+  it("gw.ctx.plugin is the handler's own table in a coroutine the handler makes, and per plugin", function()
+    local outer, inner
+    local h = { access = function()
+      outer = gw.ctx.plugin
+      outer.x = 1
+      local co = coroutine.create(function() inner = gw.ctx.plugin end)
+      assert(coroutine.resume(co))
+    end }
+    local other
+    local h2 = { access = function() other = gw.ctx.plugin end }
+    local ctx = gw.test.context{}
+    ctx.plugin_name = "one"
+    ctx:run(h, "access")
+    ctx.plugin_name = "two"
+    ctx:run(h2, "access")
+    assert.equal(outer, inner)
+    assert.equal(1, inner.x)
+    assert.is_nil(other.x)
+  end)
 end)
