@@ -23,6 +23,7 @@ typedef struct {
     double started;
     uint64_t connections;       /* open now */
     uint64_t accepted;
+    uint64_t refused;           /* past gw.max_connections */
     uint64_t requests;
     uint64_t lua_kb;
     int nhealth;
