@@ -522,6 +522,21 @@ end
 
 header_setters(sreq, "gw.service.request", 0, PRE)
 
+-- The hot two again as functions of their own: closures of one prototype share LuaJIT's traces,
+-- which take their upvalues (request or response) as constants, so the other side would leave
+-- the trace on every call.
+function sreq.set_header(name, value)
+  check_phase("gw.service.request.set_header", PRE)
+  set_header(0, "gw.service.request.set_header", name, value, false)
+end
+
+function sreq.clear_header(name)
+  check_phase("gw.service.request.clear_header", PRE)
+  if type(name) ~= "string" or C.gw_ffi_clear_header(0, name, #name) == -4 then
+    valid_name("gw.service.request.clear_header", name)
+  end
+end
+
 function sreq.set_raw_body(body)
   check_phase("gw.service.request.set_raw_body", PRE)
   check_string("gw.service.request.set_raw_body", "body", body)
@@ -614,6 +629,11 @@ function response.get_headers(max)
 end
 
 header_setters(response, "gw.response", 1, RESP_WRITE)
+
+function response.set_header(name, value)     -- its own function: see sreq.set_header
+  check_phase("gw.response.set_header", RESP_WRITE)
+  set_header(1, "gw.response.set_header", name, value, false)
+end
 
 local BODY = mask_of("body_filter")
 

@@ -96,6 +96,12 @@ static int phase_enter(gw_req *r, int phase)
             r->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
         }
     }
+    if (r->ctx_ref < 0) {
+        /* gw.ctx.shared made here, so the Lua side always finds it in its registry slot (one
+         * path through the trace instead of a "made yet?" branch taken both ways per request) */
+        lua_newtable(L);
+        r->ctx_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
     lua_State *co = r->co;
     lua_settop(co, 0);
     lua_rawgeti(co, LUA_REGISTRYINDEX, runner_ref);
