@@ -617,14 +617,13 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
         head_timeout(c);
         return;
     }
-    if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) && r->state == GW_RS_UPSTREAM &&
-        !r->body_done && !r->head_sent) {
+    if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) && !r->body_done && !r->head_sent &&
+        (r->state == GW_RS_UPSTREAM || r->state == GW_RS_BODY)) {
         /* the request body stopped coming, or fell behind client_body_min_rate */
         gw_proxy_abort(r);
-        r->resp_close = 1;
-        r->body_done = 1;              /* nothing more is read from this connection */
+        r->body_done = 1;
         gw_req_client_timeouts(r);
-        gw_req_error(r, 408, "Request body timeout");
+        gw_api_body_failed(r, 408, "Request body timeout");
         return;
     }
     if ((what & BEV_EVENT_EOF) && r->state == GW_RS_FLUSH && !c->closing) {

@@ -1,6 +1,7 @@
 -- spec/02-integration/25-limits_spec.lua — the limits and timeouts that bound a connection
 -- (docs/security.md#limits-and-timeouts): the request head as a deadline (slowloris), a request
--- body that must keep a minimum rate (slow POST), the upstream send timeout, max_connections.
+-- body that must keep a minimum rate (slow POST), the send timeout to a client that does not read,
+-- the upstream write timeout, max_connections.
 -- Proven elsewhere and not repeated here: the size limits (414/431/413), the keep-alive idle
 -- timeout, a head or a body that stops coming (02-protocol_spec.lua); the upstream connect and
 -- read timeouts (504, 01-proxy_spec.lua); a TLS handshake that never starts (22-tls_spec.lua).
@@ -180,17 +181,22 @@ describe("limits: a request body must keep timeouts.client_body_min_rate", funct
 
   lazy_setup(function()
     up = helpers.start_mock_upstream{ name = "lim-body" }
-    local services = { { name = "s", url = "http://127.0.0.1:" .. up[1], routes = { { paths = { "/" } } } } }
+    local services = { { name = "s", url = "http://127.0.0.1:" .. up[1], routes = { { paths = { "/" } } } },
+                       { name = "e", protocol = "echo", routes = { { paths = { "/echo" } } } },
+                       { name = "p", url = "http://127.0.0.1:" .. up[1], routes = { { paths = { "/plugin" } } },
+                         plugins = { { name = "code", config = {
+                           access = [[gw.ctx.shared.n = #gw.request.get_raw_body()]] } } } } }
     gw = helpers.start_gw{ config = {
-      gw = { timeouts = { client_body = 1000, client_body_min_rate = 1000 } }, services = services } }
+      gw = { timeouts = { client_body = 1000, client_body_min_rate = 1000 },
+             plugins_path = { helpers.repo .. "/spec/fixtures/plugins" } }, services = services } }
   end)
   lazy_teardown(helpers.stop_all)
 
   -- Sends a POST head, then `piece` bytes every `every` s until `total` bytes are sent or gw
   -- answers. Returns what gw sent, the seconds it took and the bytes sent.
-  local function upload(port, total, piece, every)
+  local function upload(port, total, piece, every, path)
     local s = connect(port)
-    assert(s:send("POST /sink HTTP/1.1\r\nHost: t\r\nContent-Length: " .. total .. "\r\n\r\n"))
+    assert(s:send("POST " .. (path or "/sink") .. " HTTP/1.1\r\nHost: t\r\nContent-Length: " .. total .. "\r\n\r\n"))
     local t0, sent = socket.gettime(), 0
     while sent < total and socket.gettime() - t0 < 8 do
       if readable(s, every) then break end
@@ -216,6 +222,15 @@ describe("limits: a request body must keep timeouts.client_body_min_rate", funct
     assert.is_true(sent < 100000)
   end)
 
+  for _, path in ipairs({ "/echo", "/plugin" }) do
+    it("the same when gw reads the body itself (" .. path .. ")", function()
+      local raw, dt = upload(gw.proxy_port, 100000, 50, 0.1, path)
+      assert.equal(408, status_of(raw), raw)
+      assert.truthy(raw:find("Request body timeout", 1, true), raw)
+      assert.is_true(dt >= 1.5 and dt < 4.5, "408 after " .. dt .. " s")
+    end)
+  end
+
   it("an upload above the rate that lasts longer than client_body is delivered", function()
     -- 500 bytes every 0.1 s (about 5 KB/s) for about 2.5 s
     local raw, dt = upload(gw.proxy_port, 12500, 500, 0.1)
@@ -235,6 +250,37 @@ describe("limits: a request body must keep timeouts.client_body_min_rate", funct
     assert.equal(200, status_of(raw), raw)
     assert.truthy(raw:find('"body_size": ?1250'), raw)
     assert.is_true(dt >= 2, "took " .. dt)
+  end)
+end)
+
+describe("limits: timeouts.send", function()
+  local gw
+
+  lazy_setup(function()
+    local up = helpers.start_mock_upstream{ name = "lim-send" }
+    gw = helpers.start_gw{ config = {
+      gw = { timeouts = { send = 500 } },
+      services = { { name = "s", url = "http://127.0.0.1:" .. up[1], routes = { { paths = { "/" } } } } },
+    } }
+  end)
+  lazy_teardown(helpers.stop_all)
+
+  it("a client that stops reading its response is closed after send", function()
+    local total = 64 * 1024 * 1024
+    local s = connect(gw.proxy_port)
+    assert(s:send("GET /bytes/" .. total .. " HTTP/1.1\r\nHost: t\r\n\r\n"))
+    -- do not read for well over `send`: the kernel buffers fill and gw's writes stop
+    socket.sleep(3)
+    s:settimeout(5)
+    local got, closed = 0, false
+    while true do
+      local data, err, partial = s:receive(65536)
+      got = got + #(data or partial or "")
+      if not data then closed = err == "closed" or (err or ""):find("reset") ~= nil; break end
+    end
+    s:close()
+    assert.is_true(closed, "the connection was not closed")
+    assert.is_true(got < total, "the whole response arrived (" .. got .. " bytes)")
   end)
 end)
 
