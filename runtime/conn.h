@@ -92,11 +92,11 @@ typedef struct gw_req {
     void *co;                   /* lua_State* of the phase coroutine */
     int co_ref;
     int ctx_ref;                /* gw.ctx.shared table, LUA_NOREF until first use */
+    int plugin_id;              /* the plugin whose handler runs (lua/gw/init.lua's ids), 0: none */
     int exited;                 /* gw.response.exit called */
     int wait_ref;               /* pending timer (gw.sleep) */
     struct event *wait_ev;
     void *wait_op;              /* a gw_wait-headed waiter (gw.http, gw.redis), or NULL */
-    const char *plugin;         /* the plugin whose handler runs (gw_ffi_set_plugin), for the watchdog */
 
     /* upstream */
     gw_upconn *up;

@@ -137,17 +137,6 @@ static void sig_cb(evutil_socket_t sig, short ev, void *arg)
 
 /* ---- the watchdog (gw.worker_watchdog; the master's half is in master.c) -------------------- */
 
-/* The plugin whose code runs outside a request (init_worker); a request's is in its gw_req. */
-static const char *main_plugin;
-
-/* Called by the plugin runner (lua/gw/init.lua set_current_plugin) as a handler starts and ends:
- * one store. `name` is the chain entry's name string, which lives as long as the generation. */
-void gw_ffi_set_plugin(const char *name)
-{
-    if (gw_cur) gw_cur->plugin = name;
-    else main_plugin = name;
-}
-
 static void copy_name(char *dst, size_t n, const char *src)
 {
     size_t i = 0;
@@ -164,7 +153,7 @@ static void watchdog_report(int sig)
     gw_worker_stats *s = W.stats;
     if (!s) return;
     gw_req *r = gw_cur;
-    const char *plugin = r ? r->plugin : main_plugin;
+    const char *plugin = gw_plugin_name(r ? r->plugin_id : gw_main_plugin_id);
     const char *phase = r ? (r->phase >= 0 && r->phase < GW_PHASE_COUNT ? gw_phase_names[r->phase] : "?")
                           : s->ready ? "timer" : "init_worker";
     copy_name(s->wd_plugin, sizeof s->wd_plugin, plugin);
