@@ -16,7 +16,7 @@ DEB_PKGS := build-essential pkg-config git ca-certificates curl openssl python3 
             libjwt-dev libyaml-dev libpcre2-dev lua-busted lua-socket lua-filesystem \
             luarocks redis-server nginx libnginx-mod-http-lua haproxy wrk prometheus
 
-.PHONY: all deps build run test ctest spec bench bench-router rock fuzz lint clean check
+.PHONY: all deps build run test ctest spec bench bench-router rock fuzz lint clean check soak
 all: build
 build: bin/gw
 
@@ -49,6 +49,11 @@ test: deps build $(CTESTS)
 
 bench: deps build
 	bash bench/run.sh
+
+# Five minutes of mixed load with reloads (SOAK_SECS to change): memory and descriptors flat,
+# no unexpected errors. Not part of `make test`; results in bench/RESULTS.md.
+soak: deps build
+	bench/soak
 
 clean:
 	rm -rf build bin/gw

@@ -43,12 +43,15 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg);
 static void req_start(gw_conn *c);
 static void req_finish(gw_req *r);
 static void iq_push(gw_conn *c);
-static gw_conn *conn_open(gw_worker *w, int fd, const struct sockaddr *sa, int local_port, int tls);
+static gw_conn *conn_open(gw_worker *w, int fd, const struct sockaddr *sa, int local_port, int tls,
+                          uint64_t head_deadline);
 static void conn_gone(gw_worker *w, int fd);
 static void iq_remove(gw_conn *c);
 static void idle_record(gw_worker *w, int fd, unsigned nreq, int draining, int ms);
 static void out_added(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg);
 static void fl_unlink(gw_conn *c);
+static void set_read_timeout(gw_conn *c, int64_t ms);
+static void head_timeout(gw_conn *c);
 
 /* ---- arena ---------------------------------------------------------------------------- */
 
@@ -155,6 +158,7 @@ static void conn_unmap(gw_conn *c)
 {
     if (c->req.body) evbuffer_free(c->req.body);
     if (c->req.lbody) evbuffer_free(c->req.lbody);
+    if (c->hs_ev) event_free(c->hs_ev);
     munmap(c, c->map_size);
 }
 
@@ -170,6 +174,12 @@ static void conn_release(gw_worker *w, gw_conn *c)
     nspare++;
 }
 
+static void handshake_timeout_cb(evutil_socket_t fd, short ev, void *arg)
+{
+    (void)fd; (void)ev;
+    gw_conn_close(arg);
+}
+
 void gw_conn_accept(gw_worker *w, int fd, struct sockaddr *sa, int salen, int local_port, int tls)
 {
     (void)salen;
@@ -181,12 +191,13 @@ void gw_conn_accept(gw_worker *w, int fd, struct sockaddr *sa, int salen, int lo
         idle_record(w, fd, 0, 0, w->gen->client_header_timeout);
         return;
     }
-    conn_open(w, fd, sa, local_port, tls);
+    conn_open(w, fd, sa, local_port, tls, 0);
 }
 
 /* A gw_conn for an accepted socket (from accept on TLS listeners, from an idle record's first
  * readable byte on plain ones); NULL when out of memory (the socket is closed). */
-static gw_conn *conn_open(gw_worker *w, int fd, const struct sockaddr *sa, int local_port, int tls)
+static gw_conn *conn_open(gw_worker *w, int fd, const struct sockaddr *sa, int local_port, int tls,
+                          uint64_t head_deadline)
 {
     gw_gen *g = w->gen;
     size_t need = g->limits.max_header_size + g->limits.max_request_line;
@@ -225,8 +236,10 @@ static gw_conn *conn_open(gw_worker *w, int fd, const struct sockaddr *sa, int l
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
     c->ssl = NULL;
+    /* the first request head, TLS handshake included, is due client_header ms after accept
+     * (an idle record woken by its first bytes passes the deadline it kept) */
+    c->head_deadline = head_deadline ? head_deadline : gw_now_ms() + (uint64_t)g->client_header_timeout;
     if (tls) {
-        /* the handshake runs under the client_header timeout set by req_start */
         SSL *ssl = gw_tls_accept(g, c);
         c->bev = ssl ? bufferevent_openssl_socket_new(w->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
                                                       BEV_OPT_CLOSE_ON_FREE) : NULL;
@@ -248,6 +261,13 @@ static gw_conn *conn_open(gw_worker *w, int fd, const struct sockaddr *sa, int l
          * what a direct write left over */
         bufferevent_disable(c->bev, EV_WRITE);
         evbuffer_add_cb(bufferevent_get_output(c->bev), out_added, c);
+    }
+    if (c->ssl) {
+        /* the handshake's reads do not reach conn_read_cb, and each of them would restart a read
+         * timeout: a timer bounds it instead (stopped when the handshake is done) */
+        if (!c->hs_ev) c->hs_ev = evtimer_new(w->base, handshake_timeout_cb, c);
+        struct timeval hv = { g->client_header_timeout / 1000, (g->client_header_timeout % 1000) * 1000 };
+        if (c->hs_ev) evtimer_add(c->hs_ev, &hv);
     }
     c->prev_live = NULL;
     c->next_live = w->live;
@@ -282,8 +302,9 @@ typedef struct idle_rec {
         struct idle_rec *next_free;   /* while unused */
     } u;
     unsigned nreq;
+    uint32_t due;                /* no request yet: the low 32 bits of the first head's deadline (ms) */
     unsigned char draining, used;
-} idle_rec;                      /* 136 bytes */
+} idle_rec;                      /* 144 bytes */
 
 #define SLAB_RECS 64
 static idle_rec **slabs;             /* records come in slabs, never returned: no malloc header
@@ -334,6 +355,9 @@ static void idle_wake(evutil_socket_t fd, short what, void *arg)
     gw_worker *w = gw_W;
     unsigned nreq = d->nreq;
     int draining = d->draining;
+    uint64_t now = gw_now_ms();
+    int32_t left = (int32_t)(d->due - (uint32_t)now);
+    uint64_t head_deadline = now + (uint64_t)(left > 1 ? left : 1);
     rec_unlink(d);
     struct sockaddr_storage peer, local;
     socklen_t pl = sizeof peer, ll = sizeof local;
@@ -345,10 +369,12 @@ static void idle_wake(evutil_socket_t fd, short what, void *arg)
     }
     int local_port = local.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&local)->sin6_port)
                                                  : ntohs(((struct sockaddr_in *)&local)->sin_port);
-    gw_conn *c = conn_open(w, fd, (struct sockaddr *)&peer, local_port, 0);
+    /* the first head is due client_header ms after accept; a later one, from its first byte */
+    gw_conn *c = conn_open(w, fd, (struct sockaddr *)&peer, local_port, 0, head_deadline);
     if (!c) return;
     c->nreq = nreq;
     c->draining = draining;
+    if (nreq) c->head_deadline = 0;
     /* the bytes wait in the socket: the bufferevent's read event (armed by req_start) reports
      * them on the loop's next poll */
 }
@@ -364,6 +390,8 @@ static void idle_record(gw_worker *w, int fd, unsigned nreq, int draining, int m
     d->nreq = nreq;
     d->draining = (unsigned char)draining;
     d->used = 1;
+    if (ms < 1) ms = 1;
+    d->due = (uint32_t)(gw_now_ms() + (uint64_t)ms);
     if (ms < 1) ms = 1;
     struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
     event_assign(&d->u.ev, w->base, fd, EV_READ, idle_wake, d);
@@ -497,6 +525,7 @@ void gw_conn_close(gw_conn *c)
     r->state = GW_RS_IDLE;
     iq_remove(c);
     fl_unlink(c);
+    if (c->hs_ev) evtimer_del(c->hs_ev);
     if (c->bev) { bufferevent_free(c->bev); c->bev = NULL; }
     c->ssl = NULL;
     if (c->prev_live) c->prev_live->next_live = c->next_live;
@@ -575,12 +604,20 @@ static void req_start(gw_conn *c)
     req_reset(r);
     r->state = GW_RS_IDLE;
     gw_gen *g = c->w->gen;
-    struct timeval tv;
-    int ms = c->nreq ? g->keepalive_timeout : g->client_header_timeout;
-    tv.tv_sec = ms / 1000;
-    tv.tv_usec = (ms % 1000) * 1000;
-    struct timeval wt = { g->send_timeout / 1000, (g->send_timeout % 1000) * 1000 };
-    bufferevent_set_timeouts(c->bev, &tv, &wt);
+    int pipelined = evbuffer_get_length(bufferevent_get_input(c->bev)) > 0;
+    int64_t ms;
+    if (c->nreq == 0) {
+        ms = (int64_t)c->head_deadline - (int64_t)gw_now_ms();   /* the first head: due since accept */
+        if (ms < 1) ms = 1;
+    } else if (pipelined) {
+        /* the next head has begun: it has client_header ms, counted from now */
+        c->head_deadline = gw_now_ms() + (uint64_t)g->client_header_timeout;
+        ms = g->client_header_timeout;
+    } else {
+        c->head_deadline = 0;                   /* idle: keepalive, then a deadline from the first byte */
+        ms = g->keepalive_timeout;
+    }
+    set_read_timeout(c, ms);
     bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
     /* (enabling a bufferevent's writing arms its write event even with nothing to write: a
      * plain connection's stays off, see out_added; a TLS one's stays on) */
@@ -589,7 +626,7 @@ static void req_start(gw_conn *c)
     /* A pipelined request already buffered is taken up from the event loop, not from here:
      * answering it may complete synchronously and land here again, and thousands of pipelined
      * requests must not become thousands of nested calls. */
-    if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+    if (pipelined)
         bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_DEFER_CALLBACKS);
     else if (!c->ssl && !c->test)
         iq_push(c);   /* waits for a request: shrinks if it stays quiet (idle records, above) */
@@ -643,9 +680,8 @@ static void bad_request(gw_conn *c, int status, const char *msg)
 void gw_req_client_timeouts(gw_req *r)
 {
     gw_gen *g = r->c->w->gen;
-    struct timeval tv = { g->client_body_timeout / 1000, (g->client_body_timeout % 1000) * 1000 };
-    struct timeval wt = { g->send_timeout / 1000, (g->send_timeout % 1000) * 1000 };
-    bufferevent_set_timeouts(r->c->bev, r->body_done ? NULL : &tv, &wt);
+    r->rd_tmo = 0;
+    set_read_timeout(r->c, r->body_done ? 0 : g->client_body_timeout);
 }
 
 /* "<pid hex>-<counter hex>" (the worker's pid read once: it is a system call) */
@@ -666,7 +702,47 @@ static void req_id_str(gw_req *r)
     r->id_str[k] = 0;
 }
 
-static void process_head(gw_conn *c, size_t avail)
+/* Sets the client read timeout (ms; 0: none) and the send timeout. */
+static void set_read_timeout(gw_conn *c, int64_t ms)
+{
+    gw_gen *g = c->w->gen;
+    struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000) };
+    struct timeval wt = { g->send_timeout / 1000, (g->send_timeout % 1000) * 1000 };
+    bufferevent_set_timeouts(c->bev, ms > 0 ? &tv : NULL, &wt);
+}
+
+/* Body bytes were read (gw_req_pull_body). Besides client_body (the longest silence between
+ * reads), a body must keep up client_body_min_rate: after n bytes it is due client_body +
+ * n / rate seconds after it began, so a body trickled a few bytes at a time is cut off about
+ * client_body after it fell behind, whatever its size, while an upload at the rate or faster is
+ * never cut. Time gw itself holds the client back (held: the upstream is not taking the body
+ * fast enough) does not count: the window starts again when reading resumes. Cheap when the
+ * body keeps up: no timer is touched until it is within client_body of its due time. */
+void gw_req_body_progress(gw_req *r, int held)
+{
+    gw_conn *c = r->c;
+    if (!c->bev) return;
+    if (r->body_done) { gw_req_client_timeouts(r); return; }
+    gw_gen *g = c->w->gen;
+    int rate = g->client_body_min_rate;
+    if (rate <= 0) return;
+    uint64_t now = gw_now_ms();
+    if (!r->rate_t0) r->rate_t0 = r->start_ms;
+    if (r->body_held) { r->rate_t0 = now; r->rate_b0 = r->body_read; }
+    r->body_held = held;
+    int64_t ms = g->client_body_timeout;
+    if (!held) {
+        int64_t due = (int64_t)r->rate_t0 + g->client_body_timeout + (r->body_read - r->rate_b0) * 1000 / rate;
+        int64_t left = due - (int64_t)now;
+        if (left < ms) ms = left < 1 ? 1 : left;
+    }
+    if (ms == (r->rd_tmo ? r->rd_tmo : g->client_body_timeout)) return;
+    r->rd_tmo = (int)ms;
+    set_read_timeout(c, ms);
+}
+
+/* Returns 1 when the head is not complete yet (nothing answered), else 0. */
+static int process_head(gw_conn *c, size_t avail)
 {
     gw_req *r = &c->req;
     gw_worker *w = c->w;
@@ -676,12 +752,13 @@ static void process_head(gw_conn *c, size_t avail)
     evbuffer_copyout(bufferevent_get_input(c->bev), c->hbuf, n);
     int rc = gw_http_parse_request(c->hbuf, n, &r->h, r->hdrs, g->limits.max_headers, &g->limits);
     if (rc == GW_HTTP_AGAIN) {
-        if (n >= cap) bad_request(c, 431, "Request header fields too large");
-        return;
+        if (n < cap) return 1;
+        bad_request(c, 431, "Request header fields too large");
+        return 0;
     }
     if (rc < 0) {
         bad_request(c, r->h.status ? r->h.status : 400, r->h.error);
-        return;
+        return 0;
     }
     evbuffer_drain(bufferevent_get_input(c->bev), rc);
     r->head_len = rc;
@@ -691,6 +768,9 @@ static void process_head(gw_conn *c, size_t avail)
     r->id = ++w->next_req_id;
     req_id_str(r);
     if (w->stats) w->stats->requests++;
+    /* before routing and plugins: as if never sent (gw.underscores_in_headers) */
+    if (!g->underscores_in_headers && gw_http_drop_underscores(&r->h))
+        gw_info("request %s: header names with '_' dropped (gw.underscores_in_headers)", r->id_str);
     r->gen = g;
     g->refs++;
     r->up_method = r->h.method;
@@ -708,18 +788,19 @@ static void process_head(gw_conn *c, size_t avail)
     r->route = gw_router_match(g->router, &r->h, &strip, &r->route_re);
     if (!r->route) {
         r->route = g->fallback;
-        if (c->ssl && gw_tls_misdirected(r)) return;
+        if (c->ssl && gw_tls_misdirected(r)) return 0;
         gw_api_run_request(r, 1);
-        return;
+        return 0;
     }
     r->svc = r->route->service;
     r->ups = r->svc ? r->svc->upstream : NULL;
     if (r->route->strip_path) r->strip_len = strip;
     /* TLS: a Host that another certificate entry serves (421); protocols: [https] on a plain
      * connection, require_client_cert without a verified certificate */
-    if (c->ssl && gw_tls_misdirected(r)) return;
-    if ((r->route->https_only || r->route->require_client_cert) && gw_tls_route_gate(r)) return;
+    if (c->ssl && gw_tls_misdirected(r)) return 0;
+    if ((r->route->https_only || r->route->require_client_cert) && gw_tls_route_gate(r)) return 0;
     gw_api_run_request(r, 0);
+    return 0;
 }
 
 /* Builds the path sent upstream: service path + the request path after strip_path. */
@@ -782,7 +863,15 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
             evbuffer_drain(in, 2);
             avail -= 2;
         }
-        if (avail) process_head(c, avail);
+        if (avail && !process_head(c, avail)) return;
+        /* Incomplete: the wait is what is left until the deadline, not a fresh client_header
+         * per read, so a head trickled a byte at a time (slowloris) still ends there (408). */
+        uint64_t now = gw_now_ms();
+        /* the head's deadline runs from its first byte, that is from this read when none is set
+         * (on a new connection it runs from accept); a head complete in one read needs no clock */
+        if (!c->head_deadline) c->head_deadline = now + (uint64_t)c->w->gen->client_header_timeout;
+        if (now >= c->head_deadline) head_timeout(c);
+        else set_read_timeout(c, (int64_t)(c->head_deadline - now));
         return;
     }
     case GW_RS_UPSTREAM:
@@ -884,19 +973,38 @@ static void conn_write_cb(struct bufferevent *bev, void *arg)
     }
 }
 
+/* The head was not complete by its deadline (or an idle connection timed out): 408 and close
+ * when a head had begun, else just close. */
+static void head_timeout(gw_conn *c)
+{
+    if (evbuffer_get_length(bufferevent_get_input(c->bev)) && !c->closing) {
+        bad_request(c, 408, "Request timeout");
+        return;
+    }
+    gw_conn_close(c);
+}
+
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     gw_conn *c = arg;
     gw_req *r = &c->req;
     (void)bev;
-    if (what & BEV_EVENT_CONNECTED) return;    /* TLS: the handshake is done */
-    if ((what & BEV_EVENT_TIMEOUT) && r->state == GW_RS_IDLE) {
-        size_t pending = evbuffer_get_length(bufferevent_get_input(c->bev));
-        if (pending && !c->closing) {
-            /* a head started but never finished */
-            bad_request(c, 408, "Request timeout");
-            return;
-        }
+    if (what & BEV_EVENT_CONNECTED) {          /* TLS: the handshake is done */
+        if (c->hs_ev) evtimer_del(c->hs_ev);
+        return;
+    }
+    if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) && r->state == GW_RS_IDLE) {
+        head_timeout(c);
+        return;
+    }
+    if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) && !r->body_done && !r->head_sent &&
+        (r->state == GW_RS_UPSTREAM || r->state == GW_RS_BODY)) {
+        /* the request body stopped coming, or fell behind client_body_min_rate */
+        gw_proxy_abort(r);
+        r->body_done = 1;
+        gw_req_client_timeouts(r);
+        gw_api_body_failed(r, 408, "Request body timeout");
+        return;
     }
     if ((what & BEV_EVENT_EOF) && r->state == GW_RS_FLUSH && !c->closing) {
         /* client half-closed after sending its request: still deliver the response */

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <luajit.h>
 #include "gw.h"
@@ -30,14 +31,40 @@ static void accept_resume(evutil_socket_t fd, short ev, void *arg)
     if (!W.draining) event_add((struct event *)arg, NULL);
 }
 
+/* Past gw.max_connections: the new connection is answered at once and closed, costing no
+ * buffers and no timer; those already open are not touched. A plain listener gets a 503 (one
+ * non-blocking write, whatever of it fits); an ssl one is closed before any handshake. */
+static void refuse(int fd, int tls)
+{
+    static const char resp[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+        "Content-Length: 39\r\nConnection: close\r\nServer: gw\r\n\r\n{\"message\":\"Too many open connections\"}";
+    static uint64_t last_warn;
+    if (!tls) {
+        ssize_t n = send(fd, resp, sizeof resp - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+        (void)n;
+        shutdown(fd, SHUT_WR);
+        /* what the client already sent is read off, so the close is a FIN, not a reset that
+         * could drop the 503 before the client reads it */
+        char sink[4096];
+        for (int i = 0; i < 4 && recv(fd, sink, sizeof sink, MSG_DONTWAIT) > 0; i++) {}
+    }
+    close(fd);
+    if (W.stats) W.stats->refused++;
+    uint64_t now = gw_now_ms();
+    if (now - last_warn >= 10000) {
+        last_warn = now;
+        gw_warn("worker %d: gw.max_connections (%d) reached, refusing new connections", getpid(), W.gen->max_connections);
+    }
+}
+
 static void start_drain(void);
 
 static void accept_cb(evutil_socket_t lfd, short ev, void *arg)
 {
     (void)ev;
     gw_listen *ls = arg;
-    /* told to quit (the signal on its way): leave the connection to the new generation */
-    if (W.stats && W.stats->quit) { start_drain(); return; }
+    /* the master has told this worker to drain; its SIGQUIT may not be handled yet */
+    if (W.stats && __atomic_load_n(&W.stats->quit, __ATOMIC_ACQUIRE)) { start_drain(); return; }
     for (int i = 0; i < ACCEPT_BATCH; i++) {
         struct sockaddr_storage ss;
         socklen_t sl = sizeof ss;
@@ -57,6 +84,7 @@ static void accept_cb(evutil_socket_t lfd, short ev, void *arg)
             }
             return;
         }
+        if (W.nconns >= W.gen->max_connections) { refuse(fd, ls->ssl); continue; }
         gw_conn_accept(&W, fd, (struct sockaddr *)&ss, (int)sl, ls->port, ls->ssl);
     }
 }
@@ -90,6 +118,7 @@ static void start_drain(void)
     if (W.draining) return;
     W.draining = 1;
     for (int i = 0; i < W.nlev; i++) event_del(W.lev[i]);
+    if (W.stats) W.stats->ready = 0;    /* no longer accepting: a reload's answer waits for this */
     gw_conn_drain_all(&W);
     gw_pool_close_all(&W);
     gw_api_timers_premature();
@@ -105,6 +134,64 @@ static void sig_cb(evutil_socket_t sig, short ev, void *arg)
     if (sig == SIGQUIT) { start_drain(); return; }
     if (sig == SIGUSR1) { gw_reopen_error_log(); gw_accesslog_reopen(); return; }
     event_base_loopbreak(W.base);
+}
+
+/* ---- the watchdog (gw.worker_watchdog; the master's half is in master.c) -------------------- */
+
+static void copy_name(char *dst, size_t n, const char *src)
+{
+    size_t i = 0;
+    if (src) for (; i + 1 < n && src[i]; i++) dst[i] = src[i];
+    dst[i] = 0;
+}
+
+/* GW_WATCHDOG_SIGNAL: the master found this worker's loop stuck. Runs on top of whatever is stuck
+ * (a JIT-compiled loop included) and only reads plain memory: it writes the plugin, phase and
+ * route into the shared slot for the master's log line; the master kills the worker next. */
+static void watchdog_report(int sig)
+{
+    (void)sig;
+    gw_worker_stats *s = W.stats;
+    if (!s) return;
+    gw_req *r = gw_cur;
+    const char *plugin = gw_plugin_name(r ? r->plugin_id : gw_main_plugin_id);
+    const char *phase = r ? (r->phase >= 0 && r->phase < GW_PHASE_COUNT ? gw_phase_names[r->phase] : "?")
+                          : s->ready ? "timer" : "init_worker";
+    copy_name(s->wd_plugin, sizeof s->wd_plugin, plugin);
+    copy_name(s->wd_phase, sizeof s->wd_phase, plugin || r ? phase : "");
+    s->wd_route[0] = 0;
+    if (r && r->route) {
+        if (r->route->name) copy_name(s->wd_route, sizeof s->wd_route, r->route->name);
+        else if (r->gen && r->route == r->gen->fallback) copy_name(s->wd_route, sizeof s->wd_route, "(none matched)");
+        else copy_name(s->wd_route, sizeof s->wd_route, "(unnamed)");
+    }
+    __atomic_store_n(&s->wd_seq, s->wd_seq + 1, __ATOMIC_RELEASE);
+}
+
+/* The loop turned: stamp the heartbeat the master watches. */
+static void heartbeat_tick(evutil_socket_t fd, short ev, void *arg)
+{
+    (void)fd; (void)ev; (void)arg;
+    if (W.stats) W.stats->heartbeat_ms = gw_now_ms();
+}
+
+static void watchdog_start(lua_State *L, int compiled_idx)
+{
+    lua_getfield(L, compiled_idx, "gw");
+    lua_getfield(L, -1, "worker_watchdog");
+    double sec = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : 0;
+    lua_pop(L, 2);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = watchdog_report;
+    sa.sa_flags = SA_RESTART;
+    sigaction(GW_WATCHDOG_SIGNAL, &sa, NULL);
+    if (sec <= 0 || !W.stats) return;
+    /* a few stamps per watchdog period, so a worker is judged on its loop, not on timer jitter */
+    W.stats->heartbeat_ms = gw_now_ms();
+    struct event *hb = event_new(W.base, -1, EV_PERSIST, heartbeat_tick, NULL);
+    struct timeval tv = { 0, 250000 };
+    event_add(hb, &tv);
 }
 
 static void stats_tick(evutil_socket_t fd, short ev, void *arg)
@@ -128,6 +215,22 @@ static void stats_tick(evutil_socket_t fd, short ev, void *arg)
         }
     }
     W.stats->nhealth = n;
+}
+
+/* Each client connection may hold an upstream connection too: the worker wants two descriptors
+ * per connection and some to spare. A soft limit below that is raised toward the hard limit. */
+static void fd_budget(int max_connections)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+    rlim_t want = (rlim_t)max_connections * 2 + 256;
+    if (rl.rlim_cur >= want) return;
+    rlim_t cur = rl.rlim_cur;
+    rl.rlim_cur = rl.rlim_max != RLIM_INFINITY && rl.rlim_max < want ? rl.rlim_max : want;
+    if (rl.rlim_cur > cur && setrlimit(RLIMIT_NOFILE, &rl) == 0) cur = rl.rlim_cur;
+    if (cur < want)
+        gw_warn("worker: %llu file descriptors for gw.max_connections %d (wants %llu): raise the limit (ulimit -n)",
+                (unsigned long long)cur, max_connections, (unsigned long long)want);
 }
 
 int gw_worker_run(lua_State *L, int compiled_idx, gw_listen *ls, int nls, int slot)
@@ -162,6 +265,7 @@ int gw_worker_run(lua_State *L, int compiled_idx, gw_listen *ls, int nls, int sl
     if (gw_accesslog_open(W.base, lua_tostring(L, -2), lua_tostring(L, -1)) != 0)
         gw_err("worker: the access log is off");
     lua_pop(L, 3);
+    fd_budget(W.gen->max_connections);
     W.stats = gw_stats ? &gw_stats->workers[slot] : NULL;
     if (W.stats) {
         memset(W.stats, 0, sizeof *W.stats);
@@ -185,6 +289,7 @@ int gw_worker_run(lua_State *L, int compiled_idx, gw_listen *ls, int nls, int sl
     sigset_t blocked;
     gw_loop_signals(&blocked);
     sigprocmask(SIG_UNBLOCK, &blocked, NULL);
+    watchdog_start(L, compiled_idx);
     struct event *st = event_new(W.base, -1, EV_PERSIST, stats_tick, NULL);
     struct timeval one = { 1, 0 };
     event_add(st, &one);
