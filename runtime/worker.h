@@ -32,5 +32,6 @@ struct gw_worker {
 
 extern struct gw_worker *gw_W;
 int gw_worker_run(lua_State *L, int compiled_idx, gw_listen *ls, int nls, int slot);
+int gw_worker_init(lua_State *L, int compiled_idx, gw_listen *ls, int nls, int slot);
 void gw_worker_maybe_exit(void);
 #endif

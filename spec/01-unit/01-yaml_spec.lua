@@ -285,6 +285,14 @@ l: say "hi"
 ]], out)
   end)
 
+  it("escapes characters a YAML reader refuses or breaks lines at (found by fuzz/fuzz_config.c)", function()
+    -- U+009E (a C1 control), U+0085 (NEL), U+2028, U+FFFF; é and emoji stay as they are
+    local s = "a\194\158b\194\133c\226\128\168d\239\191\191e \195\169\240\159\152\128"
+    local out = assert(yaml.dump({ k = s }))
+    assert.equal('k: "a\\u009eb\\u0085c\\u2028d\\uffffe \195\169\240\159\152\128"\n', out)
+    assert.equal(s, assert(yaml.load(out)).k)
+  end)
+
   it("writes numbers, nulls, empty tables and scalars", function()
     assert.equal("a: 1\nb: 1.5\nc: null\nd: {}\ne: .inf\nf: 0.1\n",
                  yaml.dump({ a = 1, b = 1.5, c = yaml.null, d = {}, e = math.huge, f = 0.1 }))
