@@ -17,7 +17,7 @@ DEB_PKGS := build-essential pkg-config git ca-certificates curl openssl python3 
             luarocks redis-server nginx libnginx-mod-http-lua haproxy wrk prometheus \
             clang-14 libclang-rt-14-dev libfuzzer-14-dev valgrind
 
-.PHONY: all deps build run test ctest spec bench bench-router rock fuzz fuzz-build test-asan test-valgrind lint clean check
+.PHONY: all deps build run test ctest spec bench bench-router rock fuzz fuzz-build test-asan test-valgrind lint clean check soak
 all: build
 build: bin/gw
 
@@ -51,6 +51,11 @@ test: deps build $(CTESTS) fuzz-build bin/gw-asan
 
 bench: deps build
 	bash bench/run.sh
+
+# Five minutes of mixed load with reloads (SOAK_SECS to change): memory and descriptors flat,
+# no unexpected errors. Not part of `make test`; results in bench/RESULTS.md.
+soak: deps build
+	bench/soak
 
 clean:
 	rm -rf build bin/gw build-asan bin/gw-asan

@@ -9,6 +9,7 @@ void gw_api_run_request(gw_req *r, int no_route);   /* rewrite + access, then pr
 void gw_api_response_ready(gw_req *r);             /* header_filter, then send the head */
 void gw_api_run_log(gw_req *r);                    /* log, then gw_req_complete */
 void gw_api_body_readable(gw_req *r);              /* buffering the whole request body */
+void gw_api_body_failed(gw_req *r, int status, const char *msg);
 void gw_api_req_cleanup(gw_req *r);
 void gw_api_resume_timer(lua_State *co, int ref);  /* a timer coroutine's wait is over */
 int gw_api_run_log_aborted(gw_req *r);             /* client gone: log phase anyway; 1 = suspended */

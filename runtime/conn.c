@@ -39,6 +39,8 @@ static void conn_write_cb(struct bufferevent *bev, void *arg);
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg);
 static void req_start(gw_conn *c);
 static void req_finish(gw_req *r);
+static void set_read_timeout(gw_conn *c, int64_t ms);
+static void head_timeout(gw_conn *c);
 
 /* ---- arena ---------------------------------------------------------------------------- */
 
@@ -113,6 +115,12 @@ int gw_req_set_header(gw_req *r, gw_header *arr, int *n, const char *name, size_
 
 /* ---- connection lifecycle ------------------------------------------------------------- */
 
+static void handshake_timeout_cb(evutil_socket_t fd, short ev, void *arg)
+{
+    (void)fd; (void)ev;
+    gw_conn_close(arg);
+}
+
 void gw_conn_accept(gw_worker *w, int fd, struct sockaddr *sa, int salen, int local_port, int tls)
 {
     (void)salen;
@@ -167,8 +175,9 @@ void gw_conn_accept(gw_worker *w, int fd, struct sockaddr *sa, int salen, int lo
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     c->ssl = NULL;
+    /* the first request head, TLS handshake included, is due client_header ms after accept */
+    c->head_deadline = gw_now_ms() + (uint64_t)g->client_header_timeout;
     if (tls) {
-        /* the handshake runs under the client_header timeout set by req_start */
         SSL *ssl = gw_tls_accept(g, c);
         c->bev = ssl ? bufferevent_openssl_socket_new(w->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
                                                       BEV_OPT_CLOSE_ON_FREE) : NULL;
@@ -184,6 +193,13 @@ void gw_conn_accept(gw_worker *w, int fd, struct sockaddr *sa, int salen, int lo
     }
     if (!c->bev) { close(fd); c->next_free = w->free_conns; w->free_conns = c; return; }
     bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
+    if (c->ssl) {
+        /* the handshake's reads do not reach conn_read_cb, and each of them would restart a read
+         * timeout: a timer bounds it instead (stopped when the handshake is done) */
+        if (!c->hs_ev) c->hs_ev = evtimer_new(w->base, handshake_timeout_cb, c);
+        struct timeval hv = { g->client_header_timeout / 1000, (g->client_header_timeout % 1000) * 1000 };
+        if (c->hs_ev) evtimer_add(c->hs_ev, &hv);
+    }
     c->prev_live = NULL;
     c->next_live = w->live;
     if (w->live) w->live->prev_live = c;
@@ -218,6 +234,7 @@ void gw_conn_close(gw_conn *c)
         req_finish(r);
     }
     r->state = GW_RS_IDLE;
+    if (c->hs_ev) evtimer_del(c->hs_ev);
     if (c->bev) { bufferevent_free(c->bev); c->bev = NULL; }
     c->ssl = NULL;
     if (c->prev_live) c->prev_live->next_live = c->next_live;
@@ -297,19 +314,26 @@ static void req_start(gw_conn *c)
     req_reset(r);
     r->state = GW_RS_IDLE;
     gw_gen *g = c->w->gen;
-    struct timeval tv;
-    int ms = c->nreq ? g->keepalive_timeout : g->client_header_timeout;
-    tv.tv_sec = ms / 1000;
-    tv.tv_usec = (ms % 1000) * 1000;
-    struct timeval wt = { g->send_timeout / 1000, (g->send_timeout % 1000) * 1000 };
-    bufferevent_set_timeouts(c->bev, &tv, &wt);
+    int pipelined = evbuffer_get_length(bufferevent_get_input(c->bev)) > 0;
+    int64_t ms;
+    if (c->nreq == 0) {
+        ms = (int64_t)c->head_deadline - (int64_t)gw_now_ms();   /* the first head: due since accept */
+        if (ms < 1) ms = 1;
+    } else if (pipelined) {
+        /* the next head has begun: it has client_header ms, counted from now */
+        c->head_deadline = gw_now_ms() + (uint64_t)g->client_header_timeout;
+        ms = g->client_header_timeout;
+    } else {
+        c->head_deadline = 0;                   /* idle: keepalive, then a deadline from the first byte */
+        ms = g->keepalive_timeout;
+    }
+    set_read_timeout(c, ms);
     bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
     /* A pipelined request already buffered is taken up from the event loop, not from here:
      * answering it may complete synchronously and land here again, and thousands of pipelined
      * requests must not become thousands of nested calls. */
-    if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
-        bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_DEFER_CALLBACKS);
+    if (pipelined) bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_DEFER_CALLBACKS);
 }
 
 static void req_finish(gw_req *r)
@@ -360,12 +384,51 @@ static void bad_request(gw_conn *c, int status, const char *msg)
 void gw_req_client_timeouts(gw_req *r)
 {
     gw_gen *g = r->c->w->gen;
-    struct timeval tv = { g->client_body_timeout / 1000, (g->client_body_timeout % 1000) * 1000 };
-    struct timeval wt = { g->send_timeout / 1000, (g->send_timeout % 1000) * 1000 };
-    bufferevent_set_timeouts(r->c->bev, r->body_done ? NULL : &tv, &wt);
+    r->rd_tmo = 0;
+    set_read_timeout(r->c, r->body_done ? 0 : g->client_body_timeout);
 }
 
-static void process_head(gw_conn *c, size_t avail)
+/* Sets the client read timeout (ms; 0: none) and the send timeout. */
+static void set_read_timeout(gw_conn *c, int64_t ms)
+{
+    gw_gen *g = c->w->gen;
+    struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000) };
+    struct timeval wt = { g->send_timeout / 1000, (g->send_timeout % 1000) * 1000 };
+    bufferevent_set_timeouts(c->bev, ms > 0 ? &tv : NULL, &wt);
+}
+
+/* Body bytes were read (gw_req_pull_body). Besides client_body (the longest silence between
+ * reads), a body must keep up client_body_min_rate: after n bytes it is due client_body +
+ * n / rate seconds after it began, so a body trickled a few bytes at a time is cut off about
+ * client_body after it fell behind, whatever its size, while an upload at the rate or faster is
+ * never cut. Time gw itself holds the client back (held: the upstream is not taking the body
+ * fast enough) does not count: the window starts again when reading resumes. Cheap when the
+ * body keeps up: no timer is touched until it is within client_body of its due time. */
+void gw_req_body_progress(gw_req *r, int held)
+{
+    gw_conn *c = r->c;
+    if (!c->bev) return;
+    if (r->body_done) { gw_req_client_timeouts(r); return; }
+    gw_gen *g = c->w->gen;
+    int rate = g->client_body_min_rate;
+    if (rate <= 0) return;
+    uint64_t now = gw_now_ms();
+    if (!r->rate_t0) r->rate_t0 = r->start_ms;
+    if (r->body_held) { r->rate_t0 = now; r->rate_b0 = r->body_read; }
+    r->body_held = held;
+    int64_t ms = g->client_body_timeout;
+    if (!held) {
+        int64_t due = (int64_t)r->rate_t0 + g->client_body_timeout + (r->body_read - r->rate_b0) * 1000 / rate;
+        int64_t left = due - (int64_t)now;
+        if (left < ms) ms = left < 1 ? 1 : left;
+    }
+    if (ms == (r->rd_tmo ? r->rd_tmo : g->client_body_timeout)) return;
+    r->rd_tmo = (int)ms;
+    set_read_timeout(c, ms);
+}
+
+/* Returns 1 when the head is not complete yet (nothing answered), else 0. */
+static int process_head(gw_conn *c, size_t avail)
 {
     gw_req *r = &c->req;
     gw_worker *w = c->w;
@@ -375,12 +438,13 @@ static void process_head(gw_conn *c, size_t avail)
     evbuffer_copyout(bufferevent_get_input(c->bev), c->hbuf, n);
     int rc = gw_http_parse_request(c->hbuf, n, &r->h, r->hdrs, g->limits.max_headers, &g->limits);
     if (rc == GW_HTTP_AGAIN) {
-        if (n >= cap) bad_request(c, 431, "Request header fields too large");
-        return;
+        if (n < cap) return 1;
+        bad_request(c, 431, "Request header fields too large");
+        return 0;
     }
     if (rc < 0) {
         bad_request(c, r->h.status ? r->h.status : 400, r->h.error);
-        return;
+        return 0;
     }
     evbuffer_drain(bufferevent_get_input(c->bev), rc);
     r->head_len = rc;
@@ -390,6 +454,9 @@ static void process_head(gw_conn *c, size_t avail)
     r->id = ++w->next_req_id;
     snprintf(r->id_str, sizeof r->id_str, "%x-%llx", (unsigned)getpid(), (unsigned long long)r->id);
     if (w->stats) w->stats->requests++;
+    /* before routing and plugins: as if never sent (gw.underscores_in_headers) */
+    if (!g->underscores_in_headers && gw_http_drop_underscores(&r->h))
+        gw_info("request %s: header names with '_' dropped (gw.underscores_in_headers)", r->id_str);
     r->gen = g;
     g->refs++;
     r->up_method = r->h.method;
@@ -407,18 +474,19 @@ static void process_head(gw_conn *c, size_t avail)
     r->route = gw_router_match(g->router, &r->h, &strip, &r->route_re);
     if (!r->route) {
         r->route = g->fallback;
-        if (c->ssl && gw_tls_misdirected(r)) return;
+        if (c->ssl && gw_tls_misdirected(r)) return 0;
         gw_api_run_request(r, 1);
-        return;
+        return 0;
     }
     r->svc = r->route->service;
     r->ups = r->svc ? r->svc->upstream : NULL;
     if (r->route->strip_path) r->strip_len = strip;
     /* TLS: a Host that another certificate entry serves (421); protocols: [https] on a plain
      * connection, require_client_cert without a verified certificate */
-    if (c->ssl && gw_tls_misdirected(r)) return;
-    if ((r->route->https_only || r->route->require_client_cert) && gw_tls_route_gate(r)) return;
+    if (c->ssl && gw_tls_misdirected(r)) return 0;
+    if ((r->route->https_only || r->route->require_client_cert) && gw_tls_route_gate(r)) return 0;
     gw_api_run_request(r, 0);
+    return 0;
 }
 
 /* Builds the path sent upstream: service path + the request path after strip_path. */
@@ -480,7 +548,15 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
             evbuffer_drain(in, 2);
             avail -= 2;
         }
-        if (avail) process_head(c, avail);
+        if (avail && !process_head(c, avail)) return;
+        /* Incomplete: the wait is what is left until the deadline, not a fresh client_header
+         * per read, so a head trickled a byte at a time (slowloris) still ends there (408). */
+        uint64_t now = gw_now_ms();
+        /* the head's deadline runs from its first byte, that is from this read when none is set
+         * (on a new connection it runs from accept); a head complete in one read needs no clock */
+        if (!c->head_deadline) c->head_deadline = now + (uint64_t)c->w->gen->client_header_timeout;
+        if (now >= c->head_deadline) head_timeout(c);
+        else set_read_timeout(c, (int64_t)(c->head_deadline - now));
         return;
     }
     case GW_RS_UPSTREAM:
@@ -518,19 +594,38 @@ static void conn_write_cb(struct bufferevent *bev, void *arg)
     }
 }
 
+/* The head was not complete by its deadline (or an idle connection timed out): 408 and close
+ * when a head had begun, else just close. */
+static void head_timeout(gw_conn *c)
+{
+    if (evbuffer_get_length(bufferevent_get_input(c->bev)) && !c->closing) {
+        bad_request(c, 408, "Request timeout");
+        return;
+    }
+    gw_conn_close(c);
+}
+
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     gw_conn *c = arg;
     gw_req *r = &c->req;
     (void)bev;
-    if (what & BEV_EVENT_CONNECTED) return;    /* TLS: the handshake is done */
-    if ((what & BEV_EVENT_TIMEOUT) && r->state == GW_RS_IDLE) {
-        size_t pending = evbuffer_get_length(bufferevent_get_input(c->bev));
-        if (pending && !c->closing) {
-            /* a head started but never finished */
-            bad_request(c, 408, "Request timeout");
-            return;
-        }
+    if (what & BEV_EVENT_CONNECTED) {          /* TLS: the handshake is done */
+        if (c->hs_ev) evtimer_del(c->hs_ev);
+        return;
+    }
+    if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) && r->state == GW_RS_IDLE) {
+        head_timeout(c);
+        return;
+    }
+    if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) && !r->body_done && !r->head_sent &&
+        (r->state == GW_RS_UPSTREAM || r->state == GW_RS_BODY)) {
+        /* the request body stopped coming, or fell behind client_body_min_rate */
+        gw_proxy_abort(r);
+        r->body_done = 1;
+        gw_req_client_timeouts(r);
+        gw_api_body_failed(r, 408, "Request body timeout");
+        return;
     }
     if ((what & BEV_EVENT_EOF) && r->state == GW_RS_FLUSH && !c->closing) {
         /* client half-closed after sending its request: still deliver the response */

@@ -70,6 +70,10 @@ typedef struct gw_req {
     struct evbuffer *body;      /* whole body, when buffered (echo, get_raw_body, set_raw_body) */
     int body_buffered;
     int body_replaced;          /* set_raw_body: body holds the new upstream body */
+    uint64_t rate_t0;           /* client_body_min_rate: start of the window (ms), its bytes from */
+    int64_t rate_b0;            /* body_read at rate_t0 */
+    int body_held;              /* the last read left gw holding the client back (upstream full) */
+    int rd_tmo;                 /* read timeout set for the body when tighter than client_body (ms) */
 
     /* response */
     int status;
@@ -127,6 +131,8 @@ struct gw_conn {
     int draining;
     int paused;                 /* idle, next request not read: the client is not reading our output */
     uint64_t linger_until;      /* GW_RS_LINGER: close at the latest then (ms) */
+    uint64_t head_deadline;     /* the request head must be complete by then (ms); 0: none started */
+    struct event *hs_ev;        /* TLS: bounds the handshake by client_header (made once, reused) */
     int test;                   /* a gw.test.context request: no socket, testctx.c drives it */
     int test_wake;              /* testctx: a gw.sleep of this request has fired */
     int log_pending;            /* closed, but the aborted request's log phase still runs */
@@ -165,6 +171,7 @@ void gw_pool_close_all(gw_worker *w);
 void gw_req_respond_local(gw_req *r, int status, const char *ctype, const char *body, size_t len);
 void gw_req_error(gw_req *r, int status, const char *msg);
 void gw_req_client_timeouts(gw_req *r);
+void gw_req_body_progress(gw_req *r, int held);
 void gw_req_response_head_ready(gw_req *r);
 void gw_req_response_done(gw_req *r);
 void gw_req_lua_resume(gw_req *r, int nargs);

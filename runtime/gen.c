@@ -178,10 +178,15 @@ gw_gen *gw_gen_build(lua_State *L, char *err, size_t errlen)
     lua_getfield(L, gwi, "metrics");
     g->metrics = lua_isnil(L, -1) || lua_toboolean(L, -1);
     lua_pop(L, 1);
+    lua_getfield(L, gwi, "underscores_in_headers");
+    g->underscores_in_headers = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    g->max_connections = int_field(L, gwi, "max_connections", 1024);
     lua_getfield(L, gwi, "timeouts");
     int ti = lua_gettop(L);
     g->client_header_timeout = int_field(L, ti, "client_header", 60000);
     g->client_body_timeout = int_field(L, ti, "client_body", 60000);
+    g->client_body_min_rate = int_field(L, ti, "client_body_min_rate", 1024);
     g->keepalive_timeout = int_field(L, ti, "keepalive", 75000);
     g->send_timeout = int_field(L, ti, "send", 60000);
     lua_pop(L, 1);

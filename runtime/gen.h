@@ -75,7 +75,10 @@ typedef struct gw_gen {
     gw_http_limits limits;
     int64_t max_body_size;
     int metrics;                /* gw.metrics: record each request in the Prometheus table */
+    int underscores_in_headers; /* gw.underscores_in_headers: keep request headers named with '_' */
     int client_header_timeout, client_body_timeout, keepalive_timeout, send_timeout;
+    int client_body_min_rate;   /* bytes/s a request body must keep up after client_body ms; 0 off */
+    int max_connections;        /* client connections per worker; past it new ones are refused */
     int ka_max_idle, ka_idle_timeout, ka_max_requests;
     struct gw_tls_gen *tls;     /* certificates, SNI table, upstream TLS contexts (tls.c) */
 } gw_gen;

@@ -236,7 +236,7 @@ static int request_target(gw_http_request *r)
 
 /* Next element of a comma-separated list value, OWS-trimmed, ";params" cut. Empty elements are
  * skipped (RFC 9110 5.6.1). 1 with *el, or 0 at the end. */
-static int list_next(gw_str v, size_t *pos, gw_str *el)
+int gw_http_list_next(gw_str v, size_t *pos, gw_str *el)
 {
     size_t i = *pos, s, e;
     const char *c;
@@ -268,6 +268,7 @@ typedef struct {
     const char *err;            /* first Content-Length / Host problem */
     int nhost, bad_host, has_te, te_codings, te_chunked, te_last_chunked, te_unknown, te_bad;
     int conn_close, conn_keepalive, conn_upgrade, has_upgrade, expect_continue;
+    int host_index;             /* the (first) Host field line, or -1 */
     gw_str host;
 } msg_info;
 
@@ -299,7 +300,9 @@ static void transfer_encoding(gw_str v, msg_info *m)
     size_t pos = 0;
     gw_str el;
     m->has_te = 1;
-    while (list_next(v, &pos, &el)) {
+    /* no coding gw accepts has parameters: "chunked;x=1" is not something to guess about */
+    if (memchr(v.p, ';', v.n)) m->te_bad = 1;
+    while (gw_http_list_next(v, &pos, &el)) {
         if (!is_token(el)) { m->te_bad = 1; continue; }
         m->te_codings++;
         if (gw_str_ieq(el, "chunked")) {
@@ -318,7 +321,7 @@ static void connection(gw_str v, msg_info *m)
 {
     size_t pos = 0;
     gw_str el;
-    while (list_next(v, &pos, &el)) {
+    while (gw_http_list_next(v, &pos, &el)) {
         if (gw_str_ieq(el, "close")) m->conn_close = 1;
         else if (gw_str_ieq(el, "keep-alive")) m->conn_keepalive = 1;
         else if (gw_str_ieq(el, "upgrade")) m->conn_upgrade = 1;
@@ -330,13 +333,14 @@ static void scan_headers(const gw_header *h, int n, msg_info *m)
 {
     memset(m, 0, sizeof *m);
     m->cl = -1;
+    m->host_index = -1;
     m->host = EMPTY;
     for (int i = 0; i < n; i++) {
         gw_str k = h[i].name, v = h[i].value;
         switch (k.n) {
         case 4:
             if (gw_str_ieq(k, "host")) {
-                if (m->nhost++ == 0) m->host = v;
+                if (m->nhost++ == 0) { m->host = v; m->host_index = i; }
                 for (size_t j = 0; j < v.n; j++)
                     if (!IS(v.p[j], C_HOST)) m->bad_host = 1;
             }
@@ -446,6 +450,7 @@ int gw_http_parse_request(const char *buf, size_t len, gw_http_request *r,
         r->content_length = m.cl;
     }
     if (!r->absolute_form) r->host = m.host;
+    else if (m.host_index >= 0) hdrs[m.host_index].value = r->host;
     r->keepalive = r->version == 11 ? !m.conn_close : (m.conn_keepalive && !m.conn_close);
     r->expect_continue = r->version == 11 && m.expect_continue;
     r->upgrade = m.conn_upgrade && m.has_upgrade;
@@ -454,6 +459,15 @@ int gw_http_parse_request(const char *buf, size_t len, gw_http_request *r,
 again:
     if (len >= max_hs) return req_fail(r, 431, "request header section too large");
     return GW_HTTP_AGAIN;
+}
+
+int gw_http_drop_underscores(gw_http_request *r)
+{
+    int k = 0, n = r->nheaders;
+    for (int i = 0; i < n; i++)
+        if (!memchr(r->headers[i].name.p, '_', r->headers[i].name.n)) r->headers[k++] = r->headers[i];
+    r->nheaders = k;
+    return n - k;
 }
 
 static int resp_fail(gw_http_response *r, const char *why)
@@ -489,7 +503,7 @@ int gw_http_parse_response(const char *buf, size_t len, gw_http_response *r,
         if (i == 0 ? c != ' ' : (c < '0' || c > '9')) return resp_fail(r, "malformed status line");
         if (i) r->status = r->status * 10 + (c - '0');
     }
-    if (r->status < 100) return resp_fail(r, "invalid status code");
+    if (r->status < 100 || r->status > 599) return resp_fail(r, "invalid status code");
     pos += 4;
     if (pos >= w) goto again;
     if (buf[pos] == ' ') {
@@ -519,10 +533,9 @@ int gw_http_parse_response(const char *buf, size_t len, gw_http_response *r,
     if (m.has_te) {
         if (r->version == 10) return resp_fail(r, "Transfer-Encoding in HTTP/1.0 response");
         if (m.cl >= 0) return resp_fail(r, "both Content-Length and Transfer-Encoding");
-        if (m.te_chunked > 1 || (m.te_chunked && !m.te_last_chunked) || m.te_bad)
-            return resp_fail(r, "invalid Transfer-Encoding");
-        /* chunked not last: the body runs until close (RFC 9112 6.3 item 4) */
-        r->chunked = m.te_last_chunked;
+        if (m.te_bad || m.te_codings != 1 || m.te_chunked != 1)
+            return resp_fail(r, "unsupported Transfer-Encoding in response");
+        r->chunked = 1;
     } else {
         r->content_length = m.cl;
     }
@@ -690,7 +703,7 @@ int gw_http_has_token(gw_str value, const char *token)
     size_t pos = 0;
     gw_str el;
     if (!value.p) return 0;
-    while (list_next(value, &pos, &el))
+    while (gw_http_list_next(value, &pos, &el))
         if (gw_str_ieq(el, token)) return 1;
     return 0;
 }

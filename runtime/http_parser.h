@@ -52,7 +52,8 @@ typedef struct {
     unsigned upgrade:1;         /* Connection lists "upgrade" and an Upgrade header is present */
     unsigned absolute_form:1;   /* target was http(s)://authority/...; host = that authority */
     gw_str host;                /* Host header value, or the absolute-form authority (which wins,
-                                   RFC 9112 3.2.2); empty when absent. Includes any ":port". */
+                                   RFC 9112 3.2.2: the Host field's value in headers is then
+                                   replaced by it too); empty when absent. Includes any ":port". */
     int status;                 /* 0, or on GW_HTTP_ERROR: 400/414/431/501/505 */
     const char *error;          /* NULL, or on GW_HTTP_ERROR a short static reason */
 } gw_http_request;
@@ -66,8 +67,14 @@ typedef struct {
 int gw_http_parse_request(const char *buf, size_t len, gw_http_request *r,
                           gw_header *hdrs, int max_hdrs, const gw_http_limits *lim);
 
+/* Removes the header fields whose name contains '_' from a parsed request (gw's
+ * underscores_in_headers: false): "X_Foo" and "X-Foo" are one variable to CGI-style upstreams, so
+ * such a name is how one header gets past a check made on the other. No framing header has an
+ * '_', so the framing the parser found stands. Returns how many were removed. */
+int gw_http_drop_underscores(gw_http_request *r);
+
 typedef struct {
-    int status;                 /* 100..999 */
+    int status;                 /* 100..599 (others are an error) */
     int version;                /* 10 or 11 */
     gw_str reason;              /* may be empty */
     gw_header *headers;
@@ -80,9 +87,11 @@ typedef struct {
 } gw_http_response;
 
 /* Parses a response head (from an upstream). Same rules as requests for header lines; CL + TE,
- * bad or differing Content-Length, bad status line are errors. Transfer-Encoding not ending in
- * chunked makes the body close-delimited (RFC 9112 6.3). max_head bounds the whole head; a head
- * that cannot fit is an error even while incomplete. Returns as gw_http_parse_request(). */
+ * bad or differing Content-Length, a bad status line or a status outside 100..599 are errors, and
+ * so is any Transfer-Encoding other than exactly "chunked": gw removes the transfer coding it
+ * forwards, so a body still carrying another one (or framed by a coding gw does not know) cannot
+ * be passed on correctly. max_head bounds the whole head; a head that cannot fit is an error even
+ * while incomplete. Returns as gw_http_parse_request(). */
 int gw_http_parse_response(const char *buf, size_t len, gw_http_response *r,
                            gw_header *hdrs, int max_hdrs, size_t max_head);
 
@@ -124,6 +133,9 @@ int gw_chunked_step(gw_chunked *c, const char *buf, size_t len, size_t *consumed
 /* ---- helpers ------------------------------------------------------------------------------ */
 /* 1 when s equals the C string lit, ASCII case-insensitively. */
 int gw_str_ieq(gw_str s, const char *lit);
+/* Next element of a comma-separated list value (RFC 9110 5.6.1): OWS-trimmed, ";params" cut, empty
+ * elements skipped. *pos starts at 0. 1 with *el, or 0 at the end. */
+int gw_http_list_next(gw_str value, size_t *pos, gw_str *el);
 /* 1 when the comma-separated list value contains token (case-insensitive; OWS around elements
  * and ";params" after them are ignored), e.g. gw_http_has_token(v, "close"). */
 int gw_http_has_token(gw_str value, const char *token);

@@ -408,7 +408,7 @@ void gw_metrics_render(struct evbuffer *out)
     }
 
     /* process figures from the worker slots */
-    uint64_t conns = 0, accepted = 0;
+    uint64_t conns = 0, accepted = 0, refused = 0;
     int nworkers = 0;
     put_help(out, "gateway_lua_memory_bytes", "Lua VM memory of each worker", "gauge");
     for (int i = 0; gw_stats && i < GW_MAX_WORKERS * 2; i++) {
@@ -417,6 +417,7 @@ void gw_metrics_render(struct evbuffer *out)
         nworkers++;
         conns += w->connections;
         accepted += w->accepted;
+        refused += w->refused;
         evbuffer_add_printf(out, "gateway_lua_memory_bytes{worker=\"%d\"} %llu\n", (int)w->pid,
                             (unsigned long long)w->lua_kb * 1024);
     }
@@ -424,6 +425,8 @@ void gw_metrics_render(struct evbuffer *out)
     evbuffer_add_printf(out, "gateway_connections_active %llu\n", (unsigned long long)conns);
     put_help(out, "gateway_connections_accepted_total", "Client connections accepted by the running workers", "counter");
     evbuffer_add_printf(out, "gateway_connections_accepted_total %llu\n", (unsigned long long)accepted);
+    put_help(out, "gateway_connections_refused_total", "Client connections refused past gw.max_connections by the running workers", "counter");
+    evbuffer_add_printf(out, "gateway_connections_refused_total %llu\n", (unsigned long long)refused);
     put_help(out, "gateway_workers", "Worker processes running (a reload runs the old set beside the new one while it drains)", "gauge");
     evbuffer_add_printf(out, "gateway_workers %d\n", nworkers);
     gw_dicts_render_metrics(out);

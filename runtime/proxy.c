@@ -84,7 +84,8 @@ int gw_req_pull_body(gw_req *r, struct evbuffer *in, struct evbuffer *dst, int r
 {
     int was_done = r->body_done;
     int rc = pull_body(r, in, dst, rechunk);
-    if (rc == 0 && !was_done && r->body_done) gw_req_client_timeouts(r);
+    /* held: the upstream has not taken what came before (pump_request stops reading) */
+    if (rc == 0 && !was_done) gw_req_body_progress(r, dst != r->body && evbuffer_get_length(dst) > HIGH_WATER);
     return rc;
 }
 
@@ -385,17 +386,21 @@ static void write_request_head(gw_req *r, struct evbuffer *out)
         evbuffer_add_printf(out, "Content-Length: %zu\r\n\r\n", evbuffer_get_length(r->body));
     } else if (r->h.chunked) {
         /* gw undoes and redoes only the chunked framing: any other coding the client applied
-         * (validated by the parser, "gzip, chunked") is still on the body and stays declared */
+         * (validated by the parser, "gzip, chunked") is still on the body and stays declared.
+         * The value is rewritten, not copied: the codings as tokens, then "chunked" once and last,
+         * whatever the header list holds by now (a plugin may have set it) */
         evbuffer_add(out, "Transfer-Encoding: ", 19);
-        int first = 1;
         for (int i = 0; i < r->h.nheaders; i++) {
             if (!name_is(r->hdrs[i].name, "transfer-encoding")) continue;
-            if (!first) evbuffer_add(out, ", ", 2);
-            evbuffer_add(out, r->hdrs[i].value.p, r->hdrs[i].value.n);
-            first = 0;
+            size_t pos = 0;
+            gw_str el;
+            while (gw_http_list_next(r->hdrs[i].value, &pos, &el)) {
+                if (gw_str_ieq(el, "chunked") || !gw_http_valid_field_name(el)) continue;
+                evbuffer_add(out, el.p, el.n);
+                evbuffer_add(out, ", ", 2);
+            }
         }
-        if (first) evbuffer_add(out, "chunked", 7);
-        evbuffer_add(out, "\r\n\r\n", 4);
+        evbuffer_add(out, "chunked\r\n\r\n", 11);
     } else if (r->h.content_length >= 0 && (r->h.content_length > 0 || !name_is(r->up_method, "GET"))) {
         evbuffer_add_printf(out, "Content-Length: %lld\r\n\r\n", (long long)r->h.content_length);
     } else {
@@ -678,7 +683,15 @@ static void up_read_cb(struct bufferevent *bev, void *arg)
             return;
         }
         evbuffer_drain(in, rc);
-        if (resp.status >= 100 && resp.status < 200 && resp.status != 101) continue; /* interim */
+        if (resp.status == 101) {
+            /* gw never forwards Upgrade, so a switch was never asked for */
+            gw_warn("upstream %s:%d switched protocols unasked (101), request %s", r->target->host,
+                    r->target->port, r->id_str);
+            target_result(r, r->target, 0);
+            fail(r, 502, "An invalid response was received from the upstream server");
+            return;
+        }
+        if (resp.status >= 100 && resp.status < 200) continue; /* interim */
         target_result(r, r->target, 1);
         r->status = resp.status;
         r->nrhdrs = pend + resp.nheaders;
@@ -692,6 +705,11 @@ static void up_read_cb(struct bufferevent *bev, void *arg)
         u->no_body = head || resp.status == 204 || resp.status == 304 || resp.status < 200;
         u->resp_cl = resp.content_length;
         u->keepalive = resp.keepalive;
+        /* framing on a response that has no body (RFC 9112 6.3): whatever follows is not to be
+         * read as the next response, so the connection is not reused */
+        if ((resp.status == 204 && (resp.chunked || resp.content_length > 0)) ||
+            (resp.status == 304 && resp.chunked))
+            u->keepalive = 0;
         if (u->no_body) r->resp_left = 0;
         else if (resp.chunked) { r->resp_left = -1; gw_chunked_init(&r->rchunk); }
         else if (resp.content_length >= 0) r->resp_left = resp.content_length;
@@ -721,6 +739,9 @@ void gw_proxy_head_filtered(gw_req *r)
         pump_response(r);
         return;
     }
+    /* an answer before the whole request body (an early 401/413, with or without Expect): the
+     * rest of the body is not read as a request, the connection closes after, and says so */
+    if (!r->body_done) r->resp_close = 1;
     gw_req_write_head(r, len, u->no_body);
     bufferevent_setwatermark(r->c->bev, EV_WRITE, HIGH_WATER / 2, 0);
     bufferevent_enable(u->bev, EV_READ);
@@ -776,9 +797,14 @@ static void pump_response(gw_req *r)
                 r->resp_left = 0;
                 break;
             } else {
-                gw_warn("upstream sent an invalid chunked body, request %s", r->id_str);
-                gw_proxy_abort(r);
-                gw_conn_abort(r->c);
+                gw_warn("upstream sent an invalid chunked body (%s), request %s",
+                        r->rchunk.error ? r->rchunk.error : "?", r->id_str);
+                /* the head may not be out yet (body_filter gathers first): then a 502 */
+                if (r->resp_buffering) {
+                    r->resp_buffering = 0;
+                    evbuffer_drain(r->lbody, evbuffer_get_length(r->lbody));
+                }
+                fail(r, 502, "An invalid response was received from the upstream server");
                 return;
             }
         }

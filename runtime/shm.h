@@ -23,12 +23,14 @@ typedef struct {
     double started;
     uint64_t connections;       /* open now */
     uint64_t accepted;
+    uint64_t refused;           /* past gw.max_connections */
     uint64_t requests;
     uint64_t lua_kb;
     int nhealth;
     gw_target_health health[GW_HEALTH_MAX];   /* published every second by the worker */
     int ready;                  /* set by the worker once it accepts: the master drains the
                                    old set only when every new worker is ready */
+    int quit;                   /* set by the master before its SIGQUIT: accept no more */
 } gw_worker_stats;
 
 typedef struct {

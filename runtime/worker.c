@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <luajit.h>
 #include "gw.h"
@@ -30,10 +31,40 @@ static void accept_resume(evutil_socket_t fd, short ev, void *arg)
     if (!W.draining) event_add((struct event *)arg, NULL);
 }
 
+/* Past gw.max_connections: the new connection is answered at once and closed, costing no
+ * buffers and no timer; those already open are not touched. A plain listener gets a 503 (one
+ * non-blocking write, whatever of it fits); an ssl one is closed before any handshake. */
+static void refuse(int fd, int tls)
+{
+    static const char resp[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+        "Content-Length: 39\r\nConnection: close\r\nServer: gw\r\n\r\n{\"message\":\"Too many open connections\"}";
+    static uint64_t last_warn;
+    if (!tls) {
+        ssize_t n = send(fd, resp, sizeof resp - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+        (void)n;
+        shutdown(fd, SHUT_WR);
+        /* what the client already sent is read off, so the close is a FIN, not a reset that
+         * could drop the 503 before the client reads it */
+        char sink[4096];
+        for (int i = 0; i < 4 && recv(fd, sink, sizeof sink, MSG_DONTWAIT) > 0; i++) {}
+    }
+    close(fd);
+    if (W.stats) W.stats->refused++;
+    uint64_t now = gw_now_ms();
+    if (now - last_warn >= 10000) {
+        last_warn = now;
+        gw_warn("worker %d: gw.max_connections (%d) reached, refusing new connections", getpid(), W.gen->max_connections);
+    }
+}
+
+static void start_drain(void);
+
 static void accept_cb(evutil_socket_t lfd, short ev, void *arg)
 {
     (void)ev;
     gw_listen *ls = arg;
+    /* the master has told this worker to drain; its SIGQUIT may not be handled yet */
+    if (W.stats && __atomic_load_n(&W.stats->quit, __ATOMIC_ACQUIRE)) { start_drain(); return; }
     for (int i = 0; i < ACCEPT_BATCH; i++) {
         struct sockaddr_storage ss;
         socklen_t sl = sizeof ss;
@@ -53,6 +84,7 @@ static void accept_cb(evutil_socket_t lfd, short ev, void *arg)
             }
             return;
         }
+        if (W.nconns >= W.gen->max_connections) { refuse(fd, ls->ssl); continue; }
         gw_conn_accept(&W, fd, (struct sockaddr *)&ss, (int)sl, ls->port, ls->ssl);
     }
 }
@@ -125,6 +157,22 @@ static void stats_tick(evutil_socket_t fd, short ev, void *arg)
     W.stats->nhealth = n;
 }
 
+/* Each client connection may hold an upstream connection too: the worker wants two descriptors
+ * per connection and some to spare. A soft limit below that is raised toward the hard limit. */
+static void fd_budget(int max_connections)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+    rlim_t want = (rlim_t)max_connections * 2 + 256;
+    if (rl.rlim_cur >= want) return;
+    rlim_t cur = rl.rlim_cur;
+    rl.rlim_cur = rl.rlim_max != RLIM_INFINITY && rl.rlim_max < want ? rl.rlim_max : want;
+    if (rl.rlim_cur > cur && setrlimit(RLIMIT_NOFILE, &rl) == 0) cur = rl.rlim_cur;
+    if (cur < want)
+        gw_warn("worker: %llu file descriptors for gw.max_connections %d (wants %llu): raise the limit (ulimit -n)",
+                (unsigned long long)cur, max_connections, (unsigned long long)want);
+}
+
 /* The worker's state without its loop: event base, generation, access log, accept events, and
  * init_worker run. gw_worker_run's first half; fuzz/fuzz_proxy.c drives connections through a
  * worker made by it in-process (with nls = 0 and slot = 0: no listeners, no shared stats). */
@@ -151,6 +199,7 @@ int gw_worker_init(lua_State *L, int compiled_idx, gw_listen *ls, int nls, int s
     if (gw_accesslog_open(W.base, lua_tostring(L, -2), lua_tostring(L, -1)) != 0)
         gw_err("worker: the access log is off");
     lua_pop(L, 3);
+    fd_budget(W.gen->max_connections);
     W.stats = gw_stats ? &gw_stats->workers[slot] : NULL;
     if (W.stats) {
         memset(W.stats, 0, sizeof *W.stats);

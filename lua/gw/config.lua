@@ -331,11 +331,13 @@ local GW = { type = "record", fields = {
     { max_body_size = size("100m") },
   } } },
   { timeouts = { type = "record", fields = {
-    { client_header = int(60000) },
-    { client_body = int(60000) },
-    { keepalive = int(75000) },
-    { send = int(60000) },
+    { client_header = int(60000, 1) },
+    { client_body = int(60000, 1) },
+    { client_body_min_rate = int(1024) },
+    { keepalive = int(75000, 1) },
+    { send = int(60000, 1) },
   } } },
+  { max_connections = int(1024, 1, 1000000) },
   { upstream_keepalive = { type = "record", fields = {
     { max_idle = int(64) },
     { idle_timeout = int(60000) },
@@ -347,6 +349,7 @@ local GW = { type = "record", fields = {
   { kong_plugins_path = { type = "array", default = {}, elements = { type = "string" } } },
   { trusted_ips = { type = "array", default = {}, elements = { type = "string", custom_validator = cidr_check } } },
   { real_ip_header = { type = "string", default = "X-Forwarded-For", custom_validator = nonempty_string } },
+  { underscores_in_headers = { type = "boolean", default = false } },
   -- TLS (compile_tls below)
   { ssl_cert = { type = "string" } },
   { ssl_cert_key = { type = "string" } },
@@ -620,6 +623,7 @@ local function compile_gw(g, E, base_dir)
     out.limits[k] = k == "max_headers" and v or M.parse_size(v)
   end
   out.timeouts = g.timeouts or {}
+  out.max_connections = g.max_connections
   out.upstream_keepalive = g.upstream_keepalive or {}
   out.shared_dicts = {}
   for k, v in pairs(g.shared_dicts or {}) do out.shared_dicts[k] = M.parse_size(v) end
@@ -627,6 +631,7 @@ local function compile_gw(g, E, base_dir)
   out.metrics = g.metrics ~= false
   out.trusted_ips = g.trusted_ips or {}
   out.real_ip_header = g.real_ip_header or "X-Forwarded-For"
+  out.underscores_in_headers = g.underscores_in_headers == true
   -- plugins_path: gw plugin directories; kong_plugins_path: Kong plugin roots (ROOT/kong/plugins/NAME)
   for _, key in ipairs({ "plugins_path", "kong_plugins_path" }) do
     local list = {}

@@ -319,17 +319,24 @@ void gw_api_body_readable(gw_req *r)
     if (!r->body_done) {
         int rc = gw_req_pull_body(r, bufferevent_get_input(r->c->bev), r->body, 0);
         if (rc < 0) {
-            r->resp_close = 1;
-            r->body_done = 1;  /* nothing more will be read from this connection */
-            /* a handler waiting in gw.request.get_raw_body never resumes: the request ends here
-             * (a fresh coroutine runs header_filter and log) */
-            if (r->co && lua_status(r->co) == LUA_YIELD) abandon_co(r);
-            gw_req_error(r, rc == -413 ? 413 : 400, rc == -413 ? "Request body too large" : "Invalid request body");
+            gw_api_body_failed(r, rc == -413 ? 413 : 400, rc == -413 ? "Request body too large" : "Invalid request body");
             return;
         }
         if (!r->body_done) return;
     }
     body_ready(r);
+}
+
+/* The request body cannot be read to its end (malformed, too large, timed out): the request is
+ * answered `status` and the connection closes after it. */
+void gw_api_body_failed(gw_req *r, int status, const char *msg)
+{
+    r->resp_close = 1;
+    r->body_done = 1;  /* nothing more will be read from this connection */
+    /* a handler waiting in gw.request.get_raw_body never resumes: the request ends here
+     * (a fresh coroutine runs header_filter and log) */
+    if (r->co && lua_status(r->co) == LUA_YIELD) abandon_co(r);
+    gw_req_error(r, status, msg);
 }
 
 static void body_ready(gw_req *r)

@@ -38,7 +38,9 @@ describe("gw.config", function()
       assert.is_true(c.gw.workers >= 1)
       assert.same({ max_request_line = 8192, max_header_size = 32768, max_headers = 100,
                     max_body_size = 100 * 1024 * 1024 }, c.gw.limits)
-      assert.same({ client_header = 60000, client_body = 60000, keepalive = 75000, send = 60000 }, c.gw.timeouts)
+      assert.same({ client_header = 60000, client_body = 60000, client_body_min_rate = 1024, keepalive = 75000,
+                    send = 60000 }, c.gw.timeouts)
+      assert.equal(1024, c.gw.max_connections)
       assert.same({ max_idle = 64, idle_timeout = 60000, max_requests = 10000 }, c.gw.upstream_keepalive)
       assert.same({}, c.gw.shared_dicts)
       assert.same({}, c.gw.plugins_path)
@@ -239,7 +241,7 @@ gw:
         ":2:32: gw.limits.max_body_size: expected a size (bytes, or a number with a k, m or g suffix)",
         ":2:58: gw.shared_dicts.c: expected a size (bytes, or a number with a k, m or g suffix)" } },
       { "gw unknown key", "gw:\n  timeouts: { client_header: -1, idle: 5 }\n", {
-        ":3:30: gw.timeouts.client_header: value should be between 0 and 2147483646",
+        ":3:30: gw.timeouts.client_header: value should be between 1 and 2147483646",
         ":3:40: gw.timeouts.idle: unknown field" } },
       { "gw admin_listen", "gw: { admin_listen: 8001 }\n", { ':2:21: gw.admin_listen: expected "host:port" or "off"' } },
       { "service name required", "services:\n  - url: http://x\n", { ":3:5: services[0].name: required field missing" } },

@@ -261,6 +261,12 @@ static void test_transfer_encoding(void)
     BAD_REQ(GET11("Transfer-Encoding: chunked\r\nContent-Length: 5\r\n"), 400);
     BAD_REQ(GET11("Content-Length: 5\r\nTransfer-Encoding: chunked\r\n"), 400);
     BAD_REQ("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400);
+    /* parameters on a transfer coding are not guessed about */
+    BAD_REQ(GET11("Transfer-Encoding: chunked;q=1\r\n"), 400);
+    BAD_REQ(GET11("Transfer-Encoding: gzip;level=1, chunked\r\n"), 400);
+    BAD_REQ(GET11("Transfer-Encoding: chunked\x0b\r\n"), 400);
+    BAD_REQ(GET11("Transfer-Encoding : chunked\r\n"), 400);
+    BAD_REQ(GET11("Transfer-Encoding:\r\n chunked\r\n"), 400);
     /* a near-miss name is just another header */
     OK_REQ(GET11("Transfer-Encodings: foo\r\n"));
     CHECK_EQ(R.chunked, 0);
@@ -358,7 +364,8 @@ static void test_targets(void)
     CHECK_STR(R.path, "/p/q");
     CHECK_STR(R.query, "z=1&w");
     CHECK_STR(R.host, "example.com:8080");
-    CHECK_STR(gw_http_header_get(R.headers, R.nheaders, "host"), "other");
+    /* the received Host is ignored (RFC 9112 3.2.2): its field line now carries the authority */
+    CHECK_STR(gw_http_header_get(R.headers, R.nheaders, "host"), "example.com:8080");
     OK_REQ("GET http://example.com HTTP/1.1\r\nHost: example.com\r\n\r\n");
     CHECK_STR(R.path, "/");
     CHECK_STR(R.query, "");
@@ -397,6 +404,35 @@ static void test_host(void)
     CHECK_STR(R.host, "[::1]:80");
     OK_REQ("GET / HTTP/1.1\r\nhost: api.example.com\r\n\r\n");
     CHECK_STR(R.host, "api.example.com");
+    /* absolute-form: the authority wins, and the Host field line says so too (RFC 9112 3.2.2) */
+    OK_REQ("GET http://abs.example:8080/p HTTP/1.1\r\nX-A: 1\r\nHost: other.example\r\n\r\n");
+    CHECK_STR(R.host, "abs.example:8080");
+    CHECK_STR(gw_http_header_get(R.headers, R.nheaders, "host"), "abs.example:8080");
+    CHECK_EQ(R.nheaders, 2);
+    /* ... but a Host field is still required in HTTP/1.1, still single and still valid */
+    BAD_REQ("GET http://abs.example/p HTTP/1.1\r\n\r\n", 400);
+    BAD_REQ("GET http://abs.example/p HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n", 400);
+    BAD_REQ("GET http://abs.example/p HTTP/1.1\r\nHost: a b\r\n\r\n", 400);
+}
+
+static void test_underscores(void)
+{
+    OK_REQ(GET11("X_Foo: 1\r\nX-Bar: 2\r\n_: 3\r\nContent_Length: 9\r\n"));
+    CHECK_EQ(R.nheaders, 5);
+    CHECK_EQ(gw_http_drop_underscores(&R), 3);
+    CHECK_EQ(R.nheaders, 2);
+    CHECK_STR(R.headers[0].name, "Host");
+    CHECK_STR(R.headers[1].name, "X-Bar");
+    CHECK_EQ(R.content_length, -1);
+    CHECK_EQ(gw_http_header_index(R.headers, R.nheaders, 0, "x_foo"), -1);
+    CHECK_EQ(gw_http_drop_underscores(&R), 0);
+    CHECK_EQ(R.nheaders, 2);
+    /* Transfer_Encoding never framed anything: Content-Length does */
+    OK_REQ("POST / HTTP/1.1\r\nHost: h\r\nTransfer_Encoding: chunked\r\nContent-Length: 5\r\n\r\n");
+    CHECK_EQ(R.chunked, 0);
+    CHECK_EQ(R.content_length, 5);
+    CHECK_EQ(gw_http_drop_underscores(&R), 1);
+    CHECK_EQ(R.nheaders, 2);
 }
 
 static void test_limits(void)
@@ -675,11 +711,22 @@ static void test_responses(void)
     CHECK_EQ(P.chunked, 1);
     CHECK_EQ(gw_http_response_body(&P, GET), GW_BODY_CHUNKED);
     CHECK_EQ(gw_http_response_body(&P, HEAD), GW_BODY_NONE);
-    OK_RESP("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n");
+    OK_RESP("HTTP/1.1 200 OK\r\nTransfer-Encoding: Chunked \r\n\r\n");
     CHECK_EQ(gw_http_response_body(&P, GET), GW_BODY_CHUNKED);
-    OK_RESP("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n");
-    CHECK_EQ(P.chunked, 0);
-    CHECK_EQ(gw_http_response_body(&P, GET), GW_BODY_CLOSE);
+    /* gw strips the transfer coding it forwards: any other coding (or one it does not know, an
+     * obfuscated "chunked") cannot be passed on, so the response is refused (502) */
+    BAD_RESP("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n");
+    BAD_RESP("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n");
+    BAD_RESP("HTTP/1.1 200 OK\r\nTransfer-Encoding: xchunked\r\n\r\n");
+    BAD_RESP("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked;x=1\r\n\r\n");
+    BAD_RESP("HTTP/1.1 200 OK\r\nTransfer-Encoding: identity\r\n\r\n");
+    BAD_RESP("HTTP/1.1 200 OK\r\nTransfer-Encoding:\r\n\r\n");
+    BAD_RESP("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n");
+    /* status codes outside 100..599 are invalid (RFC 9110 15) */
+    BAD_RESP("HTTP/1.1 600 Odd\r\n\r\n");
+    BAD_RESP("HTTP/1.1 999 Odd\r\n\r\n");
+    OK_RESP("HTTP/1.1 599 Edge\r\nContent-Length: 0\r\n\r\n");
+    CHECK_EQ(P.status, 599);
     OK_RESP("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 3\r\n\r\n");
     CHECK_EQ(P.keepalive, 0);
 
@@ -995,6 +1042,7 @@ int main(void)
     test_request_line();
     test_targets();
     test_host();
+    test_underscores();
     test_limits();
     test_pipelining();
     test_incremental_explicit();
