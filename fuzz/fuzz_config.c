@@ -3,7 +3,7 @@
  * (gw.config.load_string: schema, routes, plugins, upstreams) in gw's LuaJIT VM.
  * Bad input must give an error, never a crash or a raised Lua error:
  *   - yaml.load returns a value and its marks, or nil and "fuzz.yaml:LINE:COL: message";
- *   - a loaded value that yaml.dump can write loads back;
+ *   - a loaded value that yaml.dump can write loads back, to a value that dumps the same;
  *   - config.load_string returns a compiled config, or nil and a non-empty list of messages.
  * A Lua error from any of them (a bug in the loader) aborts with its traceback. */
 #define GW_FUZZ_VM
@@ -21,6 +21,8 @@ static const char driver[] =
     "    if out then\n"
     "      local v2, e2 = yaml.load(out, 'dump')\n"
     "      assert(v2 ~= nil, 'yaml.dump wrote what yaml.load rejects: ' .. tostring(e2) .. '\\n' .. out)\n"
+    "      local out2 = yaml.dump(v2)\n"
+    "      assert(out2 == out, 'yaml.dump of what its output loads to differs:\\n' .. out .. '---\\n' .. tostring(out2))\n"
     "    else\n"
     "      assert(type(derr) == 'string', 'yaml.dump: no error message')\n"
     "    end\n"

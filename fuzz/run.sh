@@ -14,8 +14,13 @@ for t in "$@"; do
   name=$(basename "$t"); name=${name#fuzz_}
   mkdir -p "build/fuzz/corpus/$name"
   log=build/fuzz/$name.log
+  # The targets with a Lua VM (config, proxy): LeakSanitizer does not scan LuaJIT's heap, so what
+  # an input leaves to the Lua GC (a compiled regex in a userdata, a module's first-use cache)
+  # looks leaked. Their leaks are checked by the ASan suite and valgrind instead.
+  leaks=1
+  case $name in config|proxy) leaks=0 ;; esac
   # -timeout: one input taking 10 s is a hang; -rss_limit_mb: the Lua VM targets grow slowly
-  "$t" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2560 -print_final_stats=1 \
+  "$t" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2560 -print_final_stats=1 -detect_leaks=$leaks \
        -artifact_prefix="build/fuzz/artifacts/$name-" \
        "build/fuzz/corpus/$name" "fuzz/corpus/$name" >"$log" 2>&1
   rc=$?

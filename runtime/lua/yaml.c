@@ -635,6 +635,8 @@ static int needs_quotes(const char *s, size_t n)
     for (int i = 0; words[i]; i++)
         if (strlen(words[i]) == n && !memcmp(words[i], s, n)) return 1;
     if (strchr("-?:,[]{}#&*!|>'\"%@` \t", s[0])) return 1;
+    if (n == 2 && s[0] == '<' && s[1] == '<') return 1;   /* a plain << key is a merge */
+    if (n >= 3 && !memcmp(s, "...", 3)) return 1;           /* at a line start: document end */
     if (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == ':') return 1;
     for (size_t i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)s[i];
@@ -678,6 +680,7 @@ static int dump_number(dumper *d, double x)
     char tmp[64];
     if (isnan(x)) return puts_(d, ".nan");
     if (isinf(x)) return puts_(d, x > 0 ? ".inf" : "-.inf");
+    if (x == 0 && signbit(x)) return puts_(d, "-0.0");   /* "-0" would load as the integer 0 */
     if (x == floor(x) && fabs(x) < 1e17) snprintf(tmp, sizeof tmp, "%.0f", x);
     else {
         snprintf(tmp, sizeof tmp, "%.14g", x);
@@ -823,7 +826,16 @@ static int dump_block(dumper *d, int idx, int kind, int ind, int inline_first, i
         for (int i = 1; i <= n; i++, first = 0) {
             if (!(first && inline_first) && indent(d, ind)) return -1;
             lua_rawgeti(L, keys, i);
-            if (dump_scalar(d, -1) || put(d, ":", 1)) return -1;
+            size_t start = d->b->len;
+            if (dump_scalar(d, -1)) return -1;
+            if (d->b->len - start > 1000) {
+                /* an implicit key is at most 1024 characters (YAML 1.2, 7.4.2): "? key" has no limit */
+                if (put(d, "  ", 2)) return -1;
+                memmove(d->b->data + start + 2, d->b->data + start, d->b->len - 2 - start);
+                memcpy(d->b->data + start, "? ", 2);
+                if (put(d, "\n", 1) || indent(d, ind)) return -1;
+            }
+            if (put(d, ":", 1)) return -1;
             lua_rawget(L, idx);
             if (dump_child(d, -1, ind, 0, depth)) return -1;
             lua_pop(L, 1);
