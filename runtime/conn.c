@@ -11,6 +11,9 @@
 #include <event2/bufferevent.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent_ssl.h>
+#include <event2/event_struct.h>
+#include <malloc.h>
+#include <sys/mman.h>
 #include "gw.h"
 #include "conn.h"
 #include "metrics.h"
@@ -39,6 +42,14 @@ static void conn_write_cb(struct bufferevent *bev, void *arg);
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg);
 static void req_start(gw_conn *c);
 static void req_finish(gw_req *r);
+static void iq_push(gw_conn *c);
+static gw_conn *conn_open(gw_worker *w, int fd, const struct sockaddr *sa, int local_port, int tls,
+                          uint64_t head_deadline);
+static void conn_gone(gw_worker *w, int fd);
+static void iq_remove(gw_conn *c);
+static void idle_record(gw_worker *w, int fd, unsigned nreq, int draining, int ms);
+static void out_added(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg);
+static void fl_unlink(gw_conn *c);
 static void set_read_timeout(gw_conn *c, int64_t ms);
 static void head_timeout(gw_conn *c);
 
@@ -115,6 +126,54 @@ int gw_req_set_header(gw_req *r, gw_header *arr, int *n, const char *name, size_
 
 /* ---- connection lifecycle ------------------------------------------------------------- */
 
+static int nspare;               /* gw_conns on w->free_conns */
+static int nfreed;               /* gw_conns given back to malloc since the last malloc_trim */
+#define MAX_SPARE_CONNS 32
+
+/* A gw_conn back to the free list, or (past MAX_SPARE_CONNS: a burst of connections is over)
+ * to malloc, so memory follows the number of busy connections. */
+/* A gw_conn and its head buffers and header arrays are one anonymous mapping: pages a request
+ * never touches cost nothing, and unmapping gives everything back at once — malloc'd, these
+ * 100 KB per connection would leave the heap fragmented by the small long-lived allocations made
+ * between them (libevent's per-descriptor records, idle records). */
+static gw_conn *conn_alloc(size_t need, int cap)
+{
+    size_t base = (sizeof(gw_conn) + 63) & ~(size_t)63;
+    size_t hsz = ((need + 63) & ~(size_t)63);
+    size_t size = base + 2 * hsz + 2 * sizeof(gw_header) * (size_t)cap;
+    void *m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) return NULL;
+    gw_conn *c = m;   /* zero-filled */
+    c->map_size = size;
+    c->hbuf = (char *)m + base;
+    c->rbuf = c->hbuf + hsz;
+    c->hcap = need;
+    c->req.hdrs = (gw_header *)(c->rbuf + hsz);
+    c->req.rhdrs = c->req.hdrs + cap;
+    c->hdr_cap = cap;
+    return c;
+}
+
+static void conn_unmap(gw_conn *c)
+{
+    if (c->req.body) evbuffer_free(c->req.body);
+    if (c->req.lbody) evbuffer_free(c->req.lbody);
+    if (c->hs_ev) event_free(c->hs_ev);
+    munmap(c, c->map_size);
+}
+
+static void conn_release(gw_worker *w, gw_conn *c)
+{
+    if (nspare >= MAX_SPARE_CONNS) {
+        conn_unmap(c);
+        nfreed++;
+        return;
+    }
+    c->next_free = w->free_conns;
+    w->free_conns = c;
+    nspare++;
+}
+
 static void handshake_timeout_cb(evutil_socket_t fd, short ev, void *arg)
 {
     (void)fd; (void)ev;
@@ -124,35 +183,33 @@ static void handshake_timeout_cb(evutil_socket_t fd, short ev, void *arg)
 void gw_conn_accept(gw_worker *w, int fd, struct sockaddr *sa, int salen, int local_port, int tls)
 {
     (void)salen;
-    gw_conn *c = w->free_conns;
-    if (c) w->free_conns = c->next_free;
-    else {
-        c = calloc(1, sizeof *c);
-        if (!c) { close(fd); return; }
+    if (w->stats) { w->stats->connections++; w->stats->accepted++; }
+    w->nconns++;
+    if (!tls) {
+        /* a plain connection starts as an idle record: its gw_conn is taken when a byte arrives */
+        (void)sa; (void)local_port;   /* read back with getpeername/getsockname on waking */
+        idle_record(w, fd, 0, 0, w->gen->client_header_timeout);
+        return;
     }
+    conn_open(w, fd, sa, local_port, tls, 0);
+}
+
+/* A gw_conn for an accepted socket (from accept on TLS listeners, from an idle record's first
+ * readable byte on plain ones); NULL when out of memory (the socket is closed). */
+static gw_conn *conn_open(gw_worker *w, int fd, const struct sockaddr *sa, int local_port, int tls,
+                          uint64_t head_deadline)
+{
     gw_gen *g = w->gen;
     size_t need = g->limits.max_header_size + g->limits.max_request_line;
-    if (c->hcap < need) {
-        free(c->hbuf);
-        free(c->rbuf);
-        c->hbuf = malloc(need);
-        c->rbuf = malloc(need);
-        c->hcap = need;
-    }
     int cap = g->limits.max_headers + 64;
-    if (c->hdr_cap < cap) {
-        free(c->req.hdrs);
-        free(c->req.rhdrs);
-        c->req.hdrs = malloc(sizeof(gw_header) * cap);
-        c->req.rhdrs = malloc(sizeof(gw_header) * cap);
-        c->hdr_cap = cap;
-    }
-    if (!c->hbuf || !c->rbuf || !c->req.hdrs || !c->req.rhdrs) {
+    gw_conn *c = w->free_conns;
+    if (c) { w->free_conns = c->next_free; nspare--; }
+    if (c && (c->hcap < need || c->hdr_cap < cap)) { conn_unmap(c); c = NULL; }  /* limits grew */
+    if (!c) c = conn_alloc(need, cap);
+    if (!c) {
         gw_err("out of memory accepting a connection");
-        close(fd);
-        c->next_free = w->free_conns;
-        w->free_conns = c;
-        return;
+        conn_gone(w, fd);
+        return NULL;
     }
     c->w = w;
     c->fd = fd;
@@ -161,22 +218,27 @@ void gw_conn_accept(gw_worker *w, int fd, struct sockaddr *sa, int salen, int lo
     c->draining = 0;
     c->paused = 0;
     c->local_port = local_port;
+    c->in_iq = 0;
     c->peer_port = 0;
     c->peer_ip[0] = 0;
     if (sa->sa_family == AF_INET) {
-        struct sockaddr_in *in = (struct sockaddr_in *)sa;
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
         inet_ntop(AF_INET, &in->sin_addr, c->peer_ip, sizeof c->peer_ip);
         c->peer_port = ntohs(in->sin_port);
     } else if (sa->sa_family == AF_INET6) {
-        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)sa;
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
         inet_ntop(AF_INET6, &in6->sin6_addr, c->peer_ip, sizeof c->peer_ip);
         c->peer_port = ntohs(in6->sin6_port);
     }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (tls) {
+        /* plain sockets got TCP_NODELAY when they became idle records */
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
     c->ssl = NULL;
-    /* the first request head, TLS handshake included, is due client_header ms after accept */
-    c->head_deadline = gw_now_ms() + (uint64_t)g->client_header_timeout;
+    /* the first request head, TLS handshake included, is due client_header ms after accept
+     * (an idle record woken by its first bytes passes the deadline it kept) */
+    c->head_deadline = head_deadline ? head_deadline : gw_now_ms() + (uint64_t)g->client_header_timeout;
     if (tls) {
         SSL *ssl = gw_tls_accept(g, c);
         c->bev = ssl ? bufferevent_openssl_socket_new(w->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
@@ -191,8 +253,15 @@ void gw_conn_accept(gw_worker *w, int fd, struct sockaddr *sa, int salen, int lo
     } else {
         c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
     }
-    if (!c->bev) { close(fd); c->next_free = w->free_conns; w->free_conns = c; return; }
+    if (!c->bev) { conn_gone(w, fd); conn_release(w, c); return NULL; }
     bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
+    c->fl_queued = 0;
+    if (!tls) {
+        /* plain: gw writes the output itself (out_added, below); the bufferevent writes only
+         * what a direct write left over */
+        bufferevent_disable(c->bev, EV_WRITE);
+        evbuffer_add_cb(bufferevent_get_output(c->bev), out_added, c);
+    }
     if (c->ssl) {
         /* the handshake's reads do not reach conn_read_cb, and each of them would restart a read
          * timeout: a timer bounds it instead (stopped when the handshake is done) */
@@ -204,12 +273,232 @@ void gw_conn_accept(gw_worker *w, int fd, struct sockaddr *sa, int salen, int lo
     c->next_live = w->live;
     if (w->live) w->live->prev_live = c;
     w->live = c;
-    w->nconns++;
-    if (w->stats) { w->stats->connections++; w->stats->accepted++; }
     memset(&c->req.h, 0, sizeof c->req.h);
     c->req.c = c;
     c->req.state = GW_RS_IDLE;
     req_start(c);
+    return c;
+}
+
+/* ---- idle connections ------------------------------------------------------------------
+ * A plain-HTTP connection waiting for a request holds no request state. From accept, and once
+ * it has waited IDLE_SHRINK_MS after a response, it is only an idle record: its socket, one
+ * struct event (readable, or the client_header / keep-alive deadline), the peer's address —
+ * under 200 bytes. Its gw_conn (request, arena, head buffers, bufferevent) goes back to the free
+ * list and is taken again when a byte arrives. Busy connections never shrink: per request the
+ * hot path only links the connection into the idle queue (ordered by idle time) and unlinks it;
+ * one timer a second shrinks those at its head. TLS connections keep their gw_conn (the SSL
+ * state lives in the bufferevent). */
+#define IDLE_SHRINK_MS 1000
+/* At most this many idle connections keep their gw_conn: past it the oldest shrinks at once,
+ * so thousands of connections going quiet together never hold thousands of request buffers
+ * (nor leave the heap fragmented by them). */
+#define MAX_IDLE_FULL 512
+
+typedef struct idle_rec {
+    union {
+        struct event ev;         /* its fd is the socket's; the peer address comes back from
+                                  * getpeername/getsockname when the connection wakes */
+        struct idle_rec *next_free;   /* while unused */
+    } u;
+    unsigned nreq;
+    uint32_t due;                /* no request yet: the low 32 bits of the first head's deadline (ms) */
+    unsigned char draining, used;
+} idle_rec;                      /* 144 bytes */
+
+#define SLAB_RECS 64
+static idle_rec **slabs;             /* records come in slabs, never returned: no malloc header
+                                      * per record, no interleaving with request memory; the
+                                      * records in use are found by walking them (drain) */
+static int nslabs;
+static idle_rec *idle_free;          /* unused records */
+static gw_conn *iq_head, *iq_tail;   /* connections waiting for a request, oldest first */
+static int iq_len;
+static struct event *iq_timer;
+
+/* A socket that never became (or no longer is) a connection: close and uncount it. */
+static void conn_gone(gw_worker *w, int fd)
+{
+    close(fd);
+    w->nconns--;
+    if (w->stats) w->stats->connections--;
+    gw_worker_maybe_exit();
+}
+
+static idle_rec *rec_get(void)
+{
+    if (!idle_free) {
+        idle_rec **ns = realloc(slabs, sizeof *slabs * (size_t)(nslabs + 1));
+        if (!ns) return NULL;
+        slabs = ns;
+        idle_rec *slab = calloc(SLAB_RECS, sizeof *slab);
+        if (!slab) return NULL;
+        slabs[nslabs++] = slab;
+        for (int i = SLAB_RECS - 1; i >= 0; i--) { slab[i].u.next_free = idle_free; idle_free = &slab[i]; }
+    }
+    idle_rec *d = idle_free;
+    idle_free = d->u.next_free;
+    return d;
+}
+
+/* The record is done with (its event is not pending: fired, or deleted). */
+static void rec_unlink(idle_rec *d)
+{
+    d->used = 0;
+    d->u.next_free = idle_free;
+    idle_free = d;
+}
+
+static void idle_wake(evutil_socket_t fd, short what, void *arg)
+{
+    idle_rec *d = arg;
+    gw_worker *w = gw_W;
+    unsigned nreq = d->nreq;
+    int draining = d->draining;
+    uint64_t now = gw_now_ms();
+    int32_t left = (int32_t)(d->due - (uint32_t)now);
+    uint64_t head_deadline = now + (uint64_t)(left > 1 ? left : 1);
+    rec_unlink(d);
+    struct sockaddr_storage peer, local;
+    socklen_t pl = sizeof peer, ll = sizeof local;
+    if ((what & EV_TIMEOUT) || getpeername(fd, (struct sockaddr *)&peer, &pl) != 0 ||
+        getsockname(fd, (struct sockaddr *)&local, &ll) != 0) {
+        /* keep-alive (or client_header, before a first byte) timeout, or the peer is gone */
+        conn_gone(w, fd);
+        return;
+    }
+    int local_port = local.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&local)->sin6_port)
+                                                 : ntohs(((struct sockaddr_in *)&local)->sin_port);
+    /* the first head is due client_header ms after accept; a later one, from its first byte */
+    gw_conn *c = conn_open(w, fd, (struct sockaddr *)&peer, local_port, 0, head_deadline);
+    if (!c) return;
+    c->nreq = nreq;
+    c->draining = draining;
+    if (nreq) c->head_deadline = 0;
+    /* the bytes wait in the socket: the bufferevent's read event (armed by req_start) reports
+     * them on the loop's next poll */
+}
+
+static void idle_record(gw_worker *w, int fd, unsigned nreq, int draining, int ms)
+{
+    idle_rec *d = rec_get();
+    if (!d) { conn_gone(w, fd); return; }
+    if (nreq == 0) {
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+    d->nreq = nreq;
+    d->draining = (unsigned char)draining;
+    d->used = 1;
+    if (ms < 1) ms = 1;
+    d->due = (uint32_t)(gw_now_ms() + (uint64_t)ms);
+    if (ms < 1) ms = 1;
+    struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+    event_assign(&d->u.ev, w->base, fd, EV_READ, idle_wake, d);
+    event_add(&d->u.ev, &tv);
+}
+
+static void iq_remove(gw_conn *c)
+{
+    if (!c->in_iq) return;
+    if (c->iq_prev) c->iq_prev->iq_next = c->iq_next; else iq_head = c->iq_next;
+    if (c->iq_next) c->iq_next->iq_prev = c->iq_prev; else iq_tail = c->iq_prev;
+    c->iq_prev = c->iq_next = NULL;
+    c->in_iq = 0;
+    iq_len--;
+}
+
+/* Quiet: waiting for a request with nothing buffered either way (a response may still drain). */
+static int conn_quiet(gw_conn *c)
+{
+    return c->req.state == GW_RS_IDLE && !c->paused && !c->closing && !c->log_pending && c->bev &&
+           evbuffer_get_length(bufferevent_get_input(c->bev)) == 0 &&
+           evbuffer_get_length(bufferevent_get_output(c->bev)) == 0;
+}
+
+/* Shrinks an idle connection to a record; it stays open and counted. */
+static void conn_shrink(gw_conn *c)
+{
+    gw_worker *w = c->w;
+    gw_gen *g = w->gen;
+    int ka = c->nreq ? g->keepalive_timeout : g->client_header_timeout;
+    int64_t left = (int64_t)c->idle_since + ka - (int64_t)gw_now_ms();
+    int fd = c->fd;
+    iq_remove(c);
+    /* the socket outlives the bufferevent */
+    bufferevent_setfd(c->bev, -1);
+    bufferevent_free(c->bev);
+    c->bev = NULL;
+    if (c->prev_live) c->prev_live->next_live = c->next_live;
+    else w->live = c->next_live;
+    if (c->next_live) c->next_live->prev_live = c->prev_live;
+    idle_record(w, fd, c->nreq, c->draining, left > 0 ? (int)left : 1);
+    conn_release(w, c);
+}
+
+static void iq_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd; (void)what; (void)arg;
+    uint64_t now = gw_now_ms();
+    while (iq_head && iq_head->idle_since + IDLE_SHRINK_MS <= now) {
+        gw_conn *c = iq_head;
+        if (!conn_quiet(c)) {
+            /* not quiet after all (a response still draining): look again later */
+            iq_remove(c);
+            if (c->req.state == GW_RS_IDLE && c->bev) iq_push(c);
+            if (iq_head == c) break;
+            continue;
+        }
+        conn_shrink(c);
+    }
+    /* a burst of connections went quiet: hand the freed request memory back to the system */
+    if (nfreed >= MAX_SPARE_CONNS) { malloc_trim(0); nfreed = 0; }
+}
+
+static void iq_push(gw_conn *c)
+{
+    if (c->in_iq) iq_remove(c);
+    if (!iq_timer) {
+        iq_timer = event_new(c->w->base, -1, EV_PERSIST, iq_tick, NULL);
+        struct timeval tv = { IDLE_SHRINK_MS / 1000, (IDLE_SHRINK_MS % 1000) * 1000 };
+        if (iq_timer) event_add(iq_timer, &tv);
+    }
+    c->idle_since = gw_now_ms();
+    c->in_iq = 1;
+    c->iq_next = NULL;
+    c->iq_prev = iq_tail;
+    if (iq_tail) iq_tail->iq_next = c; else iq_head = c;
+    iq_tail = c;
+    iq_len++;
+    for (int k = 0; k < 4 && iq_len > MAX_IDLE_FULL && iq_head != c; k++) {
+        gw_conn *old = iq_head;
+        if (conn_quiet(old)) { conn_shrink(old); continue; }
+        /* its response is still draining: to the back of the queue */
+        iq_remove(old);
+        old->in_iq = 1;
+        old->iq_next = NULL;
+        old->iq_prev = iq_tail;
+        iq_tail->iq_next = old;
+        iq_tail = old;
+        iq_len++;
+    }
+}
+
+/* Draining: idle records are closed (their next request would get Connection: close anyway). */
+void gw_conn_close_idle(gw_worker *w)
+{
+    for (int i = 0; i < nslabs; i++) {
+        for (int k = 0; k < SLAB_RECS; k++) {
+            idle_rec *d = &slabs[i][k];
+            if (!d->used) continue;
+            int fd = event_get_fd(&d->u.ev);
+            event_del(&d->u.ev);
+            rec_unlink(d);
+            close(fd);
+            w->nconns--;
+            if (w->stats) w->stats->connections--;
+        }
+    }
 }
 
 void gw_conn_close(gw_conn *c)
@@ -234,6 +523,8 @@ void gw_conn_close(gw_conn *c)
         req_finish(r);
     }
     r->state = GW_RS_IDLE;
+    iq_remove(c);
+    fl_unlink(c);
     if (c->hs_ev) evtimer_del(c->hs_ev);
     if (c->bev) { bufferevent_free(c->bev); c->bev = NULL; }
     c->ssl = NULL;
@@ -242,8 +533,7 @@ void gw_conn_close(gw_conn *c)
     if (c->next_live) c->next_live->prev_live = c->prev_live;
     w->nconns--;
     if (w->stats) w->stats->connections--;
-    c->next_free = w->free_conns;
-    w->free_conns = c;
+    conn_release(w, c);
     gw_worker_maybe_exit();
 }
 
@@ -329,11 +619,17 @@ static void req_start(gw_conn *c)
     }
     set_read_timeout(c, ms);
     bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
-    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    /* (enabling a bufferevent's writing arms its write event even with nothing to write: a
+     * plain connection's stays off, see out_added; a TLS one's stays on) */
+    short want = c->ssl ? EV_READ | EV_WRITE : EV_READ;
+    if ((bufferevent_get_enabled(c->bev) & want) != want) bufferevent_enable(c->bev, want);
     /* A pipelined request already buffered is taken up from the event loop, not from here:
      * answering it may complete synchronously and land here again, and thousands of pipelined
      * requests must not become thousands of nested calls. */
-    if (pipelined) bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_DEFER_CALLBACKS);
+    if (pipelined)
+        bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_DEFER_CALLBACKS);
+    else if (!c->ssl && !c->test)
+        iq_push(c);   /* waits for a request: shrinks if it stays quiet (idle records, above) */
 }
 
 static void req_finish(gw_req *r)
@@ -386,6 +682,24 @@ void gw_req_client_timeouts(gw_req *r)
     gw_gen *g = r->c->w->gen;
     r->rd_tmo = 0;
     set_read_timeout(r->c, r->body_done ? 0 : g->client_body_timeout);
+}
+
+/* "<pid hex>-<counter hex>" (the worker's pid read once: it is a system call) */
+static void req_id_str(gw_req *r)
+{
+    static unsigned pid;   /* 0 in every freshly forked worker: the master serves no request */
+    if (!pid) pid = (unsigned)getpid();
+    static const char hex[] = "0123456789abcdef";
+    char tmp[32];
+    int n = 0, k = 0;
+    unsigned p = pid;
+    do { tmp[n++] = hex[p & 15]; p >>= 4; } while (p);
+    while (n) r->id_str[k++] = tmp[--n];
+    r->id_str[k++] = '-';
+    unsigned long long id = r->id;
+    do { tmp[n++] = hex[id & 15]; id >>= 4; } while (id);
+    while (n) r->id_str[k++] = tmp[--n];
+    r->id_str[k] = 0;
 }
 
 /* Sets the client read timeout (ms; 0: none) and the send timeout. */
@@ -452,7 +766,7 @@ static int process_head(gw_conn *c, size_t avail)
     r->start_ms = gw_now_ms();
     r->start_us = gw_now_us();
     r->id = ++w->next_req_id;
-    snprintf(r->id_str, sizeof r->id_str, "%x-%llx", (unsigned)getpid(), (unsigned long long)r->id);
+    req_id_str(r);
     if (w->stats) w->stats->requests++;
     /* before routing and plugins: as if never sent (gw.underscores_in_headers) */
     if (!g->underscores_in_headers && gw_http_drop_underscores(&r->h))
@@ -533,6 +847,7 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
     case GW_RS_IDLE: {
         size_t avail = evbuffer_get_length(in);
         if (avail == 0) return;
+        iq_remove(c);
         if (evbuffer_get_length(bufferevent_get_output(bev)) > HIGH_WATER) {
             /* the client pipelines without reading the answers: take no new request until
              * they drain, or gw would hold every response in memory (conn_write_cb resumes) */
@@ -577,11 +892,75 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
     }
 }
 
+/* ---- writing to a plain client ---------------------------------------------------------
+ * A bufferevent writes from its write event: arming it (epoll_ctl), a wakeup, the write, and
+ * disarming it (epoll_ctl) — four system calls where one does. So a plain connection's
+ * bufferevent has writing disabled, and what is added to its output (a response head, body
+ * pieces, a whole local response) queues the connection; once the callbacks of this loop pass are
+ * done (one event made active, run in the same pass) each queued connection gets one direct
+ * writev of everything it has. Only what the socket does not take is left to the bufferevent
+ * (writing enabled until drained, with send_timeout), which calls conn_write_cb as before. */
+static gw_conn *fl_head;
+static struct event *fl_ev;
+
+static void fl_unlink(gw_conn *c)
+{
+    if (!c->fl_queued) return;
+    if (c->fl_prev) c->fl_prev->fl_next = c->fl_next; else fl_head = c->fl_next;
+    if (c->fl_next) c->fl_next->fl_prev = c->fl_prev;
+    c->fl_prev = c->fl_next = NULL;
+    c->fl_queued = 0;
+}
+
+static void conn_flush(gw_conn *c)
+{
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    if (bufferevent_get_enabled(c->bev) & EV_WRITE) return;   /* the bufferevent is writing */
+    evbuffer_unfreeze(out, 1);   /* a bufferevent keeps its output's start frozen but while it writes */
+    while (evbuffer_get_length(out) > 0 && evbuffer_write(out, c->fd) > 0) {}
+    evbuffer_freeze(out, 1);
+    if (evbuffer_get_length(out) > 0) {
+        /* the socket is full (or failed): the bufferevent goes on, and reports an error */
+        bufferevent_enable(c->bev, EV_WRITE);
+        return;
+    }
+    conn_write_cb(c->bev, c);   /* drained: what the bufferevent would have called */
+}
+
+static void flush_all(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd; (void)what; (void)arg;
+    while (fl_head) {
+        gw_conn *c = fl_head;
+        fl_unlink(c);
+        if (c->bev) conn_flush(c);
+    }
+}
+
+static void out_added(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+    (void)buf;
+    gw_conn *c = arg;
+    if (info->n_added == 0 || c->fl_queued) return;
+    if (!fl_ev) {
+        fl_ev = event_new(c->w->base, -1, 0, flush_all, NULL);
+        if (!fl_ev) { bufferevent_enable(c->bev, EV_WRITE); return; }
+    }
+    c->fl_queued = 1;
+    c->fl_prev = NULL;
+    c->fl_next = fl_head;
+    if (fl_head) fl_head->fl_prev = c;
+    fl_head = c;
+    event_active(fl_ev, EV_WRITE, 0);
+}
+
 static void conn_write_cb(struct bufferevent *bev, void *arg)
 {
     gw_conn *c = arg;
     gw_req *r = &c->req;
-    (void)bev;
+    /* a plain connection's bufferevent drained what a direct write left: back to direct writes */
+    if (!c->ssl && (bufferevent_get_enabled(bev) & EV_WRITE) && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+        bufferevent_disable(bev, EV_WRITE);
     if (r->state == GW_RS_UPSTREAM) { gw_proxy_client_drained(r); return; }
     if (r->state == GW_RS_IDLE && c->paused) {
         c->paused = 0;
@@ -639,10 +1018,13 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 
 static int hop_by_hop(gw_str n)
 {
-    static const char *hop[] = { "connection", "keep-alive", "proxy-connection", "transfer-encoding",
-                                 "te", "trailer", "upgrade", "content-length", NULL };
-    for (int i = 0; hop[i]; i++)
-        if (name_eq(n, hop[i], strlen(hop[i]))) return 1;
+#define HOP(s) { s, sizeof(s) - 1 }
+    static const struct { const char *s; size_t n; } hop[] = { HOP("connection"), HOP("keep-alive"),
+        HOP("proxy-connection"), HOP("transfer-encoding"), HOP("te"), HOP("trailer"), HOP("upgrade"),
+        HOP("content-length") };
+#undef HOP
+    for (size_t i = 0; i < sizeof hop / sizeof hop[0]; i++)
+        if (name_eq(n, hop[i].s, hop[i].n)) return 1;
     return 0;
 }
 
@@ -673,30 +1055,37 @@ void gw_req_write_head(gw_req *r, int64_t body_len, int no_body)
         else r->resp_close = 1;
     }
     size_t head_start = evbuffer_get_length(out);
-    char line[64];
-    int ln = snprintf(line, sizeof line, "HTTP/1.1 %d %s\r\n", r->status, status_text(r->status));
-    evbuffer_add(out, line, ln);
+    gw_hb hb;
+    hb.out = out;
+    hb.n = 0;
+    gw_hb_add(&hb, "HTTP/1.1 ", 9);
+    gw_hb_num(&hb, r->status);
+    gw_hb_add(&hb, " ", 1);
+    gw_hb_str(&hb, status_text(r->status));
+    gw_hb_add(&hb, "\r\n", 2);
     for (int i = 0; i < r->nrhdrs; i++) {
         gw_header *h = &r->rhdrs[i];
         if (hop_by_hop(h->name) || connection_listed(r, h->name)) continue;
-        evbuffer_add(out, h->name.p, h->name.n);
-        evbuffer_add(out, ": ", 2);
-        evbuffer_add(out, h->value.p, h->value.n);
-        evbuffer_add(out, "\r\n", 2);
+        gw_hb_add(&hb, h->name.p, h->name.n);
+        gw_hb_add(&hb, ": ", 2);
+        gw_hb_add(&hb, h->value.p, h->value.n);
+        gw_hb_add(&hb, "\r\n", 2);
     }
     if (body_len >= 0) {
         if (r->status != 204 && r->status != 304 && r->status >= 200) {
-            ln = snprintf(line, sizeof line, "Content-Length: %lld\r\n", (long long)body_len);
-            evbuffer_add(out, line, ln);
+            gw_hb_add(&hb, "Content-Length: ", 16);
+            gw_hb_num(&hb, (long long)body_len);
+            gw_hb_add(&hb, "\r\n", 2);
         }
     } else if (r->resp_chunked_out) {
-        evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
+        gw_hb_add(&hb, "Transfer-Encoding: chunked\r\n", 28);
     }
     /* 426 to a plain request on an https-only route (RFC 9110 15.5.22) */
-    if (r->tls_upgrade) evbuffer_add(out, "Upgrade: TLS/1.2, HTTP/1.1\r\nConnection: Upgrade\r\n", 49);
-    if (r->resp_close) evbuffer_add(out, "Connection: close\r\n\r\n", 21);
-    else if (r->h.version < 11) evbuffer_add(out, "Connection: keep-alive\r\n\r\n", 26);
-    else evbuffer_add(out, "\r\n", 2);
+    if (r->tls_upgrade) gw_hb_add(&hb, "Upgrade: TLS/1.2, HTTP/1.1\r\nConnection: Upgrade\r\n", 49);
+    if (r->resp_close) gw_hb_add(&hb, "Connection: close\r\n\r\n", 21);
+    else if (r->h.version < 11) gw_hb_add(&hb, "Connection: keep-alive\r\n\r\n", 26);
+    else gw_hb_add(&hb, "\r\n", 2);
+    gw_hb_flush(&hb);
     r->head_bytes = evbuffer_get_length(out) - head_start;
     r->head_sent = 1;
 }

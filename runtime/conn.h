@@ -3,6 +3,7 @@
  * upstream request line and headers, the response headers, the per-request arena. */
 #ifndef GW_CONN_H
 #define GW_CONN_H
+#include <string.h>
 #include <event2/bufferevent.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -92,6 +93,7 @@ typedef struct gw_req {
     void *co;                   /* lua_State* of the phase coroutine */
     int co_ref;
     int ctx_ref;                /* gw.ctx.shared table, LUA_NOREF until first use */
+    int plugin_id;              /* the plugin whose handler runs (lua/gw/init.lua's ids), 0: none */
     int exited;                 /* gw.response.exit called */
     int wait_ref;               /* pending timer (gw.sleep) */
     struct event *wait_ev;
@@ -136,6 +138,12 @@ struct gw_conn {
     int test;                   /* a gw.test.context request: no socket, testctx.c drives it */
     int test_wake;              /* testctx: a gw.sleep of this request has fired */
     int log_pending;            /* closed, but the aborted request's log phase still runs */
+    uint64_t idle_since;        /* in the idle queue (waiting for a request): since when (ms) */
+    struct gw_conn *iq_prev, *iq_next;
+    int in_iq;
+    int fl_queued;              /* output waiting for its direct write (conn.c, out_added) */
+    struct gw_conn *fl_prev, *fl_next;
+    size_t map_size;            /* the mapping holding it, its head buffers and header arrays */
     char *hbuf;                 /* copy of the request head (zero-copy parse over it) */
     size_t hcap;
     char *rbuf;                 /* copy of the upstream response head */
@@ -145,11 +153,43 @@ struct gw_conn {
     struct gw_conn *next_free, *prev_live, *next_live;
 };
 
+/* A message head built in one piece: appended into a stack buffer and handed to the evbuffer in
+ * one evbuffer_add (one chain, one callback) instead of one per field; a head larger than the
+ * buffer goes out in several pieces. */
+typedef struct gw_hb { struct evbuffer *out; size_t n; char b[4096]; } gw_hb;
+static inline void gw_hb_flush(gw_hb *h)
+{
+    if (h->n) evbuffer_add(h->out, h->b, h->n);
+    h->n = 0;
+}
+static inline void gw_hb_add(gw_hb *h, const void *p, size_t n)
+{
+    if (h->n + n > sizeof h->b) {
+        gw_hb_flush(h);
+        if (n > sizeof h->b) { evbuffer_add(h->out, p, n); return; }
+    }
+    memcpy(h->b + h->n, p, n);
+    h->n += n;
+}
+static inline void gw_hb_str(gw_hb *h, const char *s) { gw_hb_add(h, s, strlen(s)); }
+static inline void gw_hb_num(gw_hb *h, long long v)
+{
+    char t[24];
+    int k = 0;
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    do { t[k++] = (char)('0' + u % 10); u /= 10; } while (u);
+    if (v < 0) t[k++] = '-';
+    char o[24];
+    for (int i = 0; i < k; i++) o[i] = t[k - 1 - i];
+    gw_hb_add(h, o, (size_t)k);
+}
+
 extern gw_req *gw_cur;          /* the request whose Lua code is running */
 
 void gw_conn_accept(gw_worker *w, int fd, struct sockaddr *sa, int salen, int local_port, int tls);
 void gw_conn_close(gw_conn *c);
 void gw_conn_drain_all(gw_worker *w);
+void gw_conn_close_idle(gw_worker *w);
 
 void *gw_req_alloc(gw_req *r, size_t n);
 char *gw_req_strdup(gw_req *r, const char *s, size_t n);

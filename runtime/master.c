@@ -30,7 +30,10 @@
 #include "tls.h"
 
 /* pid > 0: running; 0: free slot; -1: reserved for a delayed respawn */
-typedef struct { pid_t pid; int slot; int gen; int old; double started; int quit_pending; } wproc;
+typedef struct {
+    pid_t pid; int slot; int gen; int old; double started; int quit_pending;
+    uint64_t wd_asked_ms;       /* the watchdog asked this (stalled) worker what it runs, at */
+} wproc;
 
 static struct {
     lua_State *L;
@@ -51,7 +54,10 @@ static struct {
     int last_reload_ok;
     struct event *swap_timer;   /* waits for the new workers to be ready, then drains the old */
     double swap_started;
+    double swap_quit_at;        /* the old set was sent SIGQUIT at (0: not yet) */
     char last_reload_msg[8192];
+    int watchdog_ms;            /* gw.worker_watchdog; 0: off */
+    struct event *watchdog_timer;
 } M;
 
 static int open_listener(const char *host, int port, char *err, size_t errlen)
@@ -139,6 +145,7 @@ static pid_t spawn(int slot)
     M.w[slot].gen = M.gen;
     M.w[slot].old = 0;
     M.w[slot].started = gw_now();
+    M.w[slot].wd_asked_ms = 0;
     return pid;
 }
 
@@ -223,7 +230,67 @@ static void set_compiled_globals(lua_State *L, int idx)
     M.nworkers = lua_isnumber(L, -1) ? (int)lua_tointeger(L, -1) : 1;
     if (M.nworkers < 1) M.nworkers = 1;
     if (M.nworkers > GW_MAX_WORKERS) M.nworkers = GW_MAX_WORKERS;
+    lua_pop(L, 1);
+    lua_getfield(L, -1, "worker_watchdog");
+    M.watchdog_ms = lua_isnumber(L, -1) ? (int)(lua_tonumber(L, -1) * 1000) : 0;
     lua_pop(L, 2);
+}
+
+/* ---- the watchdog: a worker whose loop has not turned for gw.worker_watchdog seconds -------- */
+
+/* Every worker stamps its shared slot from a loop timer (worker.c heartbeat_tick). A stale stamp
+ * means the loop is stuck (a plugin in an endless loop, a blocking call): the master sends
+ * GW_WATCHDOG_SIGNAL, whose handler in the worker writes the plugin, phase and route it is in,
+ * logs that a moment later, kills the worker with SIGKILL, and the SIGCHLD path forks its
+ * replacement. The other workers are not touched. */
+static void watchdog_tick(evutil_socket_t fd, short ev, void *arg)
+{
+    (void)fd; (void)ev; (void)arg;
+    if (M.watchdog_ms <= 0 || !gw_stats) return;
+    uint64_t now = gw_now_ms();
+    for (int i = 0; i < GW_MAX_WORKERS * 2; i++) {
+        wproc *p = &M.w[i];
+        gw_worker_stats *s = &gw_stats->workers[i];
+        if (p->pid <= 0 || s->pid != p->pid) continue;
+        uint64_t hb = s->heartbeat_ms;
+        if (!hb) continue;
+        if (!p->wd_asked_ms) {
+            if (now > hb && now - hb > (uint64_t)M.watchdog_ms) {
+                p->wd_asked_ms = now;
+                s->wd_seq = 0;
+                kill(p->pid, GW_WATCHDOG_SIGNAL);
+            }
+            continue;
+        }
+        if (now <= hb || now - hb <= (uint64_t)M.watchdog_ms) { p->wd_asked_ms = 0; continue; }  /* it moved on */
+        /* the report is written by a signal handler: give it up to 200 ms */
+        if (!__atomic_load_n(&s->wd_seq, __ATOMIC_ACQUIRE) && now - p->wd_asked_ms < 200) continue;
+        double stalled = (double)(now - hb) / 1000;
+        char where[320];
+        int k;
+        if (!__atomic_load_n(&s->wd_seq, __ATOMIC_ACQUIRE))
+            k = snprintf(where, sizeof where, " (it did not answer the watchdog signal)");
+        else if (s->wd_plugin[0])
+            k = snprintf(where, sizeof where, " in plugin %s (phase %s)", s->wd_plugin, s->wd_phase);
+        else if (s->wd_phase[0])
+            k = snprintf(where, sizeof where, " outside any plugin (phase %s)", s->wd_phase);
+        else
+            k = snprintf(where, sizeof where, " outside any plugin and request");
+        if (s->wd_route[0] && k > 0 && (size_t)k < sizeof where)
+            snprintf(where + k, sizeof where - (size_t)k, " on route %s", s->wd_route);
+        gw_err("worker %d stalled for %.1fs%s; replacing it", p->pid, stalled, where);
+        kill(p->pid, SIGKILL);
+        s->heartbeat_ms = 0;    /* reported once; SIGCHLD respawns it */
+        p->wd_asked_ms = 0;
+    }
+}
+
+static void watchdog_arm(void)
+{
+    if (M.watchdog_ms <= 0) { if (M.watchdog_timer) event_del(M.watchdog_timer); return; }
+    if (!M.watchdog_timer) M.watchdog_timer = event_new(M.base, -1, EV_PERSIST, watchdog_tick, NULL);
+    struct timeval tv = { 0, 100000 };
+    event_add(M.watchdog_timer, &tv);
 }
 
 /* Creates the shared dicts of the compiled config at idx that do not exist yet (existing ones
@@ -251,23 +318,35 @@ static int create_dicts(lua_State *L, int idx, char *err, size_t errlen)
 static void admin_flush_deferred(void);
 
 /* Drains the old worker set once every worker of the current generation is ready (or after
- * 10 s, whatever they are doing). */
+ * 10 s, whatever they are doing), then answers the reloads that wait for the swap once every old
+ * worker has stopped accepting (it clears its ready flag in start_drain; at most 2 s): a client
+ * that has read the answer connects to the new generation, never to an old worker that has not
+ * yet handled its SIGQUIT. */
 static void swap_tick(evutil_socket_t fd, short ev, void *arg)
 {
     (void)fd; (void)ev; (void)arg;
-    int ready = 1;
-    for (int i = 0; i < GW_MAX_WORKERS * 2 && ready; i++)
-        if (M.w[i].pid > 0 && M.w[i].gen == M.gen && !(gw_stats && gw_stats->workers[i].ready)) ready = 0;
-    if (!ready && gw_now() - M.swap_started < 10) return;
-    for (int i = 0; i < GW_MAX_WORKERS * 2; i++) {
-        if (M.w[i].pid > 0 && M.w[i].quit_pending) {
-            /* seen by the worker's next accept even before it handles the signal: once the
-             * reload is answered, no new connection reaches the old set */
-            if (gw_stats) __atomic_store_n(&gw_stats->workers[i].quit, 1, __ATOMIC_RELEASE);
-            kill(M.w[i].pid, SIGQUIT);
-            M.w[i].quit_pending = 0;
+    if (!M.swap_quit_at) {
+        int ready = 1;
+        for (int i = 0; i < GW_MAX_WORKERS * 2 && ready; i++)
+            if (M.w[i].pid > 0 && M.w[i].gen == M.gen && !(gw_stats && gw_stats->workers[i].ready)) ready = 0;
+        if (!ready && gw_now() - M.swap_started < 10) return;
+        for (int i = 0; i < GW_MAX_WORKERS * 2; i++) {
+            if (M.w[i].pid > 0 && M.w[i].quit_pending) {
+                /* seen by the worker's next accept even before it handles the signal: once the
+                 * reload is answered, no new connection reaches the old set */
+                if (gw_stats) __atomic_store_n(&gw_stats->workers[i].quit, 1, __ATOMIC_RELEASE);
+                kill(M.w[i].pid, SIGQUIT);
+                M.w[i].quit_pending = 0;
+            }
         }
+        M.swap_quit_at = gw_now();
     }
+    int accepting = 0;
+    for (int i = 0; i < GW_MAX_WORKERS * 2 && gw_stats; i++)
+        if (M.w[i].pid > 0 && M.w[i].old && gw_stats->workers[i].pid == M.w[i].pid && gw_stats->workers[i].ready)
+            accepting = 1;
+    if (accepting && gw_now() - M.swap_quit_at < 2) return;
+    M.swap_quit_at = 0;
     event_del(M.swap_timer);
     admin_flush_deferred();
 }
@@ -292,6 +371,7 @@ int gw_master_apply(lua_State *L, char *err, size_t errlen)
     set_compiled_globals(L, lua_gettop(L));
     lua_pop(L, 1);
     M.gen++;
+    watchdog_arm();
     /* the old generation's Lua objects and the compile's garbage go before the fork, so every
      * new worker starts from the same heap however many reloads came before */
     if (old_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, old_ref);
@@ -313,6 +393,7 @@ int gw_master_apply(lua_State *L, char *err, size_t errlen)
      * should wait for them meanwhile. */
     for (int i = 0; i < nold; i++) M.w[oldset[i]].quit_pending = 1;
     M.swap_started = gw_now();
+    M.swap_quit_at = 0;
     if (!M.swap_timer) M.swap_timer = event_new(M.base, -1, EV_PERSIST, swap_tick, NULL);
     struct timeval two_ms = { 0, 2000 };
     event_add(M.swap_timer, &two_ms);
@@ -743,6 +824,8 @@ static void libevent_log(int severity, const char *msg)
 int gw_master_run(const char *file)
 {
     signal(SIGPIPE, SIG_IGN);
+    /* ignored here and so in a new worker until it installs its own handler (worker.c) */
+    signal(GW_WATCHDOG_SIGNAL, SIG_IGN);
     event_set_log_callback(libevent_log);
     memset(&M, 0, sizeof M);
     M.file = file;

@@ -219,7 +219,8 @@ static void pool_put(gw_req *r, gw_upconn *u)
     bufferevent_setcb(u->bev, idle_read_cb, NULL, idle_event_cb, u);
     struct timeval tv = { g->ka_idle_timeout / 1000, (g->ka_idle_timeout % 1000) * 1000 };
     bufferevent_set_timeouts(u->bev, &tv, NULL);
-    bufferevent_enable(u->bev, EV_READ);
+    /* (enabling re-adds the read event: skipped when it is on, as it is after a response) */
+    if (!(bufferevent_get_enabled(u->bev) & EV_READ)) bufferevent_enable(u->bev, EV_READ);
     u->prev = NULL;
     u->next = pool.idle;
     if (pool.idle) pool.idle->prev = u;
@@ -261,11 +262,13 @@ static int gw_str_ieq_n(gw_str a, gw_str b)
     return a.n == b.n && strncasecmp(a.p, b.p, a.n) == 0;
 }
 
-static int name_is(gw_str n, const char *s)
+static int name_is_n(gw_str n, const char *s, size_t l)
 {
-    size_t l = strlen(s);
     return n.n == l && strncasecmp(n.p, s, l) == 0;
 }
+/* (with a string literal: its length is known at compile time, the case-blind compare runs only
+ * on names of that length) */
+#define name_is(n, lit) name_is_n((n), (lit), sizeof(lit) - 1)
 
 /* Is header `n` named in the client's Connection header (so hop-by-hop)? */
 static int in_connection(gw_req *r, gw_str n)
@@ -287,11 +290,14 @@ static int in_connection(gw_req *r, gw_str n)
  * X-Forwarded-* / X-Real-IP set that gw writes from what it saw. */
 static int not_forwarded(gw_str n)
 {
-    static const char *names[] = { "te", "host", "expect", "upgrade", "trailer", "connection", "keep-alive",
-        "content-length", "x-forwarded-host", "x-forwarded-port", "x-forwarded-proto", "proxy-connection",
-        "transfer-encoding", "x-real-ip", NULL };
-    for (int i = 0; names[i]; i++)
-        if (name_is(n, names[i])) return 1;
+#define NF(s) { s, sizeof(s) - 1 }
+    static const struct { const char *s; size_t n; } names[] = { NF("te"), NF("host"), NF("expect"),
+        NF("upgrade"), NF("trailer"), NF("connection"), NF("keep-alive"), NF("content-length"),
+        NF("x-forwarded-host"), NF("x-forwarded-port"), NF("x-forwarded-proto"), NF("proxy-connection"),
+        NF("transfer-encoding"), NF("x-real-ip") };
+#undef NF
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (name_is_n(n, names[i].s, names[i].n)) return 1;
     return 0;
 }
 
@@ -317,10 +323,18 @@ static gw_str upstream_host(gw_req *r, char *buf, size_t n)
         port = s->port;
     }
     int dflt = (s->protocol == GW_PROTO_HTTPS) ? port == 443 : port == 80;
-    int k = dflt ? snprintf(buf, n, "%s", name) : snprintf(buf, n, "%s:%d", name, port);
-    if (k < 0) k = 0;
-    if ((size_t)k >= n) k = (int)n - 1;
-    gw_str v = { buf, (size_t)k };
+    /* "name" or "name:port", without snprintf (once per proxied request) */
+    size_t k = strlen(name);
+    if (k > n - 8) k = n - 8;
+    memcpy(buf, name, k);
+    if (!dflt && port > 0 && port < 65536) {
+        char t[8];
+        int d = 0;
+        do { t[d++] = (char)('0' + port % 10); port /= 10; } while (port);
+        buf[k++] = ':';
+        while (d) buf[k++] = t[--d];
+    }
+    gw_str v = { buf, k };
     return v;
 }
 
@@ -341,71 +355,85 @@ static void upstream_name(gw_req *r, char *name, size_t n)
 
 static void write_request_head(gw_req *r, struct evbuffer *out)
 {
-    evbuffer_add(out, r->up_method.p, r->up_method.n);
-    evbuffer_add(out, " ", 1);
-    evbuffer_add(out, r->up_path.p, r->up_path.n);
+    gw_hb hb;
+    hb.out = out;
+    hb.n = 0;
+    gw_hb_add(&hb, r->up_method.p, r->up_method.n);
+    gw_hb_add(&hb, " ", 1);
+    gw_hb_add(&hb, r->up_path.p, r->up_path.n);
     if (r->up_query.n) {
-        evbuffer_add(out, "?", 1);
-        evbuffer_add(out, r->up_query.p, r->up_query.n);
+        gw_hb_add(&hb, "?", 1);
+        gw_hb_add(&hb, r->up_query.p, r->up_query.n);
     }
-    evbuffer_add(out, " HTTP/1.1\r\nHost: ", 17);
+    gw_hb_add(&hb, " HTTP/1.1\r\nHost: ", 17);
     char hbuf[320];
     gw_str host = r->up_host.n ? r->up_host : upstream_host(r, hbuf, sizeof hbuf);
-    evbuffer_add(out, host.p, host.n);
-    evbuffer_add(out, "\r\n", 2);
-    int nxff = 0;
+    gw_hb_add(&hb, host.p, host.n);
+    gw_hb_add(&hb, "\r\n", 2);
+    int nxff = 0, has_conn = 0;
+    for (int i = 0; i < r->h.nheaders; i++)
+        if (name_is(r->hdrs[i].name, "connection")) has_conn = 1;
     for (int i = 0; i < r->h.nheaders; i++) {
         gw_header *h = &r->hdrs[i];
         gw_str n = h->name;
         if (name_is(n, "x-forwarded-for")) { nxff++; continue; }
         if (not_forwarded(n)) continue;
-        if (in_connection(r, n)) continue;
-        evbuffer_add(out, n.p, n.n);
-        evbuffer_add(out, ": ", 2);
-        evbuffer_add(out, h->value.p, h->value.n);
-        evbuffer_add(out, "\r\n", 2);
+        if (has_conn && in_connection(r, n)) continue;
+        gw_hb_add(&hb, n.p, n.n);
+        gw_hb_add(&hb, ": ", 2);
+        gw_hb_add(&hb, h->value.p, h->value.n);
+        gw_hb_add(&hb, "\r\n", 2);
     }
     gw_conn *c = r->c;
     /* every X-Forwarded-For line the client sent, in order (a repeated header is one list,
      * RFC 9110 5.3), then this hop */
-    evbuffer_add(out, "X-Forwarded-For: ", 17);
+    gw_hb_add(&hb, "X-Forwarded-For: ", 17);
     for (int i = 0; nxff && i < r->h.nheaders; i++) {
         gw_header *h = &r->hdrs[i];
         if (!name_is(h->name, "x-forwarded-for") || !h->value.n) continue;
-        evbuffer_add(out, h->value.p, h->value.n);
-        evbuffer_add(out, ", ", 2);
+        gw_hb_add(&hb, h->value.p, h->value.n);
+        gw_hb_add(&hb, ", ", 2);
     }
-    evbuffer_add_printf(out, "%s\r\n", c->peer_ip);
-    evbuffer_add_printf(out, "X-Real-IP: %s\r\nX-Forwarded-Proto: %s\r\nX-Forwarded-Host: ", c->peer_ip,
-                        c->ssl ? "https" : "http");
+    gw_hb_str(&hb, c->peer_ip);
+    gw_hb_add(&hb, "\r\nX-Real-IP: ", 13);
+    gw_hb_str(&hb, c->peer_ip);
+    if (c->ssl) gw_hb_add(&hb, "\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: ", 46);
+    else gw_hb_add(&hb, "\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: ", 45);
     size_t hn = 0;
     while (hn < r->h.host.n && r->h.host.p[hn] != ':') hn++;
-    evbuffer_add(out, r->h.host.p, hn);
-    evbuffer_add_printf(out, "\r\nX-Forwarded-Port: %d\r\n", c->local_port);
+    gw_hb_add(&hb, r->h.host.p, hn);
+    gw_hb_add(&hb, "\r\nX-Forwarded-Port: ", 20);
+    gw_hb_num(&hb, c->local_port);
+    gw_hb_add(&hb, "\r\n", 2);
     if (r->body_buffered) {
-        evbuffer_add_printf(out, "Content-Length: %zu\r\n\r\n", evbuffer_get_length(r->body));
+        gw_hb_add(&hb, "Content-Length: ", 16);
+        gw_hb_num(&hb, (long long)evbuffer_get_length(r->body));
+        gw_hb_add(&hb, "\r\n\r\n", 4);
     } else if (r->h.chunked) {
         /* gw undoes and redoes only the chunked framing: any other coding the client applied
          * (validated by the parser, "gzip, chunked") is still on the body and stays declared.
          * The value is rewritten, not copied: the codings as tokens, then "chunked" once and last,
          * whatever the header list holds by now (a plugin may have set it) */
-        evbuffer_add(out, "Transfer-Encoding: ", 19);
+        gw_hb_add(&hb, "Transfer-Encoding: ", 19);
         for (int i = 0; i < r->h.nheaders; i++) {
             if (!name_is(r->hdrs[i].name, "transfer-encoding")) continue;
             size_t pos = 0;
             gw_str el;
             while (gw_http_list_next(r->hdrs[i].value, &pos, &el)) {
                 if (gw_str_ieq(el, "chunked") || !gw_http_valid_field_name(el)) continue;
-                evbuffer_add(out, el.p, el.n);
-                evbuffer_add(out, ", ", 2);
+                gw_hb_add(&hb, el.p, el.n);
+                gw_hb_add(&hb, ", ", 2);
             }
         }
-        evbuffer_add(out, "chunked\r\n\r\n", 11);
+        gw_hb_add(&hb, "chunked\r\n\r\n", 11);
     } else if (r->h.content_length >= 0 && (r->h.content_length > 0 || !name_is(r->up_method, "GET"))) {
-        evbuffer_add_printf(out, "Content-Length: %lld\r\n\r\n", (long long)r->h.content_length);
+        gw_hb_add(&hb, "Content-Length: ", 16);
+        gw_hb_num(&hb, (long long)r->h.content_length);
+        gw_hb_add(&hb, "\r\n\r\n", 4);
     } else {
-        evbuffer_add(out, "\r\n", 2);
+        gw_hb_add(&hb, "\r\n", 2);
     }
+    gw_hb_flush(&hb);
     if (r->body_buffered) {
         /* keep a copy: a retry on a fresh connection sends it again */
         size_t n = evbuffer_get_length(r->body);
@@ -483,8 +511,24 @@ static void attach(gw_req *r, gw_upconn *u)
         struct timeval ct = { s->connect_timeout / 1000, (s->connect_timeout % 1000) * 1000 };
         bufferevent_set_timeouts(u->bev, &ct, &ct);
     }
-    write_request_head(r, bufferevent_get_output(u->bev));
-    bufferevent_enable(u->bev, EV_READ | EV_WRITE);
+    /* A pooled plain connection and a request whose body is in hand (none, or buffered): the
+     * head goes out in one direct writev, without the bufferevent's arm-write-disarm round
+     * (conn.c, "writing to a plain client"); what the socket does not take, or an error (the
+     * upstream closed it meanwhile: replayed), is left to the bufferevent. */
+    struct evbuffer *out = bufferevent_get_output(u->bev);
+    int direct = u->connected && !u->tls && (r->body_done || r->body_buffered);
+    if (direct && (bufferevent_get_enabled(u->bev) & EV_WRITE)) bufferevent_disable(u->bev, EV_WRITE);
+    write_request_head(r, out);
+    if (direct) {
+        int fd = bufferevent_getfd(u->bev);
+        evbuffer_unfreeze(out, 1);
+        while (evbuffer_get_length(out) > 0 && evbuffer_write(out, fd) > 0) {}
+        evbuffer_freeze(out, 1);
+        if (evbuffer_get_length(out) > 0) bufferevent_enable(u->bev, EV_READ | EV_WRITE);
+        else if (!(bufferevent_get_enabled(u->bev) & EV_READ)) bufferevent_enable(u->bev, EV_READ);
+    } else {
+        bufferevent_enable(u->bev, EV_READ | EV_WRITE);
+    }
     if (u->connected) pump_request(r);
 }
 
@@ -644,6 +688,8 @@ static void up_event_cb(struct bufferevent *bev, short what, void *arg)
     }
     if (!r->head_sent) gw_warn("upstream %s:%d closed the connection before a response, request %s",
                               r->target->host, r->target->port, r->id_str);
+    else gw_warn("upstream %s:%d closed the connection in the response body, request %s: the client "
+                 "connection is reset", r->target->host, r->target->port, r->id_str);
     target_result(r, r->target, 0);
     fail(r, 502, "An invalid response was received from the upstream server");
 }
@@ -715,8 +761,9 @@ static void up_read_cb(struct bufferevent *bev, void *arg)
         else if (resp.content_length >= 0) r->resp_left = resp.content_length;
         else { r->resp_left = -2; u->keepalive = 0; }
         /* the response head is copied: the rbuf slices stay valid, the next read will not reuse
-         * rbuf until this response is done */
-        bufferevent_disable(bev, EV_READ);
+         * rbuf until this response is done. Reading stays enabled: a header_filter that
+         * suspends leaves the state off GW_RS_UPSTREAM, so body bytes arriving meanwhile only
+         * disable reading (above); disabling it here would cost two epoll_ctl per response. */
         gw_api_response_ready(r);
         return;
     }

@@ -4,6 +4,7 @@
 #define GW_SHM_H
 #include <stddef.h>
 #include <stdint.h>
+#include <signal.h>
 #include <sys/types.h>
 
 #define GW_MAX_WORKERS 64
@@ -31,7 +32,15 @@ typedef struct {
     int ready;                  /* set by the worker once it accepts: the master drains the
                                    old set only when every new worker is ready */
     int quit;                   /* set by the master before its SIGQUIT: accept no more */
+    /* the watchdog (gw.worker_watchdog): the worker's loop stamps heartbeat_ms (CLOCK_MONOTONIC)
+     * from a timer; a master that finds it stale sends GW_WATCHDOG_SIGNAL, whose handler writes
+     * what the worker is running into wd_* and bumps wd_seq, then replaces the worker */
+    volatile uint64_t heartbeat_ms;   /* 0: not watched */
+    volatile int wd_seq;
+    char wd_plugin[64], wd_phase[16], wd_route[96];
 } gw_worker_stats;
+
+#define GW_WATCHDOG_SIGNAL SIGUSR2
 
 typedef struct {
     gw_worker_stats workers[GW_MAX_WORKERS * 2];   /* old generation drains beside the new one */

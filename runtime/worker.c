@@ -109,6 +109,7 @@ static void drain_tick(evutil_socket_t fd, short ev, void *arg)
             gw_conn_close(c);
         c = next;
     }
+    gw_conn_close_idle(&W);   /* connections shrunk to idle records (conn.c) */
     gw_worker_maybe_exit();
 }
 
@@ -117,6 +118,7 @@ static void start_drain(void)
     if (W.draining) return;
     W.draining = 1;
     for (int i = 0; i < W.nlev; i++) event_del(W.lev[i]);
+    if (W.stats) W.stats->ready = 0;    /* no longer accepting: a reload's answer waits for this */
     gw_conn_drain_all(&W);
     gw_pool_close_all(&W);
     gw_api_timers_premature();
@@ -132,6 +134,64 @@ static void sig_cb(evutil_socket_t sig, short ev, void *arg)
     if (sig == SIGQUIT) { start_drain(); return; }
     if (sig == SIGUSR1) { gw_reopen_error_log(); gw_accesslog_reopen(); return; }
     event_base_loopbreak(W.base);
+}
+
+/* ---- the watchdog (gw.worker_watchdog; the master's half is in master.c) -------------------- */
+
+static void copy_name(char *dst, size_t n, const char *src)
+{
+    size_t i = 0;
+    if (src) for (; i + 1 < n && src[i]; i++) dst[i] = src[i];
+    dst[i] = 0;
+}
+
+/* GW_WATCHDOG_SIGNAL: the master found this worker's loop stuck. Runs on top of whatever is stuck
+ * (a JIT-compiled loop included) and only reads plain memory: it writes the plugin, phase and
+ * route into the shared slot for the master's log line; the master kills the worker next. */
+static void watchdog_report(int sig)
+{
+    (void)sig;
+    gw_worker_stats *s = W.stats;
+    if (!s) return;
+    gw_req *r = gw_cur;
+    const char *plugin = gw_plugin_name(r ? r->plugin_id : gw_main_plugin_id);
+    const char *phase = r ? (r->phase >= 0 && r->phase < GW_PHASE_COUNT ? gw_phase_names[r->phase] : "?")
+                          : s->ready ? "timer" : "init_worker";
+    copy_name(s->wd_plugin, sizeof s->wd_plugin, plugin);
+    copy_name(s->wd_phase, sizeof s->wd_phase, plugin || r ? phase : "");
+    s->wd_route[0] = 0;
+    if (r && r->route) {
+        if (r->route->name) copy_name(s->wd_route, sizeof s->wd_route, r->route->name);
+        else if (r->gen && r->route == r->gen->fallback) copy_name(s->wd_route, sizeof s->wd_route, "(none matched)");
+        else copy_name(s->wd_route, sizeof s->wd_route, "(unnamed)");
+    }
+    __atomic_store_n(&s->wd_seq, s->wd_seq + 1, __ATOMIC_RELEASE);
+}
+
+/* The loop turned: stamp the heartbeat the master watches. */
+static void heartbeat_tick(evutil_socket_t fd, short ev, void *arg)
+{
+    (void)fd; (void)ev; (void)arg;
+    if (W.stats) W.stats->heartbeat_ms = gw_now_ms();
+}
+
+static void watchdog_start(lua_State *L, int compiled_idx)
+{
+    lua_getfield(L, compiled_idx, "gw");
+    lua_getfield(L, -1, "worker_watchdog");
+    double sec = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : 0;
+    lua_pop(L, 2);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = watchdog_report;
+    sa.sa_flags = SA_RESTART;
+    sigaction(GW_WATCHDOG_SIGNAL, &sa, NULL);
+    if (sec <= 0 || !W.stats) return;
+    /* a few stamps per watchdog period, so a worker is judged on its loop, not on timer jitter */
+    W.stats->heartbeat_ms = gw_now_ms();
+    struct event *hb = event_new(W.base, -1, EV_PERSIST, heartbeat_tick, NULL);
+    struct timeval tv = { 0, 250000 };
+    event_add(hb, &tv);
 }
 
 static void stats_tick(evutil_socket_t fd, short ev, void *arg)
@@ -186,7 +246,16 @@ int gw_worker_init(lua_State *L, int compiled_idx, gw_listen *ls, int nls, int s
     luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_ON);
     W.L = L;
     W.slot = slot;
-    W.base = event_base_new();
+    /* The epoll changelist: event additions and removals made during one loop pass are applied
+     * at its end, merged per descriptor — a read event disabled and enabled again in one pass
+     * (a response head handed to header_filter, a connection leaving an idle record for its
+     * bufferevent) costs no epoll_ctl at all. (Its one caveat, dup()ed descriptors sharing a
+     * file, does not arise: gw never dups a socket.) */
+    struct event_config *cfg = event_config_new();
+    if (cfg) event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+    W.base = cfg ? event_base_new_with_config(cfg) : NULL;
+    if (cfg) event_config_free(cfg);
+    if (!W.base) W.base = event_base_new();
     if (!W.base) { gw_err("worker: cannot create event base"); return 1; }
     lua_pushvalue(L, compiled_idx);
     char err[512];
@@ -231,6 +300,7 @@ int gw_worker_run(lua_State *L, int compiled_idx, gw_listen *ls, int nls, int sl
     sigset_t blocked;
     gw_loop_signals(&blocked);
     sigprocmask(SIG_UNBLOCK, &blocked, NULL);
+    watchdog_start(L, compiled_idx);
     struct event *st = event_new(W.base, -1, EV_PERSIST, stats_tick, NULL);
     struct timeval one = { 1, 0 };
     event_add(st, &one);

@@ -319,6 +319,7 @@ local GW = { type = "record", fields = {
   { metrics = { type = "boolean", default = true } },
   { admin_token = { type = "string" } },
   { workers = { type = "any", default = "auto" } },
+  { worker_watchdog = int(10, 0, 86400) },
   { error_log = { type = "string", default = "stderr" } },
   { log_level = { type = "string", default = "notice",
                   one_of = { "debug", "info", "notice", "warn", "error" } } },
@@ -594,6 +595,7 @@ local function compile_gw(g, E, base_dir)
     E.add("gw.workers", 'expected "auto" or an integer between 1 and 1024')
   end
 
+  out.worker_watchdog = g.worker_watchdog
   out.error_log = g.error_log
   out.log_level = g.log_level
   local al = g.access_log

@@ -37,6 +37,11 @@ int gw_ffi_exit(int status, const char *body, size_t len);
 int gw_ffi_set_upstream(const char *name, size_t nl);
 int gw_ffi_set_target(const char *host, size_t hl, int port);
 int gw_ffi_set_timeouts(int connect_ms, int write_ms, int read_ms);
+int gw_ffi_ctx_ref(void);
+int gw_ffi_plugin(void);
+int gw_ffi_set_plugin(int id);
+double gw_ffi_now(void);
+void gw_ffi_name_plugin(int id, const char *name);
 ]]
 
 local gw = { version = "0.1.0" }
@@ -50,20 +55,45 @@ for i = 0, 8 do P[PHASES[i]] = lshift(1, i) end
 gw.PHASES = PHASES
 
 local in_init_worker = false
--- The plugin whose handler runs, per coroutine: a handler that yields (gw.sleep, reading the
+-- The plugin whose handler runs, per request: a handler that yields (gw.sleep, reading the
 -- body) lets other requests' plugins run meanwhile, so one global variable would be wrong
--- when it resumes. The main thread (init_worker) uses `main_plugin`.
+-- when it resumes. The request keeps the plugin's id in C (gw_req.plugin_id, one FFI store: no
+-- coroutine lookup per handler); outside a request (timers) it is per coroutine, and the main
+-- thread (init_worker) uses `main_plugin`.
 local co_running = coroutine.running
 local plugin_of = setmetatable({}, { __mode = "k" })
 local main_plugin
+local plugin_ids, plugin_names = {}, {}   -- name -> id, id -> name (ids from 1)
+local function plugin_id(name)
+  local id = plugin_ids[name]
+  if not id then
+    id = #plugin_names + 1
+    plugin_names[id], plugin_ids[name] = name, id
+    C.gw_ffi_name_plugin(id, name)   -- C keeps the name: the watchdog reports it (worker.c)
+  end
+  return id
+end
 local function current_plugin()
+  local id = C.gw_ffi_plugin()
+  if id >= 0 then return plugin_names[id] end
   local co = co_running()
   if co then return plugin_of[co] end
   return main_plugin
 end
 local function set_current_plugin(name)
+  if C.gw_ffi_set_plugin(name and plugin_id(name) or 0) == 0 then return end
   local co = co_running()
   if co then plugin_of[co] = name else main_plugin = name end
+end
+
+-- gw.ctx.shared of the running request: the registry slot C keeps it in, read without a call
+-- into the classic C API; made (core.ctx) on first use. nil outside a request.
+local REGISTRY = debug.getregistry()
+local function ctx()
+  local ref = C.gw_ffi_ctx_ref()
+  if ref >= 0 then return REGISTRY[ref] end
+  if ref == -1 then return core.ctx() end
+  return nil
 end
 
 local function phase_no()
@@ -216,13 +246,24 @@ local function valid_name(fname, name)
   end
 end
 
+-- C checks the name and the value (-4 bad name, -5 bad value): the common case runs no pattern
+-- here; a refused header is checked again in Lua for the exact error.
 local function set_header(resp, fname, name, value, add)
+  local tv = type(value)
+  if type(name) == "string" and (tv == "string" or tv == "number") then
+    if tv == "number" then value = tostring(value) end
+    local rc = C.gw_ffi_set_header(resp, name, #name, value, #value, add and 1 or 0)
+    if rc == 0 then return end
+    if rc ~= -4 and rc ~= -5 then error(fname .. ": too many headers", 3) end
+  end
   valid_name(fname, name)
   value = header_value(fname, value)
   if type(value) == "table" then
     if not add then C.gw_ffi_clear_header(resp, name, #name) end
     for _, v in ipairs(value) do
-      if C.gw_ffi_set_header(resp, name, #name, v, #v, 1) ~= 0 then error(fname .. ": too many headers", 3) end
+      local rc = C.gw_ffi_set_header(resp, name, #name, v, #v, 1)
+      if rc == -5 then error(fname .. ": header value must not contain CR, LF or NUL", 3) end
+      if rc ~= 0 then error(fname .. ": too many headers", 3) end
     end
     return
   end
@@ -331,7 +372,7 @@ end
 -- seconds, in the order they ran. Empty otherwise.
 function request.get_phase_timings()
   check_phase("gw.request.get_phase_timings", REQ)
-  local t = core.ctx()
+  local t = ctx()
   local rec = t and phase_timings[t]
   if not rec then return {} end
   local mono0, unix0 = tonumber(C.gw_ffi_now_us()), core.now()
@@ -438,8 +479,9 @@ local function header_setters(t, prefix, which, mask)
   end
   function t.clear_header(name)
     check_phase(n_clear, mask)
-    valid_name(n_clear, name)
-    C.gw_ffi_clear_header(which, name, #name)
+    if type(name) ~= "string" or C.gw_ffi_clear_header(which, name, #name) == -4 then
+      valid_name(n_clear, name)
+    end
   end
   function t.set_headers(h)
     check_phase(n_sets, mask)
@@ -481,6 +523,21 @@ function sreq.set_query(t)
 end
 
 header_setters(sreq, "gw.service.request", 0, PRE)
+
+-- The hot two again as functions of their own: closures of one prototype share LuaJIT's traces,
+-- which take their upvalues (request or response) as constants, so the other side would leave
+-- the trace on every call.
+function sreq.set_header(name, value)
+  check_phase("gw.service.request.set_header", PRE)
+  set_header(0, "gw.service.request.set_header", name, value, false)
+end
+
+function sreq.clear_header(name)
+  check_phase("gw.service.request.clear_header", PRE)
+  if type(name) ~= "string" or C.gw_ffi_clear_header(0, name, #name) == -4 then
+    valid_name("gw.service.request.clear_header", name)
+  end
+end
 
 function sreq.set_raw_body(body)
   check_phase("gw.service.request.set_raw_body", PRE)
@@ -525,7 +582,7 @@ function response.exit(status, body, headers)
   end
   if headers ~= nil and type(headers) ~= "table" then error("gw.response.exit: headers must be a table", 2) end
   -- the yield below must end the handler's own coroutine, not one the plugin created
-  if plugin_of[co_running() or 0] == nil then
+  if not core.own_co() or current_plugin() == nil then
     error("gw.response.exit: must be called from the plugin handler itself, not from a coroutine of its own", 2)
   end
   local ctype
@@ -542,7 +599,7 @@ function response.exit(status, body, headers)
   end
   if ctype and not get_header(1, "content-type") then set_header(1, "gw.response.exit", "Content-Type", ctype, false) end
   body = body or ""
-  local rec = phase_timings[core.ctx() or 0]
+  local rec = phase_timings[ctx() or 0]
   if rec and rec[#rec] == 0 then rec[#rec] = tonumber(C.gw_ffi_now_us()) end   -- this phase ends here
   C.gw_ffi_exit(status, body, #body)
   set_current_plugin(nil)
@@ -575,6 +632,11 @@ end
 
 header_setters(response, "gw.response", 1, RESP_WRITE)
 
+function response.set_header(name, value)     -- its own function: see sreq.set_header
+  check_phase("gw.response.set_header", RESP_WRITE)
+  set_header(1, "gw.response.set_header", name, value, false)
+end
+
 local BODY = mask_of("body_filter")
 
 --- Called in header_filter by a plugin that implements body_filter but has nothing to do with
@@ -584,7 +646,7 @@ local BODY = mask_of("body_filter")
 local bf_skip = setmetatable({}, { __mode = "k" })
 function response.skip_body_filter()
   check_phase("gw.response.skip_body_filter", mask_of("header_filter"))
-  local t = core.ctx()
+  local t = ctx()
   local set = bf_skip[t]
   if not set then set = {}; bf_skip[t] = set end
   local name = current_plugin() or ""
@@ -616,7 +678,7 @@ end
 -- private tables: ctx.shared table -> { plugin name -> table }, so they never show in shared
 local private = setmetatable({}, { __mode = "k" })
 gw.ctx = setmetatable({}, { __index = function(_, k)
-  local t = core.ctx()
+  local t = ctx()
   if not t then return nil end
   if k == "shared" then return t end
   if k == "plugin" then
@@ -657,7 +719,7 @@ gw.json = {
 }
 
 --- Wall-clock time in seconds (ms precision).
-gw.now = core.now
+function gw.now() return C.gw_ffi_now() end
 
 --- Suspends the current request (or timer) for `seconds` without blocking the worker.
 function gw.sleep(seconds)
@@ -738,12 +800,12 @@ gw.client = {
   get_ip = function() check_phase("gw.client.get_ip", REQ) return req_str(S_CLIENT_IP) end,
   get_forwarded_ip = function() check_phase("gw.client.get_forwarded_ip", REQ) return forwarded_ip() end,
   get_port = function() check_phase("gw.client.get_port", REQ) return C.gw_ffi_req_port(1) end,
-  get_consumer = function() check_phase("gw.client.get_consumer", REQ) local t = core.ctx() return t and t.authenticated_consumer end,
-  get_credential = function() check_phase("gw.client.get_credential", REQ) local t = core.ctx() return t and t.authenticated_credential end,
+  get_consumer = function() check_phase("gw.client.get_consumer", REQ) local t = ctx() return t and t.authenticated_consumer end,
+  get_credential = function() check_phase("gw.client.get_credential", REQ) local t = ctx() return t and t.authenticated_credential end,
   authenticate = function(consumer, credential)
     check_phase("gw.client.authenticate", PRE)
     if consumer == nil and credential == nil then error("gw.client.authenticate: consumer or credential required", 2) end
-    local t = core.ctx()
+    local t = ctx()
     t.authenticated_consumer = consumer
     t.authenticated_credential = credential
     local name = type(consumer) == "table" and (consumer.username or consumer.custom_id or consumer.id)
@@ -825,31 +887,49 @@ local traceback = debug.traceback
 --- Runs phase `phase` (number) of every plugin of `chain`. Returns 0 ok, 2 error.
 -- gw.response.exit yields the coroutine with EXIT; C treats that as the end of the phase.
 local BODY_FILTER_NO = 5
-function gw._run_phase(phase, chain)
-  local name = PHASES[phase]
-  local rec    -- phase timings (flat: plugin, phase, start µs, end µs) when the chain asks for them
-  if chain.trace_phases then
-    local t = core.ctx()
-    rec = phase_timings[t]
-    if not rec then rec = {}; phase_timings[t] = rec end
-  end
-  local skip = phase == BODY_FILTER_NO and bf_skip[core.ctx()]
+-- chain -> { [phase] = flat list fn, handler, conf, plugin id, name per instance that runs it },
+-- made once per chain (a config generation's) and phase: the per-request loop does no lookups
+local runs = setmetatable({}, { __mode = "k" })
+local function run_list(chain, phase)
+  local by_phase = runs[chain]
+  if not by_phase then by_phase = {}; runs[chain] = by_phase end
+  local name, list = PHASES[phase], {}
   for i = 1, #chain do
     local p = chain[i]
     local fn = p.phases[name] and p.handler[name]
-    if skip and skip[p.name] then fn = nil end
     if fn then
-      set_current_plugin(p.name)
+      local n = #list
+      list[n + 1], list[n + 2], list[n + 3], list[n + 4], list[n + 5] = fn, p.handler, p.conf, plugin_id(p.name), p.name
+    end
+  end
+  by_phase[phase] = list
+  return list
+end
+
+function gw._run_phase(phase, chain)
+  local by_phase = runs[chain]
+  local list = by_phase and by_phase[phase] or run_list(chain, phase)
+  local rec    -- phase timings (flat: plugin, phase, start µs, end µs) when the chain asks for them
+  if chain.trace_phases then
+    local t = ctx()
+    rec = phase_timings[t]
+    if not rec then rec = {}; phase_timings[t] = rec end
+  end
+  local skip = phase == BODY_FILTER_NO and bf_skip[ctx()]
+  for i = 1, #list, 5 do
+    local pname = list[i + 4]
+    if not (skip and skip[pname]) then
+      C.gw_ffi_set_plugin(list[i + 3])
       local n
       if rec then   -- finish 0 until the phase returns; gw.response.exit (which never returns) fills it in
         n = #rec
-        rec[n + 1], rec[n + 2], rec[n + 3], rec[n + 4] = p.name, name, tonumber(C.gw_ffi_now_us()), 0
+        rec[n + 1], rec[n + 2], rec[n + 3], rec[n + 4] = pname, PHASES[phase], tonumber(C.gw_ffi_now_us()), 0
       end
-      local ok, err = xpcall(fn, traceback, p.handler, p.conf)
+      local ok, err = xpcall(list[i], traceback, list[i + 1], list[i + 2])
       if rec then rec[n + 4] = tonumber(C.gw_ffi_now_us()) end
-      set_current_plugin(nil)
+      C.gw_ffi_set_plugin(0)
       if not ok then
-        core.log(0, "plugin '" .. p.name .. "' failed in the " .. name .. " phase: " .. tostring(err))
+        core.log(0, "plugin '" .. pname .. "' failed in the " .. PHASES[phase] .. " phase: " .. tostring(err))
         return 2
       end
     end

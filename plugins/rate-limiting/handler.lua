@@ -12,6 +12,7 @@ local RateLimiting = {
 local SECONDS = { second = 1, minute = 60, hour = 3600, day = 86400, month = 2592000 }
 local NAMES = { second = "Second", minute = "Minute", hour = "Hour", day = "Day", month = "Month" }
 local WINDOWS = { "second", "minute", "hour", "day", "month" }
+local floor, max, ipairs, tostring, tonumber, type = math.floor, math.max, ipairs, tostring, tonumber, type
 
 -- Checks every window, counts the request in each only when none is full (all or nothing, in
 -- one step on the server: no read-then-write race between nodes). Each window slides: the count
@@ -79,101 +80,139 @@ local function identifier(conf)
   return id or ("ip:" .. (gw.client.get_forwarded_ip() or ""))
 end
 
+-- The route's part of the counter key: "service/route", made once per (service, route) name pair
+-- and kept (a worker serves one config generation, so the set is bounded by its routes).
+local scopes = {}
 local function scope(conf)
   if conf.limit_by == "service" then return "" end
   local r = gw.router.get_route()
   local s = gw.router.get_service()
-  return (s and (s.name or s.id) or "") .. "/" .. (r and (r.name or r.id) or "")
+  local sname = s and (s.name or s.id) or ""
+  local rname = r and (r.name or r.id) or ""
+  local by_route = scopes[sname]
+  if not by_route then by_route = {}; scopes[sname] = by_route end
+  local sc = by_route[rname]
+  if not sc then sc = sname .. "/" .. rname; by_route[rname] = sc end
+  return sc
 end
 
-local function windows_of(conf)
-  local list = {}
+-- Per conf (the same table for every request of a config generation), made once: the configured
+-- windows in order, with their lengths, limits, key suffixes and header names.
+local plans = setmetatable({}, { __mode = "k" })
+local function plan_of(conf)
+  local plan = plans[conf]
+  if plan then return plan end
+  plan = {}
   for _, w in ipairs(WINDOWS) do
-    if conf[w] then list[#list + 1] = { name = w, len = SECONDS[w], limit = conf[w] } end
+    local limit = conf[w]
+    if limit then
+      plan[#plan + 1] = { name = w, len = SECONDS[w], limit = limit, suffix = ":" .. SECONDS[w] .. ":",
+                          h_limit = "X-RateLimit-Limit-" .. NAMES[w], limit_s = tostring(limit),
+                          h_remaining = "X-RateLimit-Remaining-" .. NAMES[w] }
+    end
   end
-  return list
+  plans[conf] = plan
+  return plan
 end
+
+-- This request's count and reset per window (index as in the plan). Filled and read within one
+-- access call with no yield in between (redis fills them after its reply), so one pair of arrays
+-- serves every request.
+local counts, resets = {}, {}
 
 -- local: one incr (with init and ttl) per window; exact across workers (the dict is shared).
-local function count_local(conf, key, wins)
+local function count_local(conf, key, plan)
   local dict = gw.shared[conf.dict]
   if not dict then
     return nil, "gw.shared dict '" .. conf.dict .. "' is not declared (gw.shared_dicts)"
   end
-  local now = gw.now()
-  local sec = math.floor(now)
+  local sec = floor(gw.now())
   local blocked = false
-  for _, w in ipairs(wins) do
-    local start = sec - sec % w.len
-    local n, err = dict:incr(key .. ":" .. w.len .. ":" .. start, 1, 0, w.len + 1)
+  for i = 1, #plan do
+    local w = plan[i]
+    local len = w.len
+    local start = sec - sec % len
+    local n, err = dict:incr(key .. w.suffix .. start, 1, 0, len + 1)
     if not n then return nil, "gw.shared incr: " .. tostring(err) end
-    w.count = n
-    w.reset = start + w.len - sec
+    counts[i], resets[i] = n, start + len - sec
     if n > w.limit then blocked = true end
   end
   return blocked
 end
 
-local function count_redis(conf, key, wins)
+local function count_redis(conf, key, plan)
   local r, err = gw.redis.connect{ host = conf.redis_host, port = conf.redis_port,
                                    password = conf.redis_password, db = conf.redis_database,
                                    timeout = conf.redis_timeout }
   if not r then return nil, "redis: " .. tostring(err) end
-  local args = { #wins }
-  for _, w in ipairs(wins) do args[#args + 1] = w.len; args[#args + 1] = w.limit end
+  local args = { #plan }
+  for _, w in ipairs(plan) do args[#args + 1] = w.len; args[#args + 1] = w.limit end
   local res, e = r:eval_script(SCRIPT, { "gw:rl:" .. key }, args)
   if type(res) ~= "table" then return nil, "redis: " .. tostring(e or "unexpected reply") end
-  for i, w in ipairs(wins) do
-    w.count = tonumber(res[2 * i]) or 0
-    w.reset = tonumber(res[2 * i + 1]) or w.len
+  for i, w in ipairs(plan) do
+    counts[i] = tonumber(res[2 * i]) or 0
+    resets[i] = tonumber(res[2 * i + 1]) or w.len
   end
   return res[1] == 1, nil, true
 end
 
+-- A refused request: 429 with every header at once.
+local function refuse(conf, plan, atomic)
+  local headers = {}
+  local reset, stop_reset = nil, 0     -- of the window with the least left; of the full ones
+  local min_remaining, min_w
+  for i, w in ipairs(plan) do
+    local used = counts[i]
+    local remaining = max(0, w.limit - used)
+    if not conf.hide_client_headers then
+      headers[w.h_limit] = w.limit_s
+      headers[w.h_remaining] = tostring(remaining)
+    end
+    if not min_remaining or remaining < min_remaining then
+      min_remaining, min_w, reset = remaining, w, resets[i]
+    end
+    local full = atomic and (used >= w.limit) or (not atomic and used > w.limit)
+    if full and resets[i] > stop_reset then stop_reset = resets[i] end
+  end
+  if not conf.hide_client_headers then
+    headers["RateLimit-Limit"] = min_w.limit_s
+    headers["RateLimit-Remaining"] = tostring(min_remaining)
+    headers["RateLimit-Reset"] = tostring(stop_reset)
+  end
+  headers["Retry-After"] = tostring(max(1, stop_reset))
+  gw.metrics.counter("gateway_rate_limiting_rejections_total", "Requests refused with 429 by rate-limiting",
+                     { "service", "route" }):inc(1, { gw.metrics.service_route() })
+  return gw.response.exit(429, { message = "API rate limit exceeded" }, headers)
+end
+
 function RateLimiting:access(conf)
-  local wins = windows_of(conf)
-  local key = scope(conf) .. "|" .. identifier(conf)
+  local plan = plan_of(conf)
   local blocked, err, atomic
   if conf.policy == "redis" then
-    blocked, err, atomic = count_redis(conf, key, wins)
+    blocked, err, atomic = count_redis(conf, scope(conf) .. "|" .. identifier(conf), plan)
   else
-    blocked, err = count_local(conf, key, wins)
+    blocked, err = count_local(conf, scope(conf) .. "|" .. identifier(conf), plan)
   end
   if blocked == nil then
     gw.log.err("rate-limiting: ", err, conf.fault_tolerant and " (fault_tolerant: request let through)" or "")
     if conf.fault_tolerant then return end
     return gw.response.exit(500, { message = "An unexpected error occurred" })
   end
-
-  local headers = {}
-  local reset, stop_reset = nil, 0     -- of the window with the least left; of the full ones
-  local min_remaining, min_w
-  for _, w in ipairs(wins) do
-    -- local counts include this request even when it is refused; redis counts do not
-    local used = w.count
-    local remaining = math.max(0, w.limit - used)
-    if not conf.hide_client_headers then
-      headers["X-RateLimit-Limit-" .. NAMES[w.name]] = tostring(w.limit)
-      headers["X-RateLimit-Remaining-" .. NAMES[w.name]] = tostring(remaining)
-    end
-    if not min_remaining or remaining < min_remaining then
-      min_remaining, min_w, reset = remaining, w, w.reset
-    end
-    local full = atomic and (used >= w.limit) or (not atomic and used > w.limit)
-    if blocked and full and w.reset > stop_reset then stop_reset = w.reset end
+  if blocked then return refuse(conf, plan, atomic) end
+  if conf.hide_client_headers then return end
+  -- the headers of the window with the least left (the first of equals)
+  local set_header = gw.response.set_header
+  local min_remaining, min_i
+  for i = 1, #plan do
+    local w = plan[i]
+    local remaining = max(0, w.limit - counts[i])
+    set_header(w.h_limit, w.limit_s)
+    set_header(w.h_remaining, tostring(remaining))
+    if not min_remaining or remaining < min_remaining then min_remaining, min_i = remaining, i end
   end
-  if not conf.hide_client_headers then
-    headers["RateLimit-Limit"] = tostring(min_w.limit)
-    headers["RateLimit-Remaining"] = tostring(min_remaining)
-    headers["RateLimit-Reset"] = tostring(blocked and stop_reset or reset)
-  end
-  if blocked then
-    headers["Retry-After"] = tostring(math.max(1, stop_reset))
-    gw.metrics.counter("gateway_rate_limiting_rejections_total", "Requests refused with 429 by rate-limiting",
-                       { "service", "route" }):inc(1, { gw.metrics.service_route() })
-    return gw.response.exit(429, { message = "API rate limit exceeded" }, headers)
-  end
-  for k, v in pairs(headers) do gw.response.set_header(k, v) end
+  set_header("RateLimit-Limit", plan[min_i].limit_s)
+  set_header("RateLimit-Remaining", tostring(min_remaining))
+  set_header("RateLimit-Reset", tostring(resets[min_i]))
 end
 
 -- The counters' dict, declared with 1 MiB (thousands of counters) unless gw.shared_dicts sizes it.

@@ -60,12 +60,47 @@ static int co_resume(gw_req *r, int nargs)
     return res;
 }
 
+/* Coroutines of finished requests, kept for the next ones: a request that runs plugins takes
+ * one instead of making a thread (a stack allocation, a registry slot and garbage) each time. */
+#define CO_POOL 64
+static struct { lua_State *co; int ref; } co_pool[CO_POOL];
+static int co_pooled;
+
+/* r is done with its coroutine: back to the pool when it finished cleanly, else released. */
+static void release_co(gw_req *r)
+{
+    if (r->co_ref < 0) return;
+    lua_State *co = r->co;
+    if (co && lua_status(co) == 0 && co_pooled < CO_POOL && !r->c->test) {
+        lua_settop(co, 0);
+        co_pool[co_pooled].co = co;
+        co_pool[co_pooled].ref = r->co_ref;
+        co_pooled++;
+    } else {
+        luaL_unref(gw_W->L, LUA_REGISTRYINDEX, r->co_ref);
+    }
+    r->co_ref = LUA_NOREF;
+    r->co = NULL;
+}
+
 static int phase_enter(gw_req *r, int phase)
 {
     lua_State *L = gw_W->L;
     if (r->co_ref == LUA_NOREF || r->co_ref == -2) {
-        r->co = lua_newthread(L);
-        r->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        if (co_pooled > 0) {
+            co_pooled--;
+            r->co = co_pool[co_pooled].co;
+            r->co_ref = co_pool[co_pooled].ref;
+        } else {
+            r->co = lua_newthread(L);
+            r->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        }
+    }
+    if (r->ctx_ref < 0) {
+        /* gw.ctx.shared made here, so the Lua side always finds it in its registry slot (one
+         * path through the trace instead of a "made yet?" branch taken both ways per request) */
+        lua_newtable(L);
+        r->ctx_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     }
     lua_State *co = r->co;
     lua_settop(co, 0);
@@ -303,10 +338,9 @@ void gw_api_req_cleanup(gw_req *r)
         r->wait_ev = NULL;
     }
     gw_wait_cancel(r);   /* gw.http / gw.redis calls nobody will wait for */
-    if (r->co_ref >= 0) luaL_unref(L, LUA_REGISTRYINDEX, r->co_ref);
+    release_co(r);
     if (r->ctx_ref >= 0) luaL_unref(L, LUA_REGISTRYINDEX, r->ctx_ref);
-    r->co_ref = r->ctx_ref = LUA_NOREF;
-    r->co = NULL;
+    r->ctx_ref = LUA_NOREF;
 }
 
 /* ---- whole-body reads (echo service, gw.request.get_raw_body) ------------------------- */
@@ -650,6 +684,13 @@ static int l_ctx(lua_State *L)
     return 1;
 }
 
+/* core.own_co(): true when running in the request's own coroutine (not one a plugin made). */
+static int l_own_co(lua_State *L)
+{
+    lua_pushboolean(L, gw_cur && gw_cur->co == (void *)L);
+    return 1;
+}
+
 static int l_worker(lua_State *L)
 {
     lua_newtable(L);
@@ -694,7 +735,7 @@ int luaopen_gw_core(lua_State *L)
     static const luaL_Reg fns[] = {
         { "sleep", l_sleep }, { "timer_at", l_timer_at }, { "timer_every", l_timer_every },
         { "log", l_log }, { "now", l_now }, { "monotonic_ms", l_monotonic_ms }, { "ctx", l_ctx },
-        { "read_body", l_read_body }, { "uri_captures", l_uri_captures }, { "resp_body", l_resp_body }, { "set_resp_body", l_set_resp_body }, { "set_body", l_set_body }, { "worker", l_worker },
+        { "read_body", l_read_body }, { "uri_captures", l_uri_captures }, { "resp_body", l_resp_body }, { "set_resp_body", l_set_resp_body }, { "set_body", l_set_body }, { "worker", l_worker }, { "own_co", l_own_co },
         { NULL, NULL }
     };
     lua_newtable(L);

@@ -98,6 +98,9 @@ int gw_ffi_timings(double *out)
     return 0;
 }
 
+/* gw.now(): wall-clock seconds (ms precision) */
+double gw_ffi_now(void) { return gw_now(); }
+
 /* monotonic microseconds, for phase timings */
 uint64_t gw_ffi_now_us(void) { return gw_now_us(); }
 
@@ -147,19 +150,25 @@ int gw_ffi_header_at(int resp, int i, const char **np, size_t *nn, const char **
     return 0;
 }
 
-/* Header names compare case-insensitively, and '_' matches '-' (as Kong and ngx_lua do). */
-static int hname_eq(gw_str a, const char *b, size_t bl)
+/* Header names compare case-insensitively, and '_' matches '-' (as Kong and ngx_lua do): both
+ * sides folded through one table; the length check is inline, so most headers cost nothing. */
+#define FOLD(c) ((c) >= 'A' && (c) <= 'Z' ? (c) + 32 : (c) == '_' ? '-' : (c))
+#define F1(c) [c] = FOLD(c)
+#define F4(c) F1(c), F1(c + 1), F1(c + 2), F1(c + 3)
+#define F16(c) F4(c), F4(c + 4), F4(c + 8), F4(c + 12)
+#define F64(c) F16(c), F16(c + 16), F16(c + 32), F16(c + 48)
+static const unsigned char hfold[256] = { F64(0), F64(64), F64(128), F64(192) };
+
+static int hname_same(const char *a, const char *b, size_t n)
 {
-    if (a.n != bl) return 0;
-    for (size_t i = 0; i < bl; i++) {
-        unsigned char x = (unsigned char)a.p[i], y = (unsigned char)b[i];
-        if (x >= 'A' && x <= 'Z') x += 32;
-        if (y >= 'A' && y <= 'Z') y += 32;
-        if (x == '_') x = '-';
-        if (y == '_') y = '-';
-        if (x != y) return 0;
-    }
+    for (size_t i = 0; i < n; i++)
+        if (hfold[(unsigned char)a[i]] != hfold[(unsigned char)b[i]]) return 0;
     return 1;
+}
+
+static inline int hname_eq(gw_str a, const char *b, size_t bl)
+{
+    return a.n == bl && hname_same(a.p, b, bl);
 }
 
 /* Returns the index of the first header named `name` at or after `from`, -1 when none. */
@@ -178,10 +187,37 @@ int gw_ffi_get_header(int resp, const char *name, size_t nl, int from, const cha
     return -1;
 }
 
+/* A header name is an RFC 9110 token; a value holds no CR, LF or NUL. Checked here, so the Lua
+ * side runs no pattern per call: -4 bad name, -5 bad value (gw.* then raises its error). */
+#define TOKEN_PUNCT(c) ((c) == '!' || (c) == '#' || (c) == '$' || (c) == '%' || (c) == '&' || \
+    (c) == '\'' || (c) == '*' || (c) == '+' || (c) == '-' || (c) == '.' || (c) == '^' || (c) == '_' || \
+    (c) == '`' || (c) == '|' || (c) == '~')
+#define TOKEN_CHAR(c) (((c) >= 'a' && (c) <= 'z') || ((c) >= 'A' && (c) <= 'Z') || \
+    ((c) >= '0' && (c) <= '9') || TOKEN_PUNCT(c))
+#define T1(c) [c] = TOKEN_CHAR(c)
+#define T4(c) T1(c), T1(c + 1), T1(c + 2), T1(c + 3)
+#define T16(c) T4(c), T4(c + 4), T4(c + 8), T4(c + 12)
+static const unsigned char token_chars[256] = { T16(32), T16(48), T16(64), T16(80), T16(96), T16(112) };
+
+static int bad_name(const char *name, size_t nl)
+{
+    if (nl == 0) return 1;
+    for (size_t i = 0; i < nl; i++) if (!token_chars[(unsigned char)name[i]]) return 1;
+    return 0;
+}
+
+static int bad_value(const char *v, size_t vl)
+{
+    for (size_t i = 0; i < vl; i++) if (v[i] == '\r' || v[i] == '\n' || v[i] == 0) return 1;
+    return 0;
+}
+
 int gw_ffi_set_header(int resp, const char *name, size_t nl, const char *v, size_t vl, int add)
 {
     gw_req *r = gw_cur;
     if (!r) return -2;
+    if (bad_name(name, nl)) return -4;
+    if (bad_value(v, vl)) return -5;
     int *n;
     gw_header *a = harr(r, resp, &n);
     if (!add) {
@@ -204,6 +240,7 @@ int gw_ffi_clear_header(int resp, const char *name, size_t nl)
 {
     gw_req *r = gw_cur;
     if (!r) return -2;
+    if (bad_name(name, nl)) return -4;
     int *n;
     gw_header *a = harr(r, resp, &n);
     int j = 0;
@@ -225,6 +262,43 @@ int gw_ffi_set_str(int which, const char *s, size_t n)
     case S_UP_QUERY: r->up_query.p = p; r->up_query.n = n; r->query_set = 1; return 0;
     default: return -1;
     }
+}
+
+/* gw.ctx.shared's registry reference: >= 0 the table, -1 not made yet, -3 no request. */
+int gw_ffi_ctx_ref(void)
+{
+    gw_req *r = gw_cur;
+    if (!r) return -3;
+    return r->ctx_ref >= 0 ? r->ctx_ref : -1;
+}
+
+/* The running plugin of the request (an id of lua/gw/init.lua's; 0 none): -1 no request. */
+int gw_ffi_plugin(void) { return gw_cur ? gw_cur->plugin_id : -1; }
+
+/* Outside a request (init_worker, timers) the id is kept here too, for the watchdog; the runner
+ * then tracks the plugin per coroutine itself (-1). */
+int gw_main_plugin_id;
+
+int gw_ffi_set_plugin(int id)
+{
+    if (!gw_cur) { gw_main_plugin_id = id; return -1; }
+    gw_cur->plugin_id = id;
+    return 0;
+}
+
+/* Plugin names by the runner's ids, registered once per name: the watchdog's signal handler
+ * (worker.c) reads a name from here without touching Lua. */
+#define GW_PLUGIN_NAMES 1024
+static char *plugin_names[GW_PLUGIN_NAMES];
+
+void gw_ffi_name_plugin(int id, const char *name)
+{
+    if (id > 0 && id < GW_PLUGIN_NAMES && !plugin_names[id]) plugin_names[id] = strdup(name);
+}
+
+const char *gw_plugin_name(int id)
+{
+    return id > 0 && id < GW_PLUGIN_NAMES ? plugin_names[id] : NULL;
 }
 
 int gw_ffi_get_status(void) { return gw_cur ? gw_cur->status : -2; }

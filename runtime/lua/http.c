@@ -502,7 +502,12 @@ static void op_event_cb(struct bufferevent *bev, short what, void *arg)
         return;
     }
     if (what & BEV_EVENT_TIMEOUT) {
-        op_fail(op, "%s", (what & BEV_EVENT_WRITING) ? "send timeout" : "read timeout");
+        /* a step bound no shorter than the whole call's cannot fire before the whole call's
+         * deadline has passed too: both expire in the same loop turn, in no set order, and the
+         * one the caller set (a number `timeout`) is the one to name */
+        int writing = (what & BEV_EVENT_WRITING) != 0;
+        if (op->total_ms > 0 && (writing ? op->send_ms : op->read_ms) >= op->total_ms) op_fail(op, "timeout");
+        else op_fail(op, "%s", writing ? "send timeout" : "read timeout");
         return;
     }
     if ((what & BEV_EVENT_EOF) && op->state == S_BODY && op->mode == GW_BODY_CLOSE) {

@@ -44,4 +44,52 @@ describe("ctx", function()
     assert.same({ unnamed = {}, named = {} }, got)
     assert.has_error(function() gw.test.context{ route_path = "~(" } end)
   end)
+
+  -- header names and values are checked in C (runtime/lua/ffi.c) on the hot path: the same
+  -- rules, byte for byte, as the Lua patterns that give the errors
+  it("set_header / add_header / clear_header refuse what the patterns refuse, every byte", function()
+    local errs = {}
+    local h = { access = function()
+      for b = 0, 255 do
+        local c = string.char(b)
+        local name_ok = c:find("^[%w!#$%%&'*+%-.^_`|~]$") ~= nil
+        local value_ok = not c:find("[\r\n%z]")
+        local ok1, e1 = pcall(gw.service.request.set_header, "X" .. c, "v")
+        local ok2, e2 = pcall(gw.response.add_header, "X-V", "a" .. c .. "b")
+        local ok3 = pcall(gw.service.request.clear_header, c .. "Y")
+        local ok4, e4 = pcall(gw.response.set_header, "X-T", { "ok", "a" .. c })
+        if ok1 ~= name_ok or ok3 ~= name_ok then errs[#errs + 1] = "name byte " .. b end
+        if ok2 ~= value_ok or ok4 ~= value_ok then errs[#errs + 1] = "value byte " .. b end
+        if not ok1 and not tostring(e1):find("invalid header name", 1, true) then errs[#errs + 1] = tostring(e1) end
+        if not ok2 and not tostring(e2):find("must not contain CR, LF or NUL", 1, true) then errs[#errs + 1] = tostring(e2) end
+        if not ok4 and not tostring(e4):find("must not contain CR, LF or NUL", 1, true) then errs[#errs + 1] = tostring(e4) end
+      end
+      if pcall(gw.service.request.set_header, "", "v") then errs[#errs + 1] = "empty name accepted" end
+      gw.service.request.set_header("X-N", 42)
+    end }
+    local ctx = gw.test.context{}
+    ctx:run(h, "access")
+    assert.same({}, errs)
+    assert.equal("42", ctx:upstream_header("X-N"))
+  end)
+
+  it("gw.ctx.plugin is the handler's own table in a coroutine the handler makes, and per plugin", function()
+    local outer, inner
+    local h = { access = function()
+      outer = gw.ctx.plugin
+      outer.x = 1
+      local co = coroutine.create(function() inner = gw.ctx.plugin end)
+      assert(coroutine.resume(co))
+    end }
+    local other
+    local h2 = { access = function() other = gw.ctx.plugin end }
+    local ctx = gw.test.context{}
+    ctx.plugin_name = "one"
+    ctx:run(h, "access")
+    ctx.plugin_name = "two"
+    ctx:run(h2, "access")
+    assert.equal(outer, inner)
+    assert.equal(1, inner.x)
+    assert.is_nil(other.x)
+  end)
 end)

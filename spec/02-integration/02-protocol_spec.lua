@@ -441,6 +441,70 @@ describe("protocol: connection handling", function()
   end)
 end)
 
+-- A plain connection waiting for a request is shrunk to a small idle record after about a second
+-- (and from accept on); its buffers come back when a byte arrives (docs/architecture.md).
+describe("protocol: connections shrunk while idle", function()
+  local up, gw
+
+  lazy_setup(function()
+    up = helpers.start_mock_upstream{ name = "shrink" }
+    gw = helpers.start_gw{ config = {
+      gw = { timeouts = { keepalive = 4000, client_header = 4000 } },
+      services = { { name = "s", url = "http://127.0.0.1:" .. up[1], routes = { { paths = { "/" } } } } },
+    } }
+  end)
+  lazy_teardown(helpers.stop_all)
+
+  it("serves the next requests (pipelined) of a connection that waited long enough to shrink", function()
+    local client = helpers.proxy_client()
+    assert.res_status(200, assert(client:get("/first")))
+    socket.sleep(2.3)   -- shrunk by the once-a-second sweep after a second of silence
+    assert(client:raw("GET /second HTTP/1.1\r\nHost: t\r\n\r\nGET /third HTTP/1.1\r\nHost: t\r\n\r\n"))
+    local r2 = assert(client:read_response())
+    assert.res_status(200, r2)
+    local e = echo_of(r2)
+    assert.equal("/second", e.path)
+    -- the peer address is read back from the socket
+    assert.equal("127.0.0.1", e.headers["x-real-ip"])
+    assert.equal("127.0.0.1", e.headers["x-forwarded-for"])
+    assert.equal("/third", echo_of(assert(client:read_response())).path)
+    client:close()
+  end)
+
+  it("serves a first request sent long after accept", function()
+    local client = helpers.proxy_client()
+    socket.sleep(1.5)
+    local res = assert(client:get("/late"))
+    assert.res_status(200, res)
+    assert.equal("/late", echo_of(res).path)
+    client:close()
+  end)
+
+  it("still closes a shrunk connection at the keep-alive timeout, not later", function()
+    local client = helpers.proxy_client()
+    assert.res_status(200, assert(client:get("/idle")))
+    local t0 = socket.gettime()
+    local closed, err = closed_by_peer(client, 8)
+    local dt = socket.gettime() - t0
+    assert.is_true(closed, tostring(err))
+    assert.is_true(dt >= 3.5 and dt < 5.5, "closed after " .. dt)
+  end)
+
+  it("600 connections going quiet together (most shrink at once) each serve a second request", function()
+    local clients = {}
+    for i = 1, 600 do
+      clients[i] = helpers.proxy_client()
+      assert.res_status(200, assert(clients[i]:get("/a" .. i)))
+    end
+    for i = 1, 600 do
+      local res = assert(clients[i]:get("/b" .. i))
+      assert.res_status(200, res)
+      assert.equal("/b" .. i, echo_of(res).path)
+      clients[i]:close()
+    end
+  end)
+end)
+
 describe("protocol: heavy pipelining", function()
   local up, gw
 
