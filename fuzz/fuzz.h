@@ -32,7 +32,8 @@ static inline lua_State *fuzz_vm(void)
 {
     const char *home = getenv("GW_HOME");
     snprintf(gw_home, sizeof gw_home, "%s", home && *home ? home : GW_SRC_HOME);
-    gw_log_level = -1;   /* errors of rejected inputs are expected: keep the fuzzer's output readable */
+    /* errors of rejected inputs are expected: quiet unless FUZZ_LOG sets a level (0 error .. 4 debug) */
+    gw_log_level = getenv("FUZZ_LOG") ? atoi(getenv("FUZZ_LOG")) : -1;
     lua_State *L = gw_vm_new();
     if (!L) abort();
     fuzz_L = L;

@@ -24,6 +24,7 @@
 #include <event2/event.h>
 #include <event2/bufferevent.h>
 #include <event2/buffer.h>
+#include "api.h"
 #include "conn.h"
 #include "worker.h"
 #include "metrics.h"
@@ -153,7 +154,10 @@ static void setup(void)
         abort();
     }
     lua_pop(L, 1);
-    if (gw_worker_init(L, lua_gettop(L), NULL, 0, 0) != 0) { fprintf(stderr, "fuzz_proxy: worker\n"); abort(); }
+    if (gw_worker_init(L, lua_gettop(L), NULL, 0, 0) != 0 || gw_api_init_worker() != 0) {
+        fprintf(stderr, "fuzz_proxy: worker\n");
+        abort();
+    }
     H.lev = event_new(gw_W->base, H.lfd, EV_READ | EV_PERSIST, up_accept, NULL);
     event_add(H.lev, NULL);
     H.tick = event_new(gw_W->base, -1, EV_PERSIST, tick, NULL);
@@ -171,12 +175,13 @@ static int pending_bytes(int fd)
 /* gw has answered everything it was sent and waits for the next request. */
 static int gw_idle(int gw_fd, int cli_fd)
 {
+    /* no gw_conn: closed, or an idle record waiting for its first byte (conn.c) */
     gw_conn *c = gw_W->live;
-    if (!c) return 1;
-    if (c->req.state != GW_RS_IDLE || !c->bev) return 0;
+    if (c && (c->req.state != GW_RS_IDLE || !c->bev)) return 0;
     if (evbuffer_get_length(bufferevent_get_output(H.cli)) || pending_bytes(gw_fd)) return 0;
-    if (evbuffer_get_length(bufferevent_get_input(c->bev))) return 0;
-    if (evbuffer_get_length(bufferevent_get_output(c->bev)) || pending_bytes(cli_fd)) return 0;
+    if (c && (evbuffer_get_length(bufferevent_get_input(c->bev)) || evbuffer_get_length(bufferevent_get_output(c->bev))))
+        return 0;
+    if (pending_bytes(cli_fd)) return 0;
     for (int i = 0; i < H.nup; i++) if (H.up[i] && !H.up_sent[i]) return 0;
     return 1;
 }

@@ -20,7 +20,7 @@ for t in "$@"; do
   leaks=1
   case $name in config|proxy) leaks=0 ;; esac
   # -timeout: one input taking 10 s is a hang; -rss_limit_mb: the Lua VM targets grow slowly
-  "$t" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2560 -print_final_stats=1 -detect_leaks=$leaks \
+  ASAN_OPTIONS="detect_leaks=$leaks${ASAN_OPTIONS:+:$ASAN_OPTIONS}" "$t" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2560 -print_final_stats=1 -detect_leaks=$leaks \
        -artifact_prefix="build/fuzz/artifacts/$name-" \
        "build/fuzz/corpus/$name" "fuzz/corpus/$name" >"$log" 2>&1
   rc=$?

@@ -233,8 +233,8 @@ static void fd_budget(int max_connections)
                 (unsigned long long)cur, max_connections, (unsigned long long)want);
 }
 
-/* The worker's state without its loop: event base, generation, access log, accept events, and
- * init_worker run. gw_worker_run's first half; fuzz/fuzz_proxy.c drives connections through a
+/* The worker's state without its loop: event base, generation, access log, accept events (no
+ * signals, watchdog or init_worker yet). gw_worker_run's first half; fuzz/fuzz_proxy.c drives connections through a
  * worker made by it in-process (with nls = 0 and slot = 0: no listeners, no shared stats). */
 int gw_worker_init(lua_State *L, int compiled_idx, gw_listen *ls, int nls, int slot)
 {
@@ -282,8 +282,6 @@ int gw_worker_init(lua_State *L, int compiled_idx, gw_listen *ls, int nls, int s
         if (!W.lev[i] || event_add(W.lev[i], NULL) != 0) { gw_err("worker: cannot listen on fd %d", ls[i].fd); return 1; }
         W.nlev++;
     }
-    if (gw_api_init_worker() != 0) gw_err("worker: init_worker failed");
-    lua_gc(L, LUA_GCCOLLECT, 0);   /* what the master left behind that this worker never uses */
     return 0;
 }
 
@@ -304,6 +302,8 @@ int gw_worker_run(lua_State *L, int compiled_idx, gw_listen *ls, int nls, int sl
     struct event *st = event_new(W.base, -1, EV_PERSIST, stats_tick, NULL);
     struct timeval one = { 1, 0 };
     event_add(st, &one);
+    if (gw_api_init_worker() != 0) gw_err("worker: init_worker failed");
+    lua_gc(L, LUA_GCCOLLECT, 0);   /* what the master left behind that this worker never uses */
     stats_tick(-1, 0, NULL);
     gw_info("worker %d started (generation %d)", getpid(), W.gen->id);
     if (W.stats) W.stats->ready = 1;
