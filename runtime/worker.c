@@ -233,7 +233,10 @@ static void fd_budget(int max_connections)
                 (unsigned long long)cur, max_connections, (unsigned long long)want);
 }
 
-int gw_worker_run(lua_State *L, int compiled_idx, gw_listen *ls, int nls, int slot)
+/* The worker's state without its loop: event base, generation, access log, accept events (no
+ * signals, watchdog or init_worker yet). gw_worker_run's first half; fuzz/fuzz_proxy.c drives connections through a
+ * worker made by it in-process (with nls = 0 and slot = 0: no listeners, no shared stats). */
+int gw_worker_init(lua_State *L, int compiled_idx, gw_listen *ls, int nls, int slot)
 {
     signal(SIGPIPE, SIG_IGN);
     signal(SIGHUP, SIG_IGN);
@@ -279,6 +282,12 @@ int gw_worker_run(lua_State *L, int compiled_idx, gw_listen *ls, int nls, int sl
         if (!W.lev[i] || event_add(W.lev[i], NULL) != 0) { gw_err("worker: cannot listen on fd %d", ls[i].fd); return 1; }
         W.nlev++;
     }
+    return 0;
+}
+
+int gw_worker_run(lua_State *L, int compiled_idx, gw_listen *ls, int nls, int slot)
+{
+    if (gw_worker_init(L, compiled_idx, ls, nls, slot) != 0) return 1;
     struct event *sigs[5];
     int sl[5] = { SIGTERM, SIGINT, SIGQUIT, SIGUSR1, 0 };
     for (int i = 0; sl[i]; i++) {

@@ -32,6 +32,7 @@ struct gw_worker {
 
 extern struct gw_worker *gw_W;
 int gw_worker_run(lua_State *L, int compiled_idx, gw_listen *ls, int nls, int slot);
+int gw_worker_init(lua_State *L, int compiled_idx, gw_listen *ls, int nls, int slot);
 void gw_worker_maybe_exit(void);
 /* the plugin that runs (ffi.c: the runner's ids and their names), for the watchdog's report */
 extern int gw_main_plugin_id;

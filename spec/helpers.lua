@@ -138,7 +138,8 @@ end
 -- lives elsewhere, and GW_HOME still finds the gateway.
 helpers.repo = rawget(_G, "GW_HOME") or os.getenv("GW_HOME") or repo_root()
 --- Absolute path of the gw binary.
-helpers.gw_bin = helpers.repo .. "/bin/gw"
+-- GW_BIN: another build of gw to run the specs against (`make test-asan` sets bin/gw-asan)
+helpers.gw_bin = os.getenv("GW_BIN") or helpers.repo .. "/bin/gw"
 --- Absolute path of the mock upstream script.
 helpers.mock_upstream_script = helpers.repo .. "/spec/fixtures/mock_upstream.py"
 

@@ -54,7 +54,7 @@ local shared_ctx
 --- The raw digest of s.
 function M.digest(alg, s)
   local md = md_of(alg)
-  shared_ctx = shared_ctx or C.EVP_MD_CTX_new()
+  shared_ctx = shared_ctx or ffi.gc(C.EVP_MD_CTX_new(), C.EVP_MD_CTX_free)
   C.EVP_DigestInit_ex(shared_ctx, md, nil)
   C.EVP_DigestUpdate(shared_ctx, s, #s)
   C.EVP_DigestFinal_ex(shared_ctx, out_buf, out_len)

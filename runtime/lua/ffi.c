@@ -153,7 +153,7 @@ int gw_ffi_header_at(int resp, int i, const char **np, size_t *nn, const char **
 /* Header names compare case-insensitively, and '_' matches '-' (as Kong and ngx_lua do): both
  * sides folded through one table; the length check is inline, so most headers cost nothing. */
 #define FOLD(c) ((c) >= 'A' && (c) <= 'Z' ? (c) + 32 : (c) == '_' ? '-' : (c))
-#define F1(c) [c] = FOLD(c)
+#define F1(c) [c] = (unsigned char)FOLD(c)   /* cast: clang checks the branch not taken too */
 #define F4(c) F1(c), F1(c + 1), F1(c + 2), F1(c + 3)
 #define F16(c) F4(c), F4(c + 4), F4(c + 8), F4(c + 12)
 #define F64(c) F16(c), F16(c + 16), F16(c + 32), F16(c + 48)

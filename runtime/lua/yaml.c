@@ -612,6 +612,18 @@ static int indent(dumper *d, int n)
     return 0;
 }
 
+/* Length of a character at s[0..n) that a YAML reader refuses or takes for a line break (C1
+ * controls U+0080..U+009F, U+2028, U+2029, U+FFFE, U+FFFF): written as a \u escape, in quotes.
+ * 0 for any other byte. */
+static int unprintable_utf8(const char *s, size_t n, unsigned *cp)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    if (n >= 2 && u[0] == 0xC2 && u[1] >= 0x80 && u[1] <= 0x9F) { *cp = u[1]; return 2; }
+    if (n >= 3 && u[0] == 0xE2 && u[1] == 0x80 && (u[2] == 0xA8 || u[2] == 0xA9)) { *cp = 0x2000 + u[2] - 0x80; return 3; }
+    if (n >= 3 && u[0] == 0xEF && u[1] == 0xBF && (u[2] == 0xBE || u[2] == 0xBF)) { *cp = 0xFFC0 + u[2] - 0x80; return 3; }
+    return 0;
+}
+
 /* Would the loader read this plain text as something other than this string? */
 static int needs_quotes(const char *s, size_t n)
 {
@@ -623,10 +635,13 @@ static int needs_quotes(const char *s, size_t n)
     for (int i = 0; words[i]; i++)
         if (strlen(words[i]) == n && !memcmp(words[i], s, n)) return 1;
     if (strchr("-?:,[]{}#&*!|>'\"%@` \t", s[0])) return 1;
+    if (n == 2 && s[0] == '<' && s[1] == '<') return 1;   /* a plain << key is a merge */
+    if (n >= 3 && !memcmp(s, "...", 3)) return 1;           /* at a line start: document end */
     if (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == ':') return 1;
     for (size_t i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)s[i];
-        if (ch < 0x20 || ch == 0x7f) return 1;
+        unsigned cp;
+        if (ch < 0x20 || ch == 0x7f || unprintable_utf8(s + i, n - i, &cp)) return 1;
         if (ch == ':' && i + 1 < n && (s[i + 1] == ' ' || s[i + 1] == '\t')) return 1;
         if (ch == '#' && i > 0 && (s[i - 1] == ' ' || s[i - 1] == '\t')) return 1;
     }
@@ -648,8 +663,12 @@ static int dump_string(dumper *d, const char *s, size_t n)
         case '\r': out = "\\r"; break;
         case '\t': out = "\\t"; break;
         case 0: out = "\\0"; break;
-        default:
-            if (ch < 0x20 || ch == 0x7f) { snprintf(esc, sizeof esc, "\\x%02x", ch); out = esc; }
+        default: {
+            unsigned cp;
+            int k = unprintable_utf8(s + i, n - i, &cp);
+            if (k) { snprintf(esc, sizeof esc, "\\u%04x", cp); out = esc; i += k - 1; }
+            else if (ch < 0x20 || ch == 0x7f) { snprintf(esc, sizeof esc, "\\x%02x", ch); out = esc; }
+        }
         }
         if (out ? puts_(d, out) : put(d, (const char *)&s[i], 1)) return -1;
     }
@@ -661,6 +680,7 @@ static int dump_number(dumper *d, double x)
     char tmp[64];
     if (isnan(x)) return puts_(d, ".nan");
     if (isinf(x)) return puts_(d, x > 0 ? ".inf" : "-.inf");
+    if (x == 0 && signbit(x)) return puts_(d, "-0.0");   /* "-0" would load as the integer 0 */
     if (x == floor(x) && fabs(x) < 1e17) snprintf(tmp, sizeof tmp, "%.0f", x);
     else {
         snprintf(tmp, sizeof tmp, "%.14g", x);
@@ -806,7 +826,16 @@ static int dump_block(dumper *d, int idx, int kind, int ind, int inline_first, i
         for (int i = 1; i <= n; i++, first = 0) {
             if (!(first && inline_first) && indent(d, ind)) return -1;
             lua_rawgeti(L, keys, i);
-            if (dump_scalar(d, -1) || put(d, ":", 1)) return -1;
+            size_t start = d->b->len;
+            if (dump_scalar(d, -1)) return -1;
+            if (d->b->len - start > 1000) {
+                /* an implicit key is at most 1024 characters (YAML 1.2, 7.4.2): "? key" has no limit */
+                if (put(d, "  ", 2)) return -1;
+                memmove(d->b->data + start + 2, d->b->data + start, d->b->len - 2 - start);
+                memcpy(d->b->data + start, "? ", 2);
+                if (put(d, "\n", 1) || indent(d, ind)) return -1;
+            }
+            if (put(d, ":", 1)) return -1;
             lua_rawget(L, idx);
             if (dump_child(d, -1, ind, 0, depth)) return -1;
             lua_pop(L, 1);

@@ -285,6 +285,38 @@ l: say "hi"
 ]], out)
   end)
 
+  it("escapes characters a YAML reader refuses or breaks lines at (found by fuzz/fuzz_config.c)", function()
+    -- U+009E (a C1 control), U+0085 (NEL), U+2028, U+FFFF; é and emoji stay as they are
+    local s = "a\194\158b\194\133c\226\128\168d\239\191\191e \195\169\240\159\152\128"
+    local out = assert(yaml.dump({ k = s }))
+    assert.equal('k: "a\\u009eb\\u0085c\\u2028d\\uffffe \195\169\240\159\152\128"\n', out)
+    assert.equal(s, assert(yaml.load(out)).k)
+  end)
+
+  it("writes a key longer than YAML's 1024-character implicit key as '? key' (found by fuzz/fuzz_config.c)", function()
+    local k = string.rep("k", 1100)
+    local value = { a = { [k] = { 1, 2 }, b = 2 }, z = { { [k] = { x = 1 } } } }
+    local out = assert(yaml.dump(value))
+    assert.equal("a:\n  b: 2\n  ? " .. k .. "\n  :\n    - 1\n    - 2\nz:\n  - ? " .. k .. "\n    :\n      x: 1\n", out)
+    assert.same(value, assert(yaml.load(out)))
+  end)
+
+  it("quotes a << key (plain, a merge key) and text starting with ... (found by fuzz/fuzz_config.c)", function()
+    local out = assert(yaml.dump({ ["<<"] = { a = 1 } }))
+    assert.equal('"<<":\n  a: 1\n', out)
+    assert.same({ ["<<"] = { a = 1 } }, assert(yaml.load(out)))
+    -- "..." at a line start ends the document
+    assert.equal('"..."\n', yaml.dump("..."))
+    assert.equal('"...x": 1\n', yaml.dump({ ["...x"] = 1 }))
+    assert.equal("...x", next((assert(yaml.load(yaml.dump({ ["...x"] = 1 }))))))
+  end)
+
+  it("writes -0.0 so that it loads back as -0.0, not the integer 0", function()
+    local out = assert(yaml.dump({ x = -0.0 }))
+    assert.equal("x: -0.0\n", out)
+    assert.equal("-0", tostring(assert(yaml.load(out)).x))
+  end)
+
   it("writes numbers, nulls, empty tables and scalars", function()
     assert.equal("a: 1\nb: 1.5\nc: null\nd: {}\ne: .inf\nf: 0.1\n",
                  yaml.dump({ a = 1, b = 1.5, c = yaml.null, d = {}, e = math.huge, f = 0.1 }))

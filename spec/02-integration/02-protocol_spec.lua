@@ -3,6 +3,9 @@
 -- bodiless responses, Expect: 100-continue and the keep-alive timeout. Requests are written raw so that nothing in the
 -- test client can tidy them up.
 local helpers = require "spec.helpers"
+-- On the ASan build (make test-asan) freed memory waits in ASan's quarantine: RSS bounds say
+-- nothing there, so they are checked on the normal build only.
+local ASAN = os.getenv("ASAN_OPTIONS") ~= nil
 local socket = require "socket"
 
 -- Sends `bytes` on a fresh connection and reads until gw closes it (or `timeout` s pass).
@@ -560,7 +563,7 @@ describe("protocol: heavy pipelining", function()
     local n, peak = pipeline(s, data, N, 1.5, pid)
     s:close()
     assert.equal(N, n)
-    assert.is_true(peak < 24 * 1024, "worker RSS reached " .. peak .. " kB while the client did not read")
+    assert.is_true(ASAN or peak < 24 * 1024, "worker RSS reached " .. peak .. " kB while the client did not read")
   end)
 
   it("answers thousands of pipelined requests queued behind a slow proxied one", function()

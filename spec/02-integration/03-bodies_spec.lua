@@ -2,6 +2,9 @@
 -- ways, close-delimited upstream responses, streaming (bytes move before the whole body exists),
 -- and 1 GiB each way with the gw worker's memory bounded (its RSS sampled from /proc).
 local helpers = require "spec.helpers"
+-- On the ASan build (make test-asan) freed memory waits in ASan's quarantine: RSS bounds say
+-- nothing there, so they are checked on the normal build only.
+local ASAN = os.getenv("ASAN_OPTIONS") ~= nil
 local socket = require "socket"
 
 local GiB = 1024 * 1024 * 1024
@@ -184,7 +187,7 @@ describe("bodies", function()
     end })
     assert.res_status(200, res)
     assert.equal(size, got)
-    assert.is_true(max_rss < 16 * 1024, "worker RSS reached " .. max_rss .. " kB")
+    assert.is_true(ASAN or max_rss < 16 * 1024, "worker RSS reached " .. max_rss .. " kB")
   end)
 
   it("downloads 1 GiB with the worker's RSS under 64 MiB", function()
@@ -212,7 +215,7 @@ describe("bodies", function()
     assert.is_nil(bad, "body differs at byte " .. tostring(bad))
     max_rss = math.max(max_rss, rss_kb(pid))
     print(string.format("\n1 GiB download: %.1f s, %.0f MiB/s, worker max RSS %d kB", dt, 1024 / dt, max_rss))
-    assert.is_true(max_rss < RSS_LIMIT_KB, "worker RSS reached " .. max_rss .. " kB")
+    assert.is_true(ASAN or max_rss < RSS_LIMIT_KB, "worker RSS reached " .. max_rss .. " kB")
   end)
 
   it("uploads 1 GiB (chunked, generated on the fly) with the worker's RSS under 64 MiB", function()
@@ -239,7 +242,7 @@ describe("bodies", function()
     assert.equal(want, e.sha1)
     max_rss = math.max(max_rss, rss_kb(pid))
     print(string.format("\n1 GiB upload: %.1f s, %.0f MiB/s, worker max RSS %d kB", dt, 1024 / dt, max_rss))
-    assert.is_true(max_rss < RSS_LIMIT_KB, "worker RSS reached " .. max_rss .. " kB")
+    assert.is_true(ASAN or max_rss < RSS_LIMIT_KB, "worker RSS reached " .. max_rss .. " kB")
   end)
 
   it("uploads 256 MiB with Content-Length with the worker's RSS under 64 MiB", function()
@@ -255,6 +258,6 @@ describe("bodies", function()
     local res = assert(client:read_response())
     assert.res_status(200, res)
     assert.equal(size, echo_of(res).body_size)
-    assert.is_true(max_rss < RSS_LIMIT_KB, "worker RSS reached " .. max_rss .. " kB")
+    assert.is_true(ASAN or max_rss < RSS_LIMIT_KB, "worker RSS reached " .. max_rss .. " kB")
   end)
 end)

@@ -63,8 +63,12 @@ describe("memory across reloads", function()
     local b = measure(gw, admin)
     print(("\nafter 10: master %d kB, worker %d kB, lua %.0f kB; after 200: master %d kB, worker %d kB, lua %.0f kB")
       :format(a.master, a.worker, a.lua, b.master, b.worker, b.lua))
-    assert.truthy(b.master <= a.master * 1.10, "master RSS grew")
-    assert.truthy(b.worker <= a.worker * 1.10, "worker RSS grew")
+    -- on the ASan build (make test-asan) freed memory waits in ASan's quarantine, so RSS grows
+    -- by design there; the Lua figure below still holds
+    if not os.getenv("ASAN_OPTIONS") then
+      assert.truthy(b.master <= a.master * 1.10, "master RSS grew")
+      assert.truthy(b.worker <= a.worker * 1.10, "worker RSS grew")
+    end
     -- LuaJIT's string table is part of the count and is resized in powers of two with
     -- hysteresis (it grows when full, shrinks only below a quarter), so two healthy workers can
     -- differ by one 128 kB step of it; what must not happen is growth beyond that
