@@ -136,6 +136,22 @@ static int nfreed;               /* gw_conns given back to malloc since the last
  * never touches cost nothing, and unmapping gives everything back at once — malloc'd, these
  * 100 KB per connection would leave the heap fragmented by the small long-lived allocations made
  * between them (libevent's per-descriptor records, idle records). */
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define GW_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) || defined(GW_ASAN)
+#include <sanitizer/lsan_interface.h>
+/* LeakSanitizer scans the heap, globals and stacks, not anonymous mappings: the evbuffers a
+ * gw_conn points to (its body buffers) would look leaked. Its mapping is a root region. */
+#define LSAN_ROOT(m, n) __lsan_register_root_region(m, n)
+#define LSAN_UNROOT(m, n) __lsan_unregister_root_region(m, n)
+#else
+#define LSAN_ROOT(m, n) ((void)0)
+#define LSAN_UNROOT(m, n) ((void)0)
+#endif
+
 static gw_conn *conn_alloc(size_t need, int cap)
 {
     size_t base = (sizeof(gw_conn) + 63) & ~(size_t)63;
@@ -144,6 +160,7 @@ static gw_conn *conn_alloc(size_t need, int cap)
     void *m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (m == MAP_FAILED) return NULL;
     gw_conn *c = m;   /* zero-filled */
+    LSAN_ROOT(m, size);
     c->map_size = size;
     c->hbuf = (char *)m + base;
     c->rbuf = c->hbuf + hsz;
@@ -159,6 +176,7 @@ static void conn_unmap(gw_conn *c)
     if (c->req.body) evbuffer_free(c->req.body);
     if (c->req.lbody) evbuffer_free(c->req.lbody);
     if (c->hs_ev) event_free(c->hs_ev);
+    LSAN_UNROOT(c, c->map_size);
     munmap(c, c->map_size);
 }
 
