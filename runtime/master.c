@@ -332,9 +332,6 @@ static void swap_tick(evutil_socket_t fd, short ev, void *arg)
         if (!ready && gw_now() - M.swap_started < 10) return;
         for (int i = 0; i < GW_MAX_WORKERS * 2; i++) {
             if (M.w[i].pid > 0 && M.w[i].quit_pending) {
-                /* seen by the worker's next accept even before it handles the signal: once the
-                 * reload is answered, no new connection reaches the old set */
-                if (gw_stats) __atomic_store_n(&gw_stats->workers[i].quit, 1, __ATOMIC_RELEASE);
                 kill(M.w[i].pid, SIGQUIT);
                 M.w[i].quit_pending = 0;
             }

@@ -31,7 +31,6 @@ typedef struct {
     gw_target_health health[GW_HEALTH_MAX];   /* published every second by the worker */
     int ready;                  /* set by the worker once it accepts: the master drains the
                                    old set only when every new worker is ready */
-    int quit;                   /* set by the master before its SIGQUIT: accept no more */
     /* the watchdog (gw.worker_watchdog): the worker's loop stamps heartbeat_ms (CLOCK_MONOTONIC)
      * from a timer; a master that finds it stale sends GW_WATCHDOG_SIGNAL, whose handler writes
      * what the worker is running into wd_* and bumps wd_seq, then replaces the worker */

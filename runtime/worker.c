@@ -57,14 +57,10 @@ static void refuse(int fd, int tls)
     }
 }
 
-static void start_drain(void);
-
 static void accept_cb(evutil_socket_t lfd, short ev, void *arg)
 {
     (void)ev;
     gw_listen *ls = arg;
-    /* the master has told this worker to drain; its SIGQUIT may not be handled yet */
-    if (W.stats && __atomic_load_n(&W.stats->quit, __ATOMIC_ACQUIRE)) { start_drain(); return; }
     for (int i = 0; i < ACCEPT_BATCH; i++) {
         struct sockaddr_storage ss;
         socklen_t sl = sizeof ss;
