@@ -127,11 +127,10 @@ int gw_req_set_header(gw_req *r, gw_header *arr, int *n, const char *name, size_
 /* ---- connection lifecycle ------------------------------------------------------------- */
 
 static int nspare;               /* gw_conns on w->free_conns */
-static int nfreed;               /* gw_conns given back to malloc since the last malloc_trim */
+static int nfreed;               /* gw_conns unmapped since the last malloc_trim (their evbuffers
+                                  * went back to malloc) */
 #define MAX_SPARE_CONNS 32
 
-/* A gw_conn back to the free list, or (past MAX_SPARE_CONNS: a burst of connections is over)
- * to malloc, so memory follows the number of busy connections. */
 /* A gw_conn and its head buffers and header arrays are one anonymous mapping: pages a request
  * never touches cost nothing, and unmapping gives everything back at once — malloc'd, these
  * 100 KB per connection would leave the heap fragmented by the small long-lived allocations made
@@ -180,6 +179,8 @@ static void conn_unmap(gw_conn *c)
     munmap(c, c->map_size);
 }
 
+/* A gw_conn back to the free list, or (past MAX_SPARE_CONNS: a burst of connections is over)
+ * unmapped, so memory follows the number of busy connections. */
 static void conn_release(gw_worker *w, gw_conn *c)
 {
     if (nspare >= MAX_SPARE_CONNS) {
@@ -410,10 +411,20 @@ static void idle_record(gw_worker *w, int fd, unsigned nreq, int draining, int m
     d->used = 1;
     if (ms < 1) ms = 1;
     d->due = (uint32_t)(gw_now_ms() + (uint64_t)ms);
-    if (ms < 1) ms = 1;
     struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
     event_assign(&d->u.ev, w->base, fd, EV_READ, idle_wake, d);
     event_add(&d->u.ev, &tv);
+}
+
+/* Links c (not in the queue) at the queue's tail. */
+static void iq_link_tail(gw_conn *c)
+{
+    c->in_iq = 1;
+    c->iq_next = NULL;
+    c->iq_prev = iq_tail;
+    if (iq_tail) iq_tail->iq_next = c; else iq_head = c;
+    iq_tail = c;
+    iq_len++;
 }
 
 static void iq_remove(gw_conn *c)
@@ -482,23 +493,13 @@ static void iq_push(gw_conn *c)
         if (iq_timer) event_add(iq_timer, &tv);
     }
     c->idle_since = gw_now_ms();
-    c->in_iq = 1;
-    c->iq_next = NULL;
-    c->iq_prev = iq_tail;
-    if (iq_tail) iq_tail->iq_next = c; else iq_head = c;
-    iq_tail = c;
-    iq_len++;
+    iq_link_tail(c);
     for (int k = 0; k < 4 && iq_len > MAX_IDLE_FULL && iq_head != c; k++) {
         gw_conn *old = iq_head;
         if (conn_quiet(old)) { conn_shrink(old); continue; }
         /* its response is still draining: to the back of the queue */
         iq_remove(old);
-        old->in_iq = 1;
-        old->iq_next = NULL;
-        old->iq_prev = iq_tail;
-        iq_tail->iq_next = old;
-        iq_tail = old;
-        iq_len++;
+        iq_link_tail(old);
     }
 }
 
@@ -512,9 +513,7 @@ void gw_conn_close_idle(gw_worker *w)
             int fd = event_get_fd(&d->u.ev);
             event_del(&d->u.ev);
             rec_unlink(d);
-            close(fd);
-            w->nconns--;
-            if (w->stats) w->stats->connections--;
+            conn_gone(w, fd);
         }
     }
 }
@@ -930,14 +929,21 @@ static void fl_unlink(gw_conn *c)
     c->fl_queued = 0;
 }
 
+/* Writes what a bufferevent's output holds straight to its socket, as much as the socket takes
+ * (its write event off); returns what is left for the bufferevent to write. */
+size_t gw_write_direct(struct evbuffer *out, int fd)
+{
+    evbuffer_unfreeze(out, 1);   /* a bufferevent keeps its output's start frozen but while it writes */
+    while (evbuffer_get_length(out) > 0 && evbuffer_write(out, fd) > 0) {}
+    evbuffer_freeze(out, 1);
+    return evbuffer_get_length(out);
+}
+
 static void conn_flush(gw_conn *c)
 {
     struct evbuffer *out = bufferevent_get_output(c->bev);
     if (bufferevent_get_enabled(c->bev) & EV_WRITE) return;   /* the bufferevent is writing */
-    evbuffer_unfreeze(out, 1);   /* a bufferevent keeps its output's start frozen but while it writes */
-    while (evbuffer_get_length(out) > 0 && evbuffer_write(out, c->fd) > 0) {}
-    evbuffer_freeze(out, 1);
-    if (evbuffer_get_length(out) > 0) {
+    if (gw_write_direct(out, c->fd) > 0) {
         /* the socket is full (or failed): the bufferevent goes on, and reports an error */
         bufferevent_enable(c->bev, EV_WRITE);
         return;

@@ -190,6 +190,7 @@ void gw_conn_accept(gw_worker *w, int fd, struct sockaddr *sa, int salen, int lo
 void gw_conn_close(gw_conn *c);
 void gw_conn_drain_all(gw_worker *w);
 void gw_conn_close_idle(gw_worker *w);
+size_t gw_write_direct(struct evbuffer *out, int fd);   /* a bufferevent's output straight to its socket; returns what is left */
 
 void *gw_req_alloc(gw_req *r, size_t n);
 char *gw_req_strdup(gw_req *r, const char *s, size_t n);

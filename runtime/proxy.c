@@ -520,11 +520,7 @@ static void attach(gw_req *r, gw_upconn *u)
     if (direct && (bufferevent_get_enabled(u->bev) & EV_WRITE)) bufferevent_disable(u->bev, EV_WRITE);
     write_request_head(r, out);
     if (direct) {
-        int fd = bufferevent_getfd(u->bev);
-        evbuffer_unfreeze(out, 1);
-        while (evbuffer_get_length(out) > 0 && evbuffer_write(out, fd) > 0) {}
-        evbuffer_freeze(out, 1);
-        if (evbuffer_get_length(out) > 0) bufferevent_enable(u->bev, EV_READ | EV_WRITE);
+        if (gw_write_direct(out, bufferevent_getfd(u->bev)) > 0) bufferevent_enable(u->bev, EV_READ | EV_WRITE);
         else if (!(bufferevent_get_enabled(u->bev) & EV_READ)) bufferevent_enable(u->bev, EV_READ);
     } else {
         bufferevent_enable(u->bev, EV_READ | EV_WRITE);
