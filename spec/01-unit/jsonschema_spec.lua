@@ -345,12 +345,18 @@ describe("jsonschema validation runs", function()
       b = { type = "array", items = { type = "integer", minimum = 0 }, maxItems = 10 },
       c = { enum = { "x", "y" } } } })
     local value = js.decode('{"a":"hello","b":[1,2,3],"c":"x"}')
-    collectgarbage()
-    collectgarbage("stop")
-    local before = collectgarbage("count")
-    for _ = 1, 10000 do assert(v.validate(value, "body")) end
-    local grown = collectgarbage("count") - before
-    collectgarbage("restart")
+    -- LuaJIT's traces are GC objects too: compiling them (at first, and side traces later, at a
+    -- point that varies from run to run) shows in the count once. What validating allocates shows
+    -- in every window, so the least of three windows is what 10000 runs allocate.
+    local grown = math.huge
+    for _ = 1, 3 do
+      collectgarbage()
+      collectgarbage("stop")
+      local before = collectgarbage("count")
+      for _ = 1, 10000 do assert(v.validate(value, "body")) end
+      grown = math.min(grown, collectgarbage("count") - before)
+      collectgarbage("restart")
+    end
     assert.is_true(grown < 64, "validating a valid value allocated " .. grown .. " kB over 10000 runs")
   end)
 end)
