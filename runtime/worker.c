@@ -101,7 +101,7 @@ static void drain_tick(evutil_socket_t fd, short ev, void *arg)
     gw_conn *c = W.live;
     while (c) {
         gw_conn *next = c->next_live;
-        if (c->req.state == GW_RS_IDLE && evbuffer_get_length(bufferevent_get_input(c->bev)) == 0)
+        if (c->req.state == GW_RS_IDLE && evbuffer_get_length(gw_io_input(c->io)) == 0)
             gw_conn_close(c);
         c = next;
     }
