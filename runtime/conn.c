@@ -628,6 +628,8 @@ static void req_start(gw_conn *c)
     }
     set_read_timeout(c, ms);
     gw_io_set_write_lowat(c->io, 0);
+    /* the next head is read straight into hbuf when nothing of it is buffered yet */
+    gw_io_read_into(c->io, c->hbuf, c->hcap);
     if ((gw_io_get_enabled(c->io) & (EV_READ | EV_WRITE)) != (EV_READ | EV_WRITE)) gw_io_enable(c->io, EV_READ | EV_WRITE);
     /* A pipelined request already buffered is taken up from the event loop, not from here:
      * answering it may complete synchronously and land here again, and thousands of pipelined
@@ -744,18 +746,19 @@ void gw_req_body_progress(gw_req *r, int held)
     set_read_timeout(c, ms);
 }
 
-/* Returns 1 when the head is not complete yet (nothing answered), else 0. */
-static int process_head(gw_conn *c, size_t avail)
+/* Returns 1 when the head is not complete yet (nothing answered), else 0. direct: the bytes
+ * were read straight into hbuf (gw_io_read_into), an incomplete head is left to the caller. */
+static int process_head(gw_conn *c, size_t avail, int direct)
 {
     gw_req *r = &c->req;
     gw_worker *w = c->w;
     gw_gen *g = w->gen;
     size_t cap = c->hcap;
     size_t n = avail < cap ? avail : cap;
-    evbuffer_copyout(gw_io_input(c->io), c->hbuf, n);
+    if (!direct) evbuffer_copyout(gw_io_input(c->io), c->hbuf, n);
     int rc = gw_http_parse_request(c->hbuf, n, &r->h, r->hdrs, g->limits.max_headers, &g->limits);
     if (rc == GW_HTTP_AGAIN) {
-        if (n < cap) return 1;
+        if (n < cap || direct) return 1;
         bad_request(c, 431, "Request header fields too large");
         return 0;
     }
@@ -763,7 +766,11 @@ static int process_head(gw_conn *c, size_t avail)
         bad_request(c, r->h.status ? r->h.status : 400, r->h.error);
         return 0;
     }
-    evbuffer_drain(gw_io_input(c->io), rc);
+    if (direct) gw_io_direct_take(c->io, (size_t)rc);
+    else evbuffer_drain(gw_io_input(c->io), rc);
+    /* hbuf holds this request's head until it is done: the next reads go to the input (and
+     * what followed the head, a body or a pipelined request, moves there now) */
+    gw_io_read_into(c->io, NULL, 0);
     r->head_len = rc;
     c->nreq++;
     r->start_ms = gw_now_ms();
@@ -845,9 +852,17 @@ static void conn_read_cb(gw_io *io, void *arg)
 {
     gw_conn *c = arg;
     gw_req *r = &c->req;
-    struct evbuffer *in = gw_io_input(io);
+    struct evbuffer *in;
     switch (r->state) {
     case GW_RS_IDLE: {
+        /* the usual case: a whole head read straight into hbuf (req_start), parsed in place */
+        size_t dn = gw_io_direct_len(io);
+        if (dn && c->hbuf[0] != '\r' && evbuffer_get_length(gw_io_output(io)) <= HIGH_WATER) {
+            iq_remove(c);
+            if (!process_head(c, dn, 1)) return;
+            /* incomplete: it continues from the input like any other */
+        }
+        in = gw_io_input(io);
         size_t avail = evbuffer_get_length(in);
         if (avail == 0) return;
         iq_remove(c);
@@ -866,7 +881,7 @@ static void conn_read_cb(gw_io *io, void *arg)
             evbuffer_drain(in, 2);
             avail -= 2;
         }
-        if (avail && !process_head(c, avail)) return;
+        if (avail && !process_head(c, avail, 0)) return;
         /* Incomplete: the wait is what is left until the deadline, not a fresh client_header
          * per read, so a head trickled a byte at a time (slowloris) still ends there (408). */
         uint64_t now = gw_now_ms();
@@ -884,13 +899,14 @@ static void conn_read_cb(gw_io *io, void *arg)
         gw_api_body_readable(r);
         return;
     case GW_RS_LINGER:
+        in = gw_io_input(io);
         evbuffer_drain(in, evbuffer_get_length(in));
         if (gw_now_ms() >= c->linger_until) gw_conn_close(c);
         return;
     default:
         /* Lua running or flushing: leave pipelined bytes in the buffer, but do not buffer
          * without bound. */
-        if (evbuffer_get_length(in) > HIGH_WATER) gw_io_disable(io, EV_READ);
+        if (evbuffer_get_length(gw_io_input(io)) > HIGH_WATER) gw_io_disable(io, EV_READ);
         return;
     }
 }

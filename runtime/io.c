@@ -23,6 +23,10 @@ struct gw_io {
     unsigned char connecting;
     unsigned char in_fl;         /* on the flush list */
     int conn_err;                /* connect() failed at once: reported from the loop */
+    int busy;                    /* inside the read callback: a free waits until it returns */
+    unsigned char dead;          /* freed while busy */
+    char *dbuf;                  /* gw_io_read_into: reads while the input is empty land here */
+    size_t dcap, dlen, dused;    /* its size, bytes read into it, bytes the owner took */
     int rd_tmo, wr_tmo;          /* ms; 0: none */
     uint64_t rd_since, wr_since; /* the read / write timeout counts from then (ms) */
     uint64_t t_due;              /* the timer is armed for then (ms); 0: not armed */
@@ -136,13 +140,30 @@ static void io_timer_ev(evutil_socket_t fd, short what, void *arg)
  * few hundred bytes) and free it when the request has consumed it. */
 static char rd_scratch[READ_SIZE];
 
+static void io_release(gw_io *io, int close_fd);
+
+/* Direct bytes the owner did not take go to the input (copied: the direct buffer is the
+ * owner's to reuse). */
+static void io_spill(gw_io *io)
+{
+    if (io->dlen > io->dused) evbuffer_add(io->in, io->dbuf + io->dused, io->dlen - io->dused);
+    io->dlen = io->dused = 0;
+}
+
 static void io_read(gw_io *io)
 {
     int trig = io->trig;
     io->trig = 0;
-    ssize_t n = read(io->fd, rd_scratch, sizeof rd_scratch);
+    char *dst = rd_scratch;
+    size_t cap = sizeof rd_scratch;
+    int direct = io->dbuf && evbuffer_get_length(io->in) == 0;
+    if (direct) { dst = io->dbuf; cap = io->dcap; }
+    ssize_t n = read(io->fd, dst, cap);
     if (n > 0) {
-        if (evbuffer_add(io->in, rd_scratch, (size_t)n) != 0) {
+        if (direct) {
+            io->dlen = (size_t)n;
+            io->dused = 0;
+        } else if (evbuffer_add(io->in, dst, (size_t)n) != 0) {
             io->enabled &= (short)~EV_READ;
             if (io->ev) io->ev(io, BEV_EVENT_READING | BEV_EVENT_ERROR, io->arg);
             return;
@@ -150,10 +171,13 @@ static void io_read(gw_io *io)
         /* a short read emptied the socket: the next byte brings a new edge. A full one may have
          * left more, and a FIN that came with the data brings no edge of its own: read again
          * after the loop's other ready events. */
-        if ((size_t)n < sizeof rd_scratch && !io->rd_closed) io->rd_ready = 0;
+        if ((size_t)n < cap && !io->rd_closed) io->rd_ready = 0;
         else event_active(&io->rev, EV_READ, 1);
         if (io->rd_tmo) io->rd_since = gw_now_ms();
+        io->busy++;
         if (io->rd) io->rd(io, io->arg);
+        if (--io->busy == 0 && io->dead) { io_release(io, 0); return; }
+        if (io->dlen) io_spill(io);
         return;
     }
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
@@ -305,15 +329,20 @@ static void io_release(gw_io *io, int close_fd)
         free(io);
         return;
     }
-    fl_unlink(io);
-    if (io->fd >= 0) {
-        event_del(&io->rev);
-        event_del(&io->wev);
+    if (!io->dead) {
+        fl_unlink(io);
+        if (io->fd >= 0) {
+            event_del(&io->rev);
+            event_del(&io->wev);
+            if (close_fd) close(io->fd);
+        }
+        event_del(&io->tev);
+        io->dead = 1;
     }
-    event_del(&io->tev);
+    /* freed inside its own read callback: the memory goes when the callback returns (io_read) */
+    if (io->busy) return;
     evbuffer_free(io->in);
     evbuffer_free(io->out);
-    if (close_fd && io->fd >= 0) close(io->fd);
     free(io);
 }
 
@@ -376,7 +405,23 @@ short gw_io_get_enabled(gw_io *io)
     return io->bev ? bufferevent_get_enabled(io->bev) : io->enabled;
 }
 
-struct evbuffer *gw_io_input(gw_io *io) { return io->bev ? bufferevent_get_input(io->bev) : io->in; }
+struct evbuffer *gw_io_input(gw_io *io)
+{
+    if (io->bev) return bufferevent_get_input(io->bev);
+    if (io->dlen) io_spill(io);
+    return io->in;
+}
+
+void gw_io_read_into(gw_io *io, char *buf, size_t cap)
+{
+    if (io->bev) return;
+    if (io->dlen) io_spill(io);
+    io->dbuf = buf;
+    io->dcap = cap;
+}
+
+size_t gw_io_direct_len(const gw_io *io) { return io->dlen - io->dused; }
+void gw_io_direct_take(gw_io *io, size_t n) { io->dused += n; }
 struct evbuffer *gw_io_output(gw_io *io) { return io->bev ? bufferevent_get_output(io->bev) : io->out; }
 
 void gw_io_set_timeouts(gw_io *io, int rd_ms, int wr_ms)

@@ -52,6 +52,14 @@ struct evbuffer *gw_io_output(gw_io *io);
 void gw_io_set_timeouts(gw_io *io, int rd_ms, int wr_ms);
 /* The write callback runs when a write leaves at most `lowat` bytes in the output. */
 void gw_io_set_write_lowat(gw_io *io, size_t lowat);
+/* Direct reads: while buf is set (NULL: off) and the input is empty, a read lands in buf (up to
+ * cap bytes) instead of the input, and the read callback finds it there: gw_io_direct_len bytes
+ * from buf + what it took so far (a request or response head is parsed where it was read, with
+ * no copy and no buffer allocated). gw_io_direct_take consumes them; what is not taken moves to
+ * the input when the callback returns, or at once when gw_io_input is asked for. */
+void gw_io_read_into(gw_io *io, char *buf, size_t cap);
+size_t gw_io_direct_len(const gw_io *io);
+void gw_io_direct_take(gw_io *io, size_t n);
 /* Runs the read callback from the event loop (input already buffered: a pipelined request). */
 void gw_io_trigger_read(gw_io *io);
 int gw_io_fd(gw_io *io);

@@ -216,6 +216,7 @@ static void pool_put(gw_req *r, gw_upconn *u)
         if (x->alen == u->alen && memcmp(&x->addr, &u->addr, u->alen) == 0 && x->tls == u->tls) same++;
     if (gw_W->draining || same >= g->ka_max_idle || u->requests >= g->ka_max_requests) { up_free(u); return; }
     u->r = NULL;
+    gw_io_read_into(u->io, NULL, 0);
     gw_io_setcb(u->io, idle_read_cb, NULL, idle_event_cb, u);
     gw_io_set_timeouts(u->io, g->ka_idle_timeout, 0);
     /* (enabling re-adds the read event: skipped when it is on, as it is after a response) */
@@ -505,6 +506,8 @@ static void attach(gw_req *r, gw_upconn *u)
     gw_io_set_write_lowat(u->io, 0);
     if (u->connected) set_up_timeouts(r, u);
     else gw_io_set_timeouts(u->io, s->connect_timeout, s->connect_timeout);
+    /* the response head is read straight into rbuf when nothing else is buffered */
+    gw_io_read_into(u->io, r->c->rbuf, r->c->hcap);
     /* the head goes out once this loop pass's callbacks are done (a plain stream writes it in one
      * writev then, a pooled connection's read event stays on from its last response); a write
      * error on a pooled connection the upstream had closed comes back as an event: replayed */
@@ -681,8 +684,9 @@ static void up_read_cb(gw_io *io, void *arg)
 {
     gw_req *r = arg;
     gw_upconn *u = r->up;
-    struct evbuffer *in = gw_io_input(io);
-    if (evbuffer_get_length(in)) u->got_bytes = 1;
+    /* a response head read straight into rbuf (attach): parsed where it was read */
+    size_t direct = gw_io_direct_len(io);
+    if (direct || evbuffer_get_length(gw_io_input(io))) u->got_bytes = 1;
     if (in_body(r) || r->state != GW_RS_UPSTREAM) {
         if (in_body(r)) pump_response(r);
         else gw_io_disable(io, EV_READ); /* header_filter running: wait */
@@ -691,10 +695,15 @@ static void up_read_cb(gw_io *io, void *arg)
     gw_conn *c = r->c;
     gw_gen *g = r->gen;
     for (;;) {
-        size_t avail = evbuffer_get_length(in);
-        size_t n = avail < c->hcap ? avail : c->hcap;
-        if (n == 0) return;
-        evbuffer_copyout(in, c->rbuf, n);
+        size_t n = direct;
+        struct evbuffer *in = NULL;
+        if (!n) {
+            in = gw_io_input(io);
+            size_t avail = evbuffer_get_length(in);
+            n = avail < c->hcap ? avail : c->hcap;
+            if (n == 0) return;
+            evbuffer_copyout(in, c->rbuf, n);
+        }
         gw_http_response resp;
         /* headers a plugin set during rewrite/access are already in rhdrs: the upstream's go after
          * them, and an upstream header of the same name gives way */
@@ -702,6 +711,8 @@ static void up_read_cb(gw_io *io, void *arg)
         int rc = gw_http_parse_response(c->rbuf, n, &resp, r->rhdrs + pend, c->hdr_cap - pend, g->limits.max_header_size);
         if (rc == GW_HTTP_AGAIN) {
             if (n >= c->hcap) { target_result(r, r->target, 0); fail(r, 502, "upstream response head too large"); }
+            /* the rest of the head comes to the input, after what is here */
+            else if (direct) gw_io_read_into(io, NULL, 0);
             return;
         }
         if (rc < 0) {
@@ -711,7 +722,9 @@ static void up_read_cb(gw_io *io, void *arg)
             fail(r, 502, "An invalid response was received from the upstream server");
             return;
         }
-        evbuffer_drain(in, rc);
+        /* rbuf holds this head until the response is done: the body goes to the input */
+        if (direct) { gw_io_direct_take(io, (size_t)rc); gw_io_read_into(io, NULL, 0); direct = 0; }
+        else evbuffer_drain(in, rc);
         if (resp.status == 101) {
             /* gw never forwards Upgrade, so a switch was never asked for */
             gw_warn("upstream %s:%d switched protocols unasked (101), request %s", r->target->host,

@@ -303,7 +303,12 @@ int gw_worker_run(lua_State *L, int compiled_idx, gw_listen *ls, int nls, int sl
     stats_tick(-1, 0, NULL);
     gw_info("worker %d started (generation %d)", getpid(), W.gen->id);
     if (W.stats) W.stats->ready = 1;
-    event_base_dispatch(W.base);
+    /* the loop, one pass at a time: the clock is read once per pass (gw_time_pass) */
+    gw_time_cache(1);
+    while (event_base_loop(W.base, EVLOOP_ONCE) == 0 && !event_base_got_break(W.base) &&
+           !event_base_got_exit(W.base))
+        gw_time_pass();
+    gw_time_cache(0);
     gw_accesslog_flush();
     gw_info("worker %d exiting", getpid());
     return 0;

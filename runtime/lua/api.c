@@ -667,7 +667,7 @@ static int l_log(lua_State *L)
 }
 
 static int l_now(lua_State *L) { lua_pushnumber(L, gw_now()); return 1; }
-static int l_monotonic_ms(lua_State *L) { lua_pushnumber(L, (lua_Number)gw_now_ms()); return 1; }
+static int l_monotonic_ms(lua_State *L) { lua_pushnumber(L, (lua_Number)(gw_clock_us() / 1000)); return 1; }
 
 /* ctx table of the current request (gw.ctx.shared), created on first use */
 static int l_ctx(lua_State *L)
