@@ -63,6 +63,8 @@ void gw_io_direct_take(gw_io *io, size_t n);
 /* Runs the read callback from the event loop (input already buffered: a pipelined request). */
 void gw_io_trigger_read(gw_io *io);
 int gw_io_fd(gw_io *io);
+/* Before any other libevent call: libevent's buffer chains come from free lists (io.c). */
+void gw_io_mem_init(void);
 /* The OpenSSL bufferevent of a TLS stream, NULL for a plain one. */
 struct bufferevent *gw_io_bev(gw_io *io);
 #endif
