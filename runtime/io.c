@@ -49,6 +49,7 @@ static void io_out_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
 
 static gw_io *fl_head;
 static struct event *fl_ev;
+static int fl_active;            /* fl_ev is active: it runs this pass */
 
 static void fl_unlink(gw_io *io)
 {
@@ -64,6 +65,7 @@ static void io_write(gw_io *io);
 static void fl_run(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd; (void)what; (void)arg;
+    fl_active = 0;
     while (fl_head) {
         gw_io *io = fl_head;
         fl_unlink(io);
@@ -83,7 +85,7 @@ static void fl_push(gw_io *io)
     io->fl_next = fl_head;
     if (fl_head) fl_head->fl_prev = io;
     fl_head = io;
-    event_active(fl_ev, EV_WRITE, 0);
+    if (!fl_active) { fl_active = 1; event_active(fl_ev, EV_WRITE, 0); }
 }
 
 /* ---- timers ------------------------------------------------------------------------------ */
@@ -462,6 +464,13 @@ struct bufferevent *gw_io_bev(gw_io *io) { return io->bev; }
  * lists, so the hot path makes no malloc. Everything else libevent allocates (per connection or
  * per event) goes to malloc. Each block has a 16-byte header with its size class. Not under
  * AddressSanitizer: recycled blocks would hide a use after free from it. */
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define GW_IO_ASAN 1
+#endif
+#endif
+
+#if !defined(__SANITIZE_ADDRESS__) && !defined(GW_IO_ASAN)
 #define MEM_MIN 1024
 #define MEM_CLASSES 5                    /* 1 KiB .. 16 KiB */
 #define MEM_KEEP (512 * 1024)            /* bytes each class keeps on its free list at most */
@@ -527,16 +536,11 @@ static void *mem_realloc(void *p, size_t n)
     return q;
 }
 
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define GW_IO_ASAN 1
-#endif
-#endif
-
 void gw_io_mem_init(void)
 {
-#if !defined(__SANITIZE_ADDRESS__) && !defined(GW_IO_ASAN)
     event_set_mem_functions(mem_malloc, mem_realloc, mem_release);
-#endif
 }
+#else
+void gw_io_mem_init(void) {}
+#endif
 
