@@ -475,7 +475,7 @@ static void iq_tick(evutil_socket_t fd, short what, void *arg)
         conn_shrink(c);
     }
     /* a burst of connections went quiet: hand the freed request memory back to the system */
-    if (nfreed >= MAX_SPARE_CONNS) { malloc_trim(0); nfreed = 0; }
+    if (nfreed >= MAX_SPARE_CONNS) { gw_io_mem_trim(); malloc_trim(0); nfreed = 0; }
 }
 
 static void iq_push(gw_conn *c)

@@ -461,86 +461,76 @@ struct bufferevent *gw_io_bev(gw_io *io) { return io->bev; }
 /* ---- libevent's memory ---------------------------------------------------------------------
  * Buffer chains are libevent's only allocations per request (a read's bytes when they are not
  * parsed in place, a head added to an output; 1, 2, 4, ... KiB): they come from per-size free
- * lists, so the hot path makes no malloc. Everything else libevent allocates (per connection or
- * per event) goes to malloc. Each block has a 16-byte header with its size class. Not under
- * AddressSanitizer: recycled blocks would hide a use after free from it. */
+ * lists, so the hot path makes no malloc. A freed block whose usable size is that of a size
+ * class (malloc_usable_size) joins the class's list: any block at least that large serves a
+ * request of the class, so no header is needed and everything else libevent allocates (per
+ * connection or per descriptor) goes to malloc untouched. Not under AddressSanitizer: recycled
+ * blocks would hide a use after free from it. */
 #if defined(__has_feature)
 #if __has_feature(address_sanitizer)
 #define GW_IO_ASAN 1
 #endif
 #endif
-
 #if !defined(__SANITIZE_ADDRESS__) && !defined(GW_IO_ASAN)
+#include <malloc.h>
 #define MEM_MIN 1024
 #define MEM_CLASSES 5                    /* 1 KiB .. 16 KiB */
-#define MEM_KEEP (512 * 1024)            /* bytes each class keeps on its free list at most */
-#define MEM_PLAIN 255
+#define MEM_SLACK 64                     /* a block up to this much larger still joins a class */
+#define MEM_KEEP (256 * 1024)            /* bytes each class keeps on its free list at most */
 
-typedef union mem_hdr { struct { unsigned cls; size_t size; } h; max_align_t align; } mem_hdr;
 typedef struct mem_free { struct mem_free *next; } mem_free;
 static mem_free *mem_list[MEM_CLASSES];
 static size_t mem_kept[MEM_CLASSES];
 
-static int mem_class(size_t n)
-{
-    size_t s = MEM_MIN;
-    for (int c = 0; c < MEM_CLASSES; c++, s <<= 1)
-        if (n == s) return c;
-    return MEM_PLAIN;
-}
-
 static void *mem_malloc(size_t n)
 {
-    int c = mem_class(n);
-    mem_hdr *h;
-    if (c != MEM_PLAIN && mem_list[c]) {
-        h = (mem_hdr *)mem_list[c];
-        mem_list[c] = mem_list[c]->next;
-        mem_kept[c] -= n;
-    } else {
-        h = malloc(sizeof *h + n);
-        if (!h) return NULL;
+    if (n >= MEM_MIN && n <= (size_t)MEM_MIN << (MEM_CLASSES - 1) && !(n & (n - 1))) {
+        int c = __builtin_ctzl(n) - __builtin_ctzl(MEM_MIN);
+        mem_free *f = mem_list[c];
+        if (f) {
+            mem_list[c] = f->next;
+            mem_kept[c] -= n;
+            return f;
+        }
     }
-    h->h.cls = (unsigned)c;
-    h->h.size = n;
-    return h + 1;
+    return malloc(n);
 }
 
 static void mem_release(void *p)
 {
     if (!p) return;
-    mem_hdr *h = (mem_hdr *)p - 1;
-    unsigned c = h->h.cls;
-    if (c == MEM_PLAIN || mem_kept[c] + ((size_t)MEM_MIN << c) > MEM_KEEP) { free(h); return; }
-    mem_free *f = (mem_free *)h;
-    f->next = mem_list[c];
-    mem_list[c] = f;
-    mem_kept[c] += (size_t)MEM_MIN << c;
-}
-
-static void *mem_realloc(void *p, size_t n)
-{
-    if (!p) return mem_malloc(n);
-    mem_hdr *h = (mem_hdr *)p - 1;
-    if (h->h.cls == MEM_PLAIN && mem_class(n) == MEM_PLAIN) {
-        mem_hdr *nh = realloc(h, sizeof *nh + n);
-        if (!nh) return NULL;
-        nh->h.size = n;
-        return nh + 1;
+    size_t u = malloc_usable_size(p);
+    if (u >= MEM_MIN && u < ((size_t)MEM_MIN << (MEM_CLASSES - 1)) + MEM_SLACK) {
+        int c = 63 - __builtin_clzl(u) - __builtin_ctzl(MEM_MIN);   /* the largest class <= u */
+        size_t cs = (size_t)MEM_MIN << c;
+        if (u - cs <= MEM_SLACK && mem_kept[c] + cs <= MEM_KEEP) {
+            mem_free *f = p;
+            f->next = mem_list[c];
+            mem_list[c] = f;
+            mem_kept[c] += cs;
+            return;
+        }
     }
-    void *q = mem_malloc(n);
-    if (!q) return NULL;
-    size_t old = h->h.size;
-    memcpy(q, p, old < n ? old : n);
-    mem_release(p);
-    return q;
+    free(p);
 }
 
 void gw_io_mem_init(void)
 {
-    event_set_mem_functions(mem_malloc, mem_realloc, mem_release);
+    event_set_mem_functions(mem_malloc, realloc, mem_release);
+}
+
+void gw_io_mem_trim(void)
+{
+    for (int c = 0; c < MEM_CLASSES; c++) {
+        while (mem_list[c]) {
+            mem_free *f = mem_list[c];
+            mem_list[c] = f->next;
+            free(f);
+        }
+        mem_kept[c] = 0;
+    }
 }
 #else
 void gw_io_mem_init(void) {}
+void gw_io_mem_trim(void) {}
 #endif
-

@@ -65,6 +65,8 @@ void gw_io_trigger_read(gw_io *io);
 int gw_io_fd(gw_io *io);
 /* Before any other libevent call: libevent's buffer chains come from free lists (io.c). */
 void gw_io_mem_init(void);
+/* Gives the free lists back to malloc (a burst of connections went quiet). */
+void gw_io_mem_trim(void);
 /* The OpenSSL bufferevent of a TLS stream, NULL for a plain one. */
 struct bufferevent *gw_io_bev(gw_io *io);
 #endif
