@@ -47,7 +47,7 @@ static void io_out_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
 
 /* ---- the flush list: streams with output to write once this loop pass's callbacks are done -- */
 
-static gw_io *fl_head;
+static gw_io *fl_head, *fl_tail;     /* in the order their output came: the first answered goes first */
 static struct event *fl_ev;
 static int fl_active;            /* fl_ev is active: it runs this pass */
 
@@ -55,7 +55,7 @@ static void fl_unlink(gw_io *io)
 {
     if (!io->in_fl) return;
     if (io->fl_prev) io->fl_prev->fl_next = io->fl_next; else fl_head = io->fl_next;
-    if (io->fl_next) io->fl_next->fl_prev = io->fl_prev;
+    if (io->fl_next) io->fl_next->fl_prev = io->fl_prev; else fl_tail = io->fl_prev;
     io->fl_prev = io->fl_next = NULL;
     io->in_fl = 0;
 }
@@ -81,10 +81,10 @@ static void fl_push(gw_io *io)
         if (!fl_ev) { io_write(io); return; }
     }
     io->in_fl = 1;
-    io->fl_prev = NULL;
-    io->fl_next = fl_head;
-    if (fl_head) fl_head->fl_prev = io;
-    fl_head = io;
+    io->fl_next = NULL;
+    io->fl_prev = fl_tail;
+    if (fl_tail) fl_tail->fl_next = io; else fl_head = io;
+    fl_tail = io;
     if (!fl_active) { fl_active = 1; event_active(fl_ev, EV_WRITE, 0); }
 }
 
