@@ -971,16 +971,19 @@ static void conn_event_cb(gw_io *io, short what, void *arg)
 
 /* ---- responses ------------------------------------------------------------------------ */
 
+/* Response fields gw never forwards: hop-by-hop ones and the framing it writes itself. By length
+ * first: most names have a length no such field has, and are passed with one switch. */
 static int hop_by_hop(gw_str n)
 {
-#define HOP(s) { s, sizeof(s) - 1 }
-    static const struct { const char *s; size_t n; } hop[] = { HOP("connection"), HOP("keep-alive"),
-        HOP("proxy-connection"), HOP("transfer-encoding"), HOP("te"), HOP("trailer"), HOP("upgrade"),
-        HOP("content-length") };
-#undef HOP
-    for (size_t i = 0; i < sizeof hop / sizeof hop[0]; i++)
-        if (name_eq(n, hop[i].s, hop[i].n)) return 1;
-    return 0;
+    switch (n.n) {
+    case 2: return name_eq(n, "te", 2);
+    case 7: return name_eq(n, "trailer", 7) || name_eq(n, "upgrade", 7);
+    case 10: return name_eq(n, "connection", 10) || name_eq(n, "keep-alive", 10);
+    case 14: return name_eq(n, "content-length", 14);
+    case 16: return name_eq(n, "proxy-connection", 16);
+    case 17: return name_eq(n, "transfer-encoding", 17);
+    default: return 0;
+    }
 }
 
 /* Is `n` named by a Connection header of the response (so hop-by-hop, RFC 9110 7.6.1)? */
@@ -1018,13 +1021,14 @@ void gw_req_write_head(gw_req *r, int64_t body_len, int no_body)
     gw_hb_add(&hb, " ", 1);
     gw_hb_str(&hb, status_text(r->status));
     gw_hb_add(&hb, "\r\n", 2);
+    /* a Connection header naming other fields is rare: looked for once, not per field */
+    int listed = 0;
+    for (int i = 0; i < r->nrhdrs && !listed; i++)
+        listed = name_eq(r->rhdrs[i].name, "connection", 10);
     for (int i = 0; i < r->nrhdrs; i++) {
         gw_header *h = &r->rhdrs[i];
-        if (hop_by_hop(h->name) || connection_listed(r, h->name)) continue;
-        gw_hb_add(&hb, h->name.p, h->name.n);
-        gw_hb_add(&hb, ": ", 2);
-        gw_hb_add(&hb, h->value.p, h->value.n);
-        gw_hb_add(&hb, "\r\n", 2);
+        if (hop_by_hop(h->name) || (listed && connection_listed(r, h->name))) continue;
+        gw_hb_field(&hb, h->name, h->value);
     }
     if (body_len >= 0) {
         if (r->status != 204 && r->status != 304 && r->status >= 200) {

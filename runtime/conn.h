@@ -171,6 +171,28 @@ static inline void gw_hb_add(gw_hb *h, const void *p, size_t n)
     h->n += n;
 }
 static inline void gw_hb_str(gw_hb *h, const char *s) { gw_hb_add(h, s, strlen(s)); }
+/* "name: value\r\n"; the usual field fits: one bounds check, the pieces copied in place */
+static inline void gw_hb_field(gw_hb *h, gw_str name, gw_str value)
+{
+    size_t need = name.n + value.n + 4;
+    if (h->n + need > sizeof h->b) {
+        gw_hb_add(h, name.p, name.n);
+        gw_hb_add(h, ": ", 2);
+        gw_hb_add(h, value.p, value.n);
+        gw_hb_add(h, "\r\n", 2);
+        return;
+    }
+    char *o = h->b + h->n;
+    memcpy(o, name.p, name.n);
+    o += name.n;
+    *o++ = ':';
+    *o++ = ' ';
+    memcpy(o, value.p, value.n);
+    o += value.n;
+    *o++ = '\r';
+    *o = '\n';
+    h->n += need;
+}
 static inline void gw_hb_num(gw_hb *h, long long v)
 {
     char t[24];

@@ -290,15 +290,20 @@ static int in_connection(gw_req *r, gw_str n)
  * X-Forwarded-* / X-Real-IP set that gw writes from what it saw. */
 static int not_forwarded(gw_str n)
 {
-#define NF(s) { s, sizeof(s) - 1 }
-    static const struct { const char *s; size_t n; } names[] = { NF("te"), NF("host"), NF("expect"),
-        NF("upgrade"), NF("trailer"), NF("connection"), NF("keep-alive"), NF("content-length"),
-        NF("x-forwarded-host"), NF("x-forwarded-port"), NF("x-forwarded-proto"), NF("proxy-connection"),
-        NF("transfer-encoding"), NF("x-real-ip") };
-#undef NF
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-        if (name_is_n(n, names[i].s, names[i].n)) return 1;
-    return 0;
+    /* by length first: most names have a length none of these has */
+    switch (n.n) {
+    case 2: return name_is(n, "te");
+    case 4: return name_is(n, "host");
+    case 6: return name_is(n, "expect");
+    case 7: return name_is(n, "upgrade") || name_is(n, "trailer");
+    case 9: return name_is(n, "x-real-ip");
+    case 10: return name_is(n, "connection") || name_is(n, "keep-alive");
+    case 14: return name_is(n, "content-length");
+    case 16: return name_is(n, "x-forwarded-host") || name_is(n, "x-forwarded-port") ||
+                    name_is(n, "proxy-connection");
+    case 17: return name_is(n, "x-forwarded-proto") || name_is(n, "transfer-encoding");
+    default: return 0;
+    }
 }
 
 /* The Host header sent upstream (Kong's rules), in r's memory or buf. */
@@ -379,10 +384,7 @@ static void write_request_head(gw_req *r, struct evbuffer *out)
         if (name_is(n, "x-forwarded-for")) { nxff++; continue; }
         if (not_forwarded(n)) continue;
         if (has_conn && in_connection(r, n)) continue;
-        gw_hb_add(&hb, n.p, n.n);
-        gw_hb_add(&hb, ": ", 2);
-        gw_hb_add(&hb, h->value.p, h->value.n);
-        gw_hb_add(&hb, "\r\n", 2);
+        gw_hb_field(&hb, n, h->value);
     }
     gw_conn *c = r->c;
     /* every X-Forwarded-For line the client sent, in order (a repeated header is one list,
