@@ -177,9 +177,9 @@ static int gw_idle(int gw_fd, int cli_fd)
 {
     /* no gw_conn: closed, or an idle record waiting for its first byte (conn.c) */
     gw_conn *c = gw_W->live;
-    if (c && (c->req.state != GW_RS_IDLE || !c->bev)) return 0;
+    if (c && (c->req.state != GW_RS_IDLE || !c->io)) return 0;
     if (evbuffer_get_length(bufferevent_get_output(H.cli)) || pending_bytes(gw_fd)) return 0;
-    if (c && (evbuffer_get_length(bufferevent_get_input(c->bev)) || evbuffer_get_length(bufferevent_get_output(c->bev))))
+    if (c && (evbuffer_get_length(gw_io_input(c->io)) || evbuffer_get_length(gw_io_output(c->io))))
         return 0;
     if (pending_bytes(cli_fd)) return 0;
     for (int i = 0; i < H.nup; i++) if (H.up[i] && !H.up_sent[i]) return 0;

@@ -37,9 +37,9 @@ gw_req *gw_cur;
 #define LINGER_TIMEOUT_MS 2000
 #define LINGER_TIME_MS 10000
 
-static void conn_read_cb(struct bufferevent *bev, void *arg);
-static void conn_write_cb(struct bufferevent *bev, void *arg);
-static void conn_event_cb(struct bufferevent *bev, short what, void *arg);
+static void conn_read_cb(gw_io *io, void *arg);
+static void conn_write_cb(gw_io *io, void *arg);
+static void conn_event_cb(gw_io *io, short what, void *arg);
 static void req_start(gw_conn *c);
 static void req_finish(gw_req *r);
 static void iq_push(gw_conn *c);
@@ -48,8 +48,6 @@ static gw_conn *conn_open(gw_worker *w, int fd, const struct sockaddr *sa, int l
 static void conn_gone(gw_worker *w, int fd);
 static void iq_remove(gw_conn *c);
 static void idle_record(gw_worker *w, int fd, unsigned nreq, int draining, int ms);
-static void out_added(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg);
-static void fl_unlink(gw_conn *c);
 static void set_read_timeout(gw_conn *c, int64_t ms);
 static void head_timeout(gw_conn *c);
 
@@ -258,29 +256,26 @@ static gw_conn *conn_open(gw_worker *w, int fd, const struct sockaddr *sa, int l
     /* the first request head, TLS handshake included, is due client_header ms after accept
      * (an idle record woken by its first bytes passes the deadline it kept) */
     c->head_deadline = head_deadline ? head_deadline : gw_now_ms() + (uint64_t)g->client_header_timeout;
+    c->io = NULL;
     if (tls) {
         SSL *ssl = gw_tls_accept(g, c);
-        c->bev = ssl ? bufferevent_openssl_socket_new(w->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
-                                                      BEV_OPT_CLOSE_ON_FREE) : NULL;
-        if (c->bev) {
+        struct bufferevent *bev = ssl ? bufferevent_openssl_socket_new(w->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                                                        BEV_OPT_CLOSE_ON_FREE) : NULL;
+        if (bev) {
             c->ssl = ssl;
             /* a client that closes without close_notify still ends the stream cleanly */
-            bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
+            bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+            c->io = gw_io_tls(bev);
+            /* out of memory: the socket is closed below */
+            if (!c->io) { bufferevent_setfd(bev, -1); bufferevent_free(bev); c->ssl = NULL; }
         } else if (ssl) {
             SSL_free(ssl);
         }
     } else {
-        c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+        c->io = gw_io_socket(w->base, fd);
     }
-    if (!c->bev) { conn_gone(w, fd); conn_release(w, c); return NULL; }
-    bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
-    c->fl_queued = 0;
-    if (!tls) {
-        /* plain: gw writes the output itself (out_added, below); the bufferevent writes only
-         * what a direct write left over */
-        bufferevent_disable(c->bev, EV_WRITE);
-        evbuffer_add_cb(bufferevent_get_output(c->bev), out_added, c);
-    }
+    if (!c->io) { conn_gone(w, fd); conn_release(w, c); return NULL; }
+    gw_io_setcb(c->io, conn_read_cb, conn_write_cb, conn_event_cb, c);
     if (c->ssl) {
         /* the handshake's reads do not reach conn_read_cb, and each of them would restart a read
          * timeout: a timer bounds it instead (stopped when the handshake is done) */
@@ -394,8 +389,8 @@ static void idle_wake(evutil_socket_t fd, short what, void *arg)
     c->nreq = nreq;
     c->draining = draining;
     if (nreq) c->head_deadline = 0;
-    /* the bytes wait in the socket: the bufferevent's read event (armed by req_start) reports
-     * them on the loop's next poll */
+    /* the bytes wait in the socket: the stream's read event (registered when it was made)
+     * reports them on the loop's next poll */
 }
 
 static void idle_record(gw_worker *w, int fd, unsigned nreq, int draining, int ms)
@@ -440,9 +435,9 @@ static void iq_remove(gw_conn *c)
 /* Quiet: waiting for a request with nothing buffered either way (a response may still drain). */
 static int conn_quiet(gw_conn *c)
 {
-    return c->req.state == GW_RS_IDLE && !c->paused && !c->closing && !c->log_pending && c->bev &&
-           evbuffer_get_length(bufferevent_get_input(c->bev)) == 0 &&
-           evbuffer_get_length(bufferevent_get_output(c->bev)) == 0;
+    return c->req.state == GW_RS_IDLE && !c->paused && !c->closing && !c->log_pending && c->io &&
+           evbuffer_get_length(gw_io_input(c->io)) == 0 &&
+           evbuffer_get_length(gw_io_output(c->io)) == 0;
 }
 
 /* Shrinks an idle connection to a record; it stays open and counted. */
@@ -454,10 +449,9 @@ static void conn_shrink(gw_conn *c)
     int64_t left = (int64_t)c->idle_since + ka - (int64_t)gw_now_ms();
     int fd = c->fd;
     iq_remove(c);
-    /* the socket outlives the bufferevent */
-    bufferevent_setfd(c->bev, -1);
-    bufferevent_free(c->bev);
-    c->bev = NULL;
+    /* the socket outlives the stream */
+    gw_io_free_keep_fd(c->io);
+    c->io = NULL;
     if (c->prev_live) c->prev_live->next_live = c->next_live;
     else w->live = c->next_live;
     if (c->next_live) c->next_live->prev_live = c->prev_live;
@@ -474,14 +468,14 @@ static void iq_tick(evutil_socket_t fd, short what, void *arg)
         if (!conn_quiet(c)) {
             /* not quiet after all (a response still draining): look again later */
             iq_remove(c);
-            if (c->req.state == GW_RS_IDLE && c->bev) iq_push(c);
+            if (c->req.state == GW_RS_IDLE && c->io) iq_push(c);
             if (iq_head == c) break;
             continue;
         }
         conn_shrink(c);
     }
     /* a burst of connections went quiet: hand the freed request memory back to the system */
-    if (nfreed >= MAX_SPARE_CONNS) { malloc_trim(0); nfreed = 0; }
+    if (nfreed >= MAX_SPARE_CONNS) { gw_io_mem_trim(); malloc_trim(0); nfreed = 0; }
 }
 
 static void iq_push(gw_conn *c)
@@ -531,7 +525,7 @@ void gw_conn_close(gw_conn *c)
             record(r);
         }
         if (!c->test && !c->log_pending && r->gen && r->state != GW_RS_LOG && gw_api_wants(r, GW_PHASE_LOG)) {
-            if (c->bev) { bufferevent_free(c->bev); c->bev = NULL; c->ssl = NULL; }
+            if (c->io) { gw_io_free(c->io); c->io = NULL; c->ssl = NULL; }
             c->log_pending = 1;
             if (gw_api_run_log_aborted(r)) return;   /* finishes in gw_req_complete */
             c->log_pending = 0;
@@ -541,9 +535,8 @@ void gw_conn_close(gw_conn *c)
     }
     r->state = GW_RS_IDLE;
     iq_remove(c);
-    fl_unlink(c);
     if (c->hs_ev) evtimer_del(c->hs_ev);
-    if (c->bev) { bufferevent_free(c->bev); c->bev = NULL; }
+    if (c->io) { gw_io_free(c->io); c->io = NULL; }
     c->ssl = NULL;
     if (c->prev_live) c->prev_live->next_live = c->next_live;
     else w->live = c->next_live;
@@ -573,7 +566,7 @@ static void conn_close_when_sent(gw_conn *c)
 {
     int pending = 0;
     if (ioctl(c->fd, FIONREAD, &pending) != 0) pending = 0;
-    struct evbuffer *in = bufferevent_get_input(c->bev);
+    struct evbuffer *in = gw_io_input(c->io);
     /* TLS: close_notify first, so the client knows the response was not cut */
     gw_tls_close_notify(c);
     if (c->req.body_done && pending == 0 && evbuffer_get_length(in) == 0) { gw_conn_close(c); return; }
@@ -581,10 +574,9 @@ static void conn_close_when_sent(gw_conn *c)
     evbuffer_drain(in, evbuffer_get_length(in));
     c->req.state = GW_RS_LINGER;
     c->linger_until = gw_now_ms() + LINGER_TIME_MS;
-    struct timeval tv = { LINGER_TIMEOUT_MS / 1000, (LINGER_TIMEOUT_MS % 1000) * 1000 };
-    bufferevent_set_timeouts(c->bev, &tv, NULL);
-    bufferevent_disable(c->bev, EV_WRITE);
-    bufferevent_enable(c->bev, EV_READ);
+    gw_io_set_timeouts(c->io, LINGER_TIMEOUT_MS, 0);
+    gw_io_disable(c->io, EV_WRITE);
+    gw_io_enable(c->io, EV_READ);
 }
 
 void gw_conn_drain_all(gw_worker *w)
@@ -621,7 +613,7 @@ static void req_start(gw_conn *c)
     req_reset(r);
     r->state = GW_RS_IDLE;
     gw_gen *g = c->w->gen;
-    int pipelined = evbuffer_get_length(bufferevent_get_input(c->bev)) > 0;
+    int pipelined = evbuffer_get_length(gw_io_input(c->io)) > 0;
     int64_t ms;
     if (c->nreq == 0) {
         ms = (int64_t)c->head_deadline - (int64_t)gw_now_ms();   /* the first head: due since accept */
@@ -635,16 +627,15 @@ static void req_start(gw_conn *c)
         ms = g->keepalive_timeout;
     }
     set_read_timeout(c, ms);
-    bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
-    /* (enabling a bufferevent's writing arms its write event even with nothing to write: a
-     * plain connection's stays off, see out_added; a TLS one's stays on) */
-    short want = c->ssl ? EV_READ | EV_WRITE : EV_READ;
-    if ((bufferevent_get_enabled(c->bev) & want) != want) bufferevent_enable(c->bev, want);
+    gw_io_set_write_lowat(c->io, 0);
+    /* the next head is read straight into hbuf when nothing of it is buffered yet */
+    gw_io_read_into(c->io, c->hbuf, c->hcap);
+    if ((gw_io_get_enabled(c->io) & (EV_READ | EV_WRITE)) != (EV_READ | EV_WRITE)) gw_io_enable(c->io, EV_READ | EV_WRITE);
     /* A pipelined request already buffered is taken up from the event loop, not from here:
      * answering it may complete synchronously and land here again, and thousands of pipelined
      * requests must not become thousands of nested calls. */
     if (pipelined)
-        bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_DEFER_CALLBACKS);
+        gw_io_trigger_read(c->io);
     else if (!c->ssl && !c->test)
         iq_push(c);   /* waits for a request: shrinks if it stays quiet (idle records, above) */
 }
@@ -683,12 +674,12 @@ static void bad_request(gw_conn *c, int status, const char *msg)
     /* The head could not be parsed: answer and close, nothing of this connection is trusted. */
     char body[256];
     int bl = snprintf(body, sizeof body, "{\"message\":\"%s\"}", msg ? msg : status_text(status));
-    struct evbuffer *out = bufferevent_get_output(c->bev);
+    struct evbuffer *out = gw_io_output(c->io);
     evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
                         "Connection: close\r\nServer: gw\r\n\r\n%s", status, status_text(status), bl, body);
     c->closing = 1;
     c->req.state = GW_RS_FLUSH;
-    bufferevent_disable(c->bev, EV_READ);
+    gw_io_disable(c->io, EV_READ);
 }
 
 /* Client timeouts while a request is in progress. Reading times out (client_body) only while
@@ -722,10 +713,7 @@ static void req_id_str(gw_req *r)
 /* Sets the client read timeout (ms; 0: none) and the send timeout. */
 static void set_read_timeout(gw_conn *c, int64_t ms)
 {
-    gw_gen *g = c->w->gen;
-    struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000) };
-    struct timeval wt = { g->send_timeout / 1000, (g->send_timeout % 1000) * 1000 };
-    bufferevent_set_timeouts(c->bev, ms > 0 ? &tv : NULL, &wt);
+    gw_io_set_timeouts(c->io, ms > 0 ? (int)ms : 0, c->w->gen->send_timeout);
 }
 
 /* Body bytes were read (gw_req_pull_body). Besides client_body (the longest silence between
@@ -738,7 +726,7 @@ static void set_read_timeout(gw_conn *c, int64_t ms)
 void gw_req_body_progress(gw_req *r, int held)
 {
     gw_conn *c = r->c;
-    if (!c->bev) return;
+    if (!c->io) return;
     if (r->body_done) { gw_req_client_timeouts(r); return; }
     gw_gen *g = c->w->gen;
     int rate = g->client_body_min_rate;
@@ -758,18 +746,19 @@ void gw_req_body_progress(gw_req *r, int held)
     set_read_timeout(c, ms);
 }
 
-/* Returns 1 when the head is not complete yet (nothing answered), else 0. */
-static int process_head(gw_conn *c, size_t avail)
+/* Returns 1 when the head is not complete yet (nothing answered), else 0. direct: the bytes
+ * were read straight into hbuf (gw_io_read_into), an incomplete head is left to the caller. */
+static int process_head(gw_conn *c, size_t avail, int direct)
 {
     gw_req *r = &c->req;
     gw_worker *w = c->w;
     gw_gen *g = w->gen;
     size_t cap = c->hcap;
     size_t n = avail < cap ? avail : cap;
-    evbuffer_copyout(bufferevent_get_input(c->bev), c->hbuf, n);
+    if (!direct) evbuffer_copyout(gw_io_input(c->io), c->hbuf, n);
     int rc = gw_http_parse_request(c->hbuf, n, &r->h, r->hdrs, g->limits.max_headers, &g->limits);
     if (rc == GW_HTTP_AGAIN) {
-        if (n < cap) return 1;
+        if (n < cap || direct) return 1;
         bad_request(c, 431, "Request header fields too large");
         return 0;
     }
@@ -777,7 +766,11 @@ static int process_head(gw_conn *c, size_t avail)
         bad_request(c, r->h.status ? r->h.status : 400, r->h.error);
         return 0;
     }
-    evbuffer_drain(bufferevent_get_input(c->bev), rc);
+    if (direct) gw_io_direct_take(c->io, (size_t)rc);
+    else evbuffer_drain(gw_io_input(c->io), rc);
+    /* hbuf holds this request's head until it is done: the next reads go to the input (and
+     * what followed the head, a body or a pipelined request, moves there now) */
+    gw_io_read_into(c->io, NULL, 0);
     r->head_len = rc;
     c->nreq++;
     r->start_ms = gw_now_ms();
@@ -855,21 +848,29 @@ void gw_req_build_path(gw_req *r)
     r->path_set = 1;
 }
 
-static void conn_read_cb(struct bufferevent *bev, void *arg)
+static void conn_read_cb(gw_io *io, void *arg)
 {
     gw_conn *c = arg;
     gw_req *r = &c->req;
-    struct evbuffer *in = bufferevent_get_input(bev);
+    struct evbuffer *in;
     switch (r->state) {
     case GW_RS_IDLE: {
+        /* the usual case: a whole head read straight into hbuf (req_start), parsed in place */
+        size_t dn = gw_io_direct_len(io);
+        if (dn && c->hbuf[0] != '\r' && evbuffer_get_length(gw_io_output(io)) <= HIGH_WATER) {
+            iq_remove(c);
+            if (!process_head(c, dn, 1)) return;
+            /* incomplete: it continues from the input like any other */
+        }
+        in = gw_io_input(io);
         size_t avail = evbuffer_get_length(in);
         if (avail == 0) return;
         iq_remove(c);
-        if (evbuffer_get_length(bufferevent_get_output(bev)) > HIGH_WATER) {
+        if (evbuffer_get_length(gw_io_output(io)) > HIGH_WATER) {
             /* the client pipelines without reading the answers: take no new request until
              * they drain, or gw would hold every response in memory (conn_write_cb resumes) */
             c->paused = 1;
-            bufferevent_disable(bev, EV_READ);
+            gw_io_disable(io, EV_READ);
             return;
         }
         /* a stray CRLF between pipelined requests is allowed (RFC 9112 2.2) */
@@ -880,7 +881,7 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
             evbuffer_drain(in, 2);
             avail -= 2;
         }
-        if (avail && !process_head(c, avail)) return;
+        if (avail && !process_head(c, avail, 0)) return;
         /* Incomplete: the wait is what is left until the deadline, not a fresh client_header
          * per read, so a head trickled a byte at a time (slowloris) still ends there (408). */
         uint64_t now = gw_now_ms();
@@ -898,98 +899,28 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
         gw_api_body_readable(r);
         return;
     case GW_RS_LINGER:
+        in = gw_io_input(io);
         evbuffer_drain(in, evbuffer_get_length(in));
         if (gw_now_ms() >= c->linger_until) gw_conn_close(c);
         return;
     default:
         /* Lua running or flushing: leave pipelined bytes in the buffer, but do not buffer
          * without bound. */
-        if (evbuffer_get_length(in) > HIGH_WATER) bufferevent_disable(bev, EV_READ);
+        if (evbuffer_get_length(gw_io_input(io)) > HIGH_WATER) gw_io_disable(io, EV_READ);
         return;
     }
 }
 
-/* ---- writing to a plain client ---------------------------------------------------------
- * A bufferevent writes from its write event: arming it (epoll_ctl), a wakeup, the write, and
- * disarming it (epoll_ctl) — four system calls where one does. So a plain connection's
- * bufferevent has writing disabled, and what is added to its output (a response head, body
- * pieces, a whole local response) queues the connection; once the callbacks of this loop pass are
- * done (one event made active, run in the same pass) each queued connection gets one direct
- * writev of everything it has. Only what the socket does not take is left to the bufferevent
- * (writing enabled until drained, with send_timeout), which calls conn_write_cb as before. */
-static gw_conn *fl_head;
-static struct event *fl_ev;
-
-static void fl_unlink(gw_conn *c)
-{
-    if (!c->fl_queued) return;
-    if (c->fl_prev) c->fl_prev->fl_next = c->fl_next; else fl_head = c->fl_next;
-    if (c->fl_next) c->fl_next->fl_prev = c->fl_prev;
-    c->fl_prev = c->fl_next = NULL;
-    c->fl_queued = 0;
-}
-
-/* Writes what a bufferevent's output holds straight to its socket, as much as the socket takes
- * (its write event off); returns what is left for the bufferevent to write. */
-size_t gw_write_direct(struct evbuffer *out, int fd)
-{
-    evbuffer_unfreeze(out, 1);   /* a bufferevent keeps its output's start frozen but while it writes */
-    while (evbuffer_get_length(out) > 0 && evbuffer_write(out, fd) > 0) {}
-    evbuffer_freeze(out, 1);
-    return evbuffer_get_length(out);
-}
-
-static void conn_flush(gw_conn *c)
-{
-    struct evbuffer *out = bufferevent_get_output(c->bev);
-    if (bufferevent_get_enabled(c->bev) & EV_WRITE) return;   /* the bufferevent is writing */
-    if (gw_write_direct(out, c->fd) > 0) {
-        /* the socket is full (or failed): the bufferevent goes on, and reports an error */
-        bufferevent_enable(c->bev, EV_WRITE);
-        return;
-    }
-    conn_write_cb(c->bev, c);   /* drained: what the bufferevent would have called */
-}
-
-static void flush_all(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd; (void)what; (void)arg;
-    while (fl_head) {
-        gw_conn *c = fl_head;
-        fl_unlink(c);
-        if (c->bev) conn_flush(c);
-    }
-}
-
-static void out_added(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
-{
-    (void)buf;
-    gw_conn *c = arg;
-    if (info->n_added == 0 || c->fl_queued) return;
-    if (!fl_ev) {
-        fl_ev = event_new(c->w->base, -1, 0, flush_all, NULL);
-        if (!fl_ev) { bufferevent_enable(c->bev, EV_WRITE); return; }
-    }
-    c->fl_queued = 1;
-    c->fl_prev = NULL;
-    c->fl_next = fl_head;
-    if (fl_head) fl_head->fl_prev = c;
-    fl_head = c;
-    event_active(fl_ev, EV_WRITE, 0);
-}
-
-static void conn_write_cb(struct bufferevent *bev, void *arg)
+static void conn_write_cb(gw_io *io, void *arg)
 {
     gw_conn *c = arg;
     gw_req *r = &c->req;
-    /* a plain connection's bufferevent drained what a direct write left: back to direct writes */
-    if (!c->ssl && (bufferevent_get_enabled(bev) & EV_WRITE) && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-        bufferevent_disable(bev, EV_WRITE);
+    (void)io;
     if (r->state == GW_RS_UPSTREAM) { gw_proxy_client_drained(r); return; }
     if (r->state == GW_RS_IDLE && c->paused) {
         c->paused = 0;
-        bufferevent_enable(c->bev, EV_READ);
-        conn_read_cb(c->bev, c);
+        gw_io_enable(c->io, EV_READ);
+        conn_read_cb(c->io, c);
         return;
     }
     if (r->state == GW_RS_FLUSH) {
@@ -1001,18 +932,18 @@ static void conn_write_cb(struct bufferevent *bev, void *arg)
  * when a head had begun, else just close. */
 static void head_timeout(gw_conn *c)
 {
-    if (evbuffer_get_length(bufferevent_get_input(c->bev)) && !c->closing) {
+    if (evbuffer_get_length(gw_io_input(c->io)) && !c->closing) {
         bad_request(c, 408, "Request timeout");
         return;
     }
     gw_conn_close(c);
 }
 
-static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
+static void conn_event_cb(gw_io *io, short what, void *arg)
 {
     gw_conn *c = arg;
     gw_req *r = &c->req;
-    (void)bev;
+    (void)io;
     if (what & BEV_EVENT_CONNECTED) {          /* TLS: the handshake is done */
         if (c->hs_ev) evtimer_del(c->hs_ev);
         return;
@@ -1072,7 +1003,7 @@ static int connection_listed(gw_req *r, gw_str n)
 void gw_req_write_head(gw_req *r, int64_t body_len, int no_body)
 {
     gw_conn *c = r->c;
-    struct evbuffer *out = bufferevent_get_output(c->bev);
+    struct evbuffer *out = gw_io_output(c->io);
     if (c->w->draining || c->draining) r->resp_close = 1;
     if (body_len < 0 && !no_body) {
         if (r->h.version >= 11) r->resp_chunked_out = 1;
@@ -1149,7 +1080,7 @@ void gw_req_send_local(gw_req *r)
     int no_body = (r->h.method.n == 4 && memcmp(r->h.method.p, "HEAD", 4) == 0) || r->status == 204 || r->status == 304;
     size_t len = r->lbody ? evbuffer_get_length(r->lbody) : 0;
     gw_req_write_head(r, (int64_t)len, no_body);
-    struct evbuffer *out = bufferevent_get_output(r->c->bev);
+    struct evbuffer *out = gw_io_output(r->c->io);
     if (!no_body && len) evbuffer_add_buffer(out, r->lbody);
     else if (len) evbuffer_drain(r->lbody, len);
     r->bytes_sent = len;
@@ -1161,8 +1092,8 @@ void gw_req_response_done(gw_req *r)
 {
     /* TLS: the OpenSSL bufferevent writes one record (and one write()) per buffer chain; a small
      * response (head and body are separate chains) goes out as one when made contiguous */
-    if (r->c->ssl && r->c->bev) {
-        struct evbuffer *out = bufferevent_get_output(r->c->bev);
+    if (r->c->ssl && r->c->io) {
+        struct evbuffer *out = gw_io_output(r->c->io);
         size_t n = evbuffer_get_length(out);
         if (n > 0 && n <= 16384) evbuffer_pullup(out, -1);
     }
@@ -1189,8 +1120,8 @@ void gw_req_complete(gw_req *r)
     if (close_after) {
         c->closing = 1;
         r->state = GW_RS_FLUSH;
-        bufferevent_disable(c->bev, EV_READ);
-        if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) conn_close_when_sent(c);
+        gw_io_disable(c->io, EV_READ);
+        if (evbuffer_get_length(gw_io_output(c->io)) == 0) conn_close_when_sent(c);
         return;
     }
     req_start(c);

@@ -9,6 +9,7 @@
 #include <event2/event.h>
 #include "gen.h"
 #include "http_parser.h"
+#include "io.h"
 
 typedef struct gw_worker gw_worker;
 typedef struct gw_conn gw_conn;
@@ -121,12 +122,12 @@ typedef struct gw_req {
 
 struct gw_conn {
     gw_worker *w;
-    struct bufferevent *bev;
+    gw_io *io;                  /* the client stream (io.h); NULL while shrunk or closing */
     int fd;
     char peer_ip[64];
     int peer_port;
     int local_port;
-    struct ssl_st *ssl;         /* accepted on an ssl listener: the bufferevent's SSL; else NULL */
+    struct ssl_st *ssl;         /* accepted on an ssl listener: the stream's SSL; else NULL */
     int tls_srv;                /* the certificate entry the handshake chose (tls.c) */
     unsigned nreq;
     int closing;
@@ -141,8 +142,6 @@ struct gw_conn {
     uint64_t idle_since;        /* in the idle queue (waiting for a request): since when (ms) */
     struct gw_conn *iq_prev, *iq_next;
     int in_iq;
-    int fl_queued;              /* output waiting for its direct write (conn.c, out_added) */
-    struct gw_conn *fl_prev, *fl_next;
     size_t map_size;            /* the mapping holding it, its head buffers and header arrays */
     char *hbuf;                 /* copy of the request head (zero-copy parse over it) */
     size_t hcap;
@@ -190,7 +189,6 @@ void gw_conn_accept(gw_worker *w, int fd, struct sockaddr *sa, int salen, int lo
 void gw_conn_close(gw_conn *c);
 void gw_conn_drain_all(gw_worker *w);
 void gw_conn_close_idle(gw_worker *w);
-size_t gw_write_direct(struct evbuffer *out, int fd);   /* a bufferevent's output straight to its socket; returns what is left */
 
 void *gw_req_alloc(gw_req *r, size_t n);
 char *gw_req_strdup(gw_req *r, const char *s, size_t n);

@@ -21,8 +21,14 @@ void gw_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)
 #define gw_debug(...)  do { if (gw_log_level >= GW_LOG_DEBUG) gw_log(GW_LOG_DEBUG, __VA_ARGS__); } while (0)
 int gw_log_level_from_name(const char *name);
 
-/* Monotonic milliseconds, cached per loop iteration by the worker. */
+/* Monotonic time: gw_now_ms / gw_now_us are read once per pass of the worker's event loop (as
+ * nginx caches its time), gw_clock_us reads the clock (for timings inside one pass, and what Lua
+ * code sees: a loop waiting on a cached time would never end). */
 uint64_t gw_now_ms(void);
+uint64_t gw_now_us(void);
+uint64_t gw_clock_us(void);
+void gw_time_cache(int on);     /* on: gw_now_* are per pass; the loop calls gw_time_pass */
+void gw_time_pass(void);
 double gw_now(void);            /* wall clock seconds, with ms precision */
 
 #endif

@@ -39,12 +39,30 @@ void gw_log(int level, const char *fmt, ...)
     (void)w;
 }
 
-uint64_t gw_now_ms(void)
+uint64_t gw_clock_us(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
+
+/* The worker's loop reads the clock once per pass (gw_time_pass): a proxied request asks for the
+ * time about ten times (its start, deadlines, upstream timings, metrics), and under load one pass
+ * serves many requests. */
+static int time_cached;          /* the cache is on: this process runs gw_time_pass */
+static uint64_t now_us;          /* the pass's time; 0: not read yet in this pass */
+
+void gw_time_cache(int on) { time_cached = on; now_us = 0; }
+void gw_time_pass(void) { now_us = 0; }
+
+uint64_t gw_now_us(void)
+{
+    if (!time_cached) return gw_clock_us();
+    if (!now_us) now_us = gw_clock_us();
+    return now_us;
+}
+
+uint64_t gw_now_ms(void) { return gw_now_us() / 1000; }
 
 double gw_now(void)
 {

@@ -5,6 +5,7 @@
 #include "gw.h"
 #include "master.h"
 #include "vm.h"
+#include "io.h"
 
 static void usage(FILE *f)
 {
@@ -41,6 +42,7 @@ static int lua_command(const char *fn, int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+    gw_io_mem_init();   /* before anything of libevent */
     gw_home_init(argv[0]);
     const char *cmd = argc > 1 ? argv[1] : "run";
     if (argc > 1 && argv[1][0] == '-') cmd = "run";

@@ -44,12 +44,6 @@ static const double BUCKETS[GW_MET_NB] = { 0.001, 0.0025, 0.005, 0.01, 0.025, 0.
 /* the built-in families */
 static int F_DURATION, F_REQUESTS, F_UPSTREAM, F_BANDWIDTH;
 
-uint64_t gw_now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
 
 static int valid_name(const char *s, int label)
 {

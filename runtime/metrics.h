@@ -43,5 +43,4 @@ void gw_metrics_gen_changed(void);                 /* drops the worker's series 
 /* The whole Prometheus text exposition. */
 void gw_metrics_render(struct evbuffer *out);
 
-uint64_t gw_now_us(void);
 #endif

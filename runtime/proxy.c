@@ -21,7 +21,7 @@
 #define HIGH_WATER (256 * 1024)
 
 struct gw_upconn {
-    struct bufferevent *bev;
+    gw_io *io;
     gw_req *r;                  /* NULL while idle in the pool */
     gw_target *target;
     struct sockaddr_storage addr;
@@ -31,7 +31,7 @@ struct gw_upconn {
     int got_bytes;              /* response bytes seen for the current request */
     int64_t resp_cl;            /* upstream Content-Length (HEAD answers keep it) */
     int no_body, until_close, keepalive;
-    int tls;                    /* https service: the bufferevent is an OpenSSL one */
+    int tls;                    /* https service: the stream is over an OpenSSL bufferevent */
     SSL_CTX *ctx;               /* its client context: verification, CAs, client certificate */
     char name[256];             /* the upstream host (SNI unless an IP address; the name verified) */
     gw_upconn *next, *prev;     /* idle list */
@@ -40,11 +40,11 @@ struct gw_upconn {
 struct gw_pool { gw_upconn *idle; int nidle; };
 static struct gw_pool pool;
 
-static void up_read_cb(struct bufferevent *bev, void *arg);
-static void up_write_cb(struct bufferevent *bev, void *arg);
-static void up_event_cb(struct bufferevent *bev, short what, void *arg);
-static void idle_event_cb(struct bufferevent *bev, short what, void *arg);
-static void idle_read_cb(struct bufferevent *bev, void *arg);
+static void up_read_cb(gw_io *io, void *arg);
+static void up_write_cb(gw_io *io, void *arg);
+static void up_event_cb(gw_io *io, short what, void *arg);
+static void idle_event_cb(gw_io *io, short what, void *arg);
+static void idle_read_cb(gw_io *io, void *arg);
 static void pump_response(gw_req *r);
 static void try_connect(gw_req *r);
 
@@ -180,8 +180,8 @@ static void target_result(gw_req *r, gw_target *t, int ok)
 
 static void up_free(gw_upconn *u)
 {
-    if (u->bev && u->tls) gw_tls_upstream_close(u->bev);
-    if (u->bev) bufferevent_free(u->bev);
+    if (u->io && u->tls) gw_tls_upstream_close(gw_io_bev(u->io));
+    if (u->io) gw_io_free(u->io);
     free(u);
 }
 
@@ -216,11 +216,11 @@ static void pool_put(gw_req *r, gw_upconn *u)
         if (x->alen == u->alen && memcmp(&x->addr, &u->addr, u->alen) == 0 && x->tls == u->tls) same++;
     if (gw_W->draining || same >= g->ka_max_idle || u->requests >= g->ka_max_requests) { up_free(u); return; }
     u->r = NULL;
-    bufferevent_setcb(u->bev, idle_read_cb, NULL, idle_event_cb, u);
-    struct timeval tv = { g->ka_idle_timeout / 1000, (g->ka_idle_timeout % 1000) * 1000 };
-    bufferevent_set_timeouts(u->bev, &tv, NULL);
+    gw_io_read_into(u->io, NULL, 0);
+    gw_io_setcb(u->io, idle_read_cb, NULL, idle_event_cb, u);
+    gw_io_set_timeouts(u->io, g->ka_idle_timeout, 0);
     /* (enabling re-adds the read event: skipped when it is on, as it is after a response) */
-    if (!(bufferevent_get_enabled(u->bev) & EV_READ)) bufferevent_enable(u->bev, EV_READ);
+    if (!(gw_io_get_enabled(u->io) & EV_READ)) gw_io_enable(u->io, EV_READ);
     u->prev = NULL;
     u->next = pool.idle;
     if (pool.idle) pool.idle->prev = u;
@@ -228,18 +228,18 @@ static void pool_put(gw_req *r, gw_upconn *u)
     pool.nidle++;
 }
 
-static void idle_event_cb(struct bufferevent *bev, short what, void *arg)
+static void idle_event_cb(gw_io *io, short what, void *arg)
 {
-    (void)bev; (void)what;
+    (void)io; (void)what;
     gw_upconn *u = arg;
     pool_remove(u);
     up_free(u);
 }
 
-static void idle_read_cb(struct bufferevent *bev, void *arg)
+static void idle_read_cb(gw_io *io, void *arg)
 {
     /* an idle upstream connection must not talk: whatever it sent makes it unusable */
-    (void)bev;
+    (void)io;
     gw_upconn *u = arg;
     pool_remove(u);
     up_free(u);
@@ -447,24 +447,22 @@ static void write_request_head(gw_req *r, struct evbuffer *out)
 static void set_up_timeouts(gw_req *r, gw_upconn *u)
 {
     gw_service *s = r->svc;
-    struct timeval rt = { s->read_timeout / 1000, (s->read_timeout % 1000) * 1000 };
-    struct timeval wt = { s->write_timeout / 1000, (s->write_timeout % 1000) * 1000 };
-    bufferevent_set_timeouts(u->bev, r->body_done || r->body_buffered ? &rt : NULL, &wt);
+    gw_io_set_timeouts(u->io, r->body_done || r->body_buffered ? s->read_timeout : 0, s->write_timeout);
 }
 
 /* Pumps client body bytes upstream; called when the client has data or the upstream drained. */
 static void pump_request(gw_req *r)
 {
     gw_upconn *u = r->up;
-    struct evbuffer *in = bufferevent_get_input(r->c->bev);
+    struct evbuffer *in = gw_io_input(r->c->io);
     if (r->body_done || r->body_buffered) return;
     if (!u || !u->connected) {
         /* still connecting (or between retries): hold the client back rather than buffer its
          * body; the connect event pumps and re-enables reading */
-        if (evbuffer_get_length(in) > HIGH_WATER) bufferevent_disable(r->c->bev, EV_READ);
+        if (evbuffer_get_length(in) > HIGH_WATER) gw_io_disable(r->c->io, EV_READ);
         return;
     }
-    struct evbuffer *out = bufferevent_get_output(u->bev);
+    struct evbuffer *out = gw_io_output(u->io);
     if (evbuffer_get_length(in)) r->up_body_started = 1;
     int rc = gw_req_pull_body(r, in, out, r->h.chunked);
     if (rc < 0) {
@@ -477,16 +475,16 @@ static void pump_request(gw_req *r)
         return;
     }
     if (r->body_done) { set_up_timeouts(r, u); return; }
-    if (evbuffer_get_length(out) > HIGH_WATER) bufferevent_disable(r->c->bev, EV_READ);
-    else bufferevent_enable(r->c->bev, EV_READ);
+    if (evbuffer_get_length(out) > HIGH_WATER) gw_io_disable(r->c->io, EV_READ);
+    else gw_io_enable(r->c->io, EV_READ);
 }
 
 void gw_proxy_client_readable(gw_req *r)
 {
     if (!r->body_done && !r->body_buffered) { pump_request(r); return; }
     /* body complete: pipelined bytes wait until this response is done */
-    if (evbuffer_get_length(bufferevent_get_input(r->c->bev)) > HIGH_WATER)
-        bufferevent_disable(r->c->bev, EV_READ);
+    if (evbuffer_get_length(gw_io_input(r->c->io)) > HIGH_WATER)
+        gw_io_disable(r->c->io, EV_READ);
 }
 
 static void fail(gw_req *r, int status, const char *msg)
@@ -504,27 +502,17 @@ static void attach(gw_req *r, gw_upconn *u)
     u->got_bytes = 0;
     r->up = u;
     gw_service *s = r->svc;
-    bufferevent_setcb(u->bev, up_read_cb, up_write_cb, up_event_cb, r);
-    bufferevent_setwatermark(u->bev, EV_WRITE, 0, 0);
+    gw_io_setcb(u->io, up_read_cb, up_write_cb, up_event_cb, r);
+    gw_io_set_write_lowat(u->io, 0);
     if (u->connected) set_up_timeouts(r, u);
-    else {
-        struct timeval ct = { s->connect_timeout / 1000, (s->connect_timeout % 1000) * 1000 };
-        bufferevent_set_timeouts(u->bev, &ct, &ct);
-    }
-    /* A pooled plain connection and a request whose body is in hand (none, or buffered): the
-     * head goes out in one direct writev, without the bufferevent's arm-write-disarm round
-     * (conn.c, "writing to a plain client"); what the socket does not take, or an error (the
-     * upstream closed it meanwhile: replayed), is left to the bufferevent. */
-    struct evbuffer *out = bufferevent_get_output(u->bev);
-    int direct = u->connected && !u->tls && (r->body_done || r->body_buffered);
-    if (direct && (bufferevent_get_enabled(u->bev) & EV_WRITE)) bufferevent_disable(u->bev, EV_WRITE);
-    write_request_head(r, out);
-    if (direct) {
-        if (gw_write_direct(out, bufferevent_getfd(u->bev)) > 0) bufferevent_enable(u->bev, EV_READ | EV_WRITE);
-        else if (!(bufferevent_get_enabled(u->bev) & EV_READ)) bufferevent_enable(u->bev, EV_READ);
-    } else {
-        bufferevent_enable(u->bev, EV_READ | EV_WRITE);
-    }
+    else gw_io_set_timeouts(u->io, s->connect_timeout, s->connect_timeout);
+    /* the response head is read straight into rbuf when nothing else is buffered */
+    gw_io_read_into(u->io, r->c->rbuf, r->c->hcap);
+    /* the head goes out once this loop pass's callbacks are done (a plain stream writes it in one
+     * writev then, a pooled connection's read event stays on from its last response); a write
+     * error on a pooled connection the upstream had closed comes back as an event: replayed */
+    write_request_head(r, gw_io_output(u->io));
+    if ((gw_io_get_enabled(u->io) & (EV_READ | EV_WRITE)) != (EV_READ | EV_WRITE)) gw_io_enable(u->io, EV_READ | EV_WRITE);
     if (u->connected) pump_request(r);
 }
 
@@ -560,17 +548,19 @@ static void try_connect(gw_req *r)
         /* a session of this target is resumed (not for a per-request gw.service.set_target) */
         SSL *ssl = gw_tls_upstream_ssl(r->svc, name, t == &r->override ? NULL : t);
         /* CONNECTED is reported once the handshake is done, so connect_timeout covers it */
-        u->bev = ssl ? bufferevent_openssl_socket_new(gw_W->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
-                                                      BEV_OPT_CLOSE_ON_FREE) : NULL;
-        if (!u->bev && ssl) SSL_free(ssl);
+        struct bufferevent *bev = ssl ? bufferevent_openssl_socket_new(gw_W->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
+                                                                        BEV_OPT_CLOSE_ON_FREE) : NULL;
+        if (!bev && ssl) SSL_free(ssl);
         /* many servers close without close_notify: the TCP close still ends the stream */
-        if (u->bev) bufferevent_openssl_set_allow_dirty_shutdown(u->bev, 1);
+        if (bev) bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+        u->io = bev ? gw_io_tls(bev) : NULL;
+        if (bev && !u->io) bufferevent_free(bev);
     } else {
-        u->bev = bufferevent_socket_new(gw_W->base, -1, BEV_OPT_CLOSE_ON_FREE);
+        u->io = gw_io_socket(gw_W->base, -1);
     }
-    if (!u->bev) { free(u); fail(r, 502, "cannot create socket"); return; }
+    if (!u->io) { free(u); fail(r, 502, "cannot create socket"); return; }
     attach(r, u);
-    if (bufferevent_socket_connect(u->bev, (struct sockaddr *)&t->addr, (int)t->addrlen) != 0) {
+    if (gw_io_connect(u->io, (struct sockaddr *)&t->addr, (int)t->addrlen) != 0) {
         /* immediate failure: the event callback is not called, handle it here */
         r->up = NULL;
         up_free(u);
@@ -591,8 +581,8 @@ void gw_proxy_start(gw_req *r)
     r->state = GW_RS_UPSTREAM;
     r->up_start_us = gw_now_us();
     if (r->h.expect_continue && !r->body_done && !r->body_buffered &&
-        evbuffer_get_length(bufferevent_get_input(r->c->bev)) == 0)
-        evbuffer_add(bufferevent_get_output(r->c->bev), "HTTP/1.1 100 Continue\r\n\r\n", 25);
+        evbuffer_get_length(gw_io_input(r->c->io)) == 0)
+        evbuffer_add(gw_io_output(r->c->io), "HTTP/1.1 100 Continue\r\n\r\n", 25);
     try_connect(r);
 }
 
@@ -606,12 +596,12 @@ void gw_proxy_abort(gw_req *r)
 
 /* ---- upstream events ------------------------------------------------------------------ */
 
-static void up_write_cb(struct bufferevent *bev, void *arg)
+static void up_write_cb(gw_io *io, void *arg)
 {
-    (void)bev;
+    (void)io;
     gw_req *r = arg;
     if (!r->body_done) {
-        bufferevent_enable(r->c->bev, EV_READ);
+        gw_io_enable(r->c->io, EV_READ);
         pump_request(r);
     }
 }
@@ -628,15 +618,15 @@ static int can_replay(gw_req *r)
     return !r->up_body_started && !r->head_sent;
 }
 
-static void up_event_cb(struct bufferevent *bev, short what, void *arg)
+static void up_event_cb(gw_io *io, short what, void *arg)
 {
-    (void)bev;
+    (void)io;
     gw_req *r = arg;
     gw_upconn *u = r->up;
     if (what & BEV_EVENT_CONNECTED) {
         u->connected = 1;
         int one = 1;
-        setsockopt(bufferevent_getfd(u->bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        setsockopt(gw_io_fd(u->io), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         set_up_timeouts(r, u);
         pump_request(r);
         return;
@@ -649,7 +639,7 @@ static void up_event_cb(struct bufferevent *bev, short what, void *arg)
         if (u->tls && !timeout) {
             /* a refused certificate (tls_verify) or another handshake failure: say which */
             memcpy(why, ": TLS handshake failed: ", 24);
-            gw_tls_upstream_error(u->bev, why + 24, sizeof why - 24);
+            gw_tls_upstream_error(gw_io_bev(u->io), why + 24, sizeof why - 24);
         }
         gw_warn("upstream %s:%d connect %s%s (try %d), request %s", t->host, t->port,
                 timeout ? "timed out" : "failed", why, r->tries, r->id_str);
@@ -690,24 +680,30 @@ static void up_event_cb(struct bufferevent *bev, short what, void *arg)
     fail(r, 502, "An invalid response was received from the upstream server");
 }
 
-static void up_read_cb(struct bufferevent *bev, void *arg)
+static void up_read_cb(gw_io *io, void *arg)
 {
     gw_req *r = arg;
     gw_upconn *u = r->up;
-    struct evbuffer *in = bufferevent_get_input(bev);
-    if (evbuffer_get_length(in)) u->got_bytes = 1;
+    /* a response head read straight into rbuf (attach): parsed where it was read */
+    size_t direct = gw_io_direct_len(io);
+    if (direct || evbuffer_get_length(gw_io_input(io))) u->got_bytes = 1;
     if (in_body(r) || r->state != GW_RS_UPSTREAM) {
         if (in_body(r)) pump_response(r);
-        else bufferevent_disable(bev, EV_READ); /* header_filter running: wait */
+        else gw_io_disable(io, EV_READ); /* header_filter running: wait */
         return;
     }
     gw_conn *c = r->c;
     gw_gen *g = r->gen;
     for (;;) {
-        size_t avail = evbuffer_get_length(in);
-        size_t n = avail < c->hcap ? avail : c->hcap;
-        if (n == 0) return;
-        evbuffer_copyout(in, c->rbuf, n);
+        size_t n = direct;
+        struct evbuffer *in = NULL;
+        if (!n) {
+            in = gw_io_input(io);
+            size_t avail = evbuffer_get_length(in);
+            n = avail < c->hcap ? avail : c->hcap;
+            if (n == 0) return;
+            evbuffer_copyout(in, c->rbuf, n);
+        }
         gw_http_response resp;
         /* headers a plugin set during rewrite/access are already in rhdrs: the upstream's go after
          * them, and an upstream header of the same name gives way */
@@ -715,6 +711,8 @@ static void up_read_cb(struct bufferevent *bev, void *arg)
         int rc = gw_http_parse_response(c->rbuf, n, &resp, r->rhdrs + pend, c->hdr_cap - pend, g->limits.max_header_size);
         if (rc == GW_HTTP_AGAIN) {
             if (n >= c->hcap) { target_result(r, r->target, 0); fail(r, 502, "upstream response head too large"); }
+            /* the rest of the head comes to the input, after what is here */
+            else if (direct) gw_io_read_into(io, NULL, 0);
             return;
         }
         if (rc < 0) {
@@ -724,7 +722,9 @@ static void up_read_cb(struct bufferevent *bev, void *arg)
             fail(r, 502, "An invalid response was received from the upstream server");
             return;
         }
-        evbuffer_drain(in, rc);
+        /* rbuf holds this head until the response is done: the body goes to the input */
+        if (direct) { gw_io_direct_take(io, (size_t)rc); gw_io_read_into(io, NULL, 0); direct = 0; }
+        else evbuffer_drain(in, rc);
         if (resp.status == 101) {
             /* gw never forwards Upgrade, so a switch was never asked for */
             gw_warn("upstream %s:%d switched protocols unasked (101), request %s", r->target->host,
@@ -778,7 +778,7 @@ void gw_proxy_head_filtered(gw_req *r)
         /* a body_filter plugin sees the whole body: gather it, the head goes out after */
         r->resp_buffering = 1;
         if (!r->lbody) r->lbody = evbuffer_new();
-        bufferevent_enable(u->bev, EV_READ);
+        gw_io_enable(u->io, EV_READ);
         pump_response(r);
         return;
     }
@@ -786,8 +786,8 @@ void gw_proxy_head_filtered(gw_req *r)
      * rest of the body is not read as a request, the connection closes after, and says so */
     if (!r->body_done) r->resp_close = 1;
     gw_req_write_head(r, len, u->no_body);
-    bufferevent_setwatermark(r->c->bev, EV_WRITE, HIGH_WATER / 2, 0);
-    bufferevent_enable(u->bev, EV_READ);
+    gw_io_set_write_lowat(r->c->io, HIGH_WATER / 2);
+    gw_io_enable(u->io, EV_READ);
     pump_response(r);
 }
 
@@ -796,14 +796,14 @@ static void response_finished(gw_req *r)
     r->up_end_us = gw_now_us();
     gw_upconn *u = r->up;
     r->up = NULL;
-    struct evbuffer *in = bufferevent_get_input(u->bev);
+    struct evbuffer *in = gw_io_input(u->io);
     if (u->keepalive && r->body_done && evbuffer_get_length(in) == 0 &&
-        evbuffer_get_length(bufferevent_get_output(u->bev)) == 0)
+        evbuffer_get_length(gw_io_output(u->io)) == 0)
         pool_put(r, u);
     else
         up_free(u);
     if (!r->body_done) r->resp_close = 1;
-    bufferevent_setwatermark(r->c->bev, EV_WRITE, 0, 0);
+    gw_io_set_write_lowat(r->c->io, 0);
     if (r->resp_buffering) { gw_api_run_body_filter(r); return; }
     gw_req_response_done(r);
 }
@@ -812,8 +812,8 @@ static void pump_response(gw_req *r)
 {
     gw_upconn *u = r->up;
     if (!u) return;
-    struct evbuffer *in = bufferevent_get_input(u->bev);
-    struct evbuffer *out = r->resp_buffering ? r->lbody : bufferevent_get_output(r->c->bev);
+    struct evbuffer *in = gw_io_input(u->io);
+    struct evbuffer *out = r->resp_buffering ? r->lbody : gw_io_output(r->c->io);
     int chunk_out = r->resp_buffering ? 0 : r->resp_chunked_out;
     if (r->resp_left > 0) {
         size_t n = evbuffer_get_length(in);
@@ -869,13 +869,13 @@ static void pump_response(gw_req *r)
         return;
     }
     if (r->resp_buffering) return;
-    if (evbuffer_get_length(out) > HIGH_WATER) bufferevent_disable(u->bev, EV_READ);
+    if (evbuffer_get_length(out) > HIGH_WATER) gw_io_disable(u->io, EV_READ);
 }
 
 void gw_proxy_client_drained(gw_req *r)
 {
     if (r->up && r->head_sent) {
-        bufferevent_enable(r->up->bev, EV_READ);
+        gw_io_enable(r->up->io, EV_READ);
         pump_response(r);
     }
 }

@@ -754,9 +754,9 @@ SSL *gw_tls_accept(gw_gen *g, gw_conn *c)
 
 void gw_tls_handshake_failed(gw_conn *c)
 {
-    if (!c->ssl || !c->bev) return;
+    if (!c->ssl || !c->io) return;
     unsigned long e, first = 0;
-    while ((e = bufferevent_get_openssl_error(c->bev)) != 0) if (!first) first = e;
+    while ((e = bufferevent_get_openssl_error(gw_io_bev(c->io))) != 0) if (!first) first = e;
     if (first && ERR_GET_REASON(first) == SSL_R_HTTP_REQUEST) {
         /* plain HTTP to the TLS port: say so in clear text, as the client expects */
 #define PLAIN_BODY "{\"message\":\"plain HTTP request sent to the HTTPS port\"}"

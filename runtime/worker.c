@@ -101,7 +101,7 @@ static void drain_tick(evutil_socket_t fd, short ev, void *arg)
     gw_conn *c = W.live;
     while (c) {
         gw_conn *next = c->next_live;
-        if (c->req.state == GW_RS_IDLE && evbuffer_get_length(bufferevent_get_input(c->bev)) == 0)
+        if (c->req.state == GW_RS_IDLE && evbuffer_get_length(gw_io_input(c->io)) == 0)
             gw_conn_close(c);
         c = next;
     }
@@ -303,7 +303,12 @@ int gw_worker_run(lua_State *L, int compiled_idx, gw_listen *ls, int nls, int sl
     stats_tick(-1, 0, NULL);
     gw_info("worker %d started (generation %d)", getpid(), W.gen->id);
     if (W.stats) W.stats->ready = 1;
-    event_base_dispatch(W.base);
+    /* the loop, one pass at a time: the clock is read once per pass (gw_time_pass) */
+    gw_time_cache(1);
+    while (event_base_loop(W.base, EVLOOP_ONCE) == 0 && !event_base_got_break(W.base) &&
+           !event_base_got_exit(W.base))
+        gw_time_pass();
+    gw_time_cache(0);
     gw_accesslog_flush();
     gw_info("worker %d exiting", getpid());
     return 0;

@@ -351,7 +351,7 @@ void gw_api_body_readable(gw_req *r)
 {
     if (!r->body) r->body = evbuffer_new();
     if (!r->body_done) {
-        int rc = gw_req_pull_body(r, bufferevent_get_input(r->c->bev), r->body, 0);
+        int rc = gw_req_pull_body(r, gw_io_input(r->c->io), r->body, 0);
         if (rc < 0) {
             gw_api_body_failed(r, rc == -413 ? 413 : 400, rc == -413 ? "Request body too large" : "Invalid request body");
             return;
@@ -428,7 +428,7 @@ static int l_read_body(lua_State *L)
     check_own_co(L, r, "gw.request.get_raw_body");
     r->body_buffered = 1;
     if (!r->body) r->body = evbuffer_new();
-    int rc = gw_req_pull_body(r, bufferevent_get_input(r->c->bev), r->body, 0);
+    int rc = gw_req_pull_body(r, gw_io_input(r->c->io), r->body, 0);
     if (rc < 0) {
         r->body_done = 1;
         return exit_with_error(L, r, rc == -413 ? 413 : 400, rc == -413 ? "Request body too large" : "Invalid request body");
@@ -439,7 +439,7 @@ static int l_read_body(lua_State *L)
         return 1;
     }
     if (r->h.expect_continue && r->body_read == 0)
-        evbuffer_add(bufferevent_get_output(r->c->bev), "HTTP/1.1 100 Continue\r\n\r\n", 25);
+        evbuffer_add(gw_io_output(r->c->io), "HTTP/1.1 100 Continue\r\n\r\n", 25);
     r->state = GW_RS_BODY;
     return lua_yield(L, 0);
 }
@@ -578,7 +578,7 @@ static int l_sleep(lua_State *L)
         r->state = r->phase == GW_PHASE_LOG ? GW_RS_LOG : GW_RS_LUA;
         /* The response is out: a client that closes now must not cut the log phase short.
          * Not reading hides its EOF; the next request (req_start) reads again. */
-        if (r->phase == GW_PHASE_LOG && r->c->bev) bufferevent_disable(r->c->bev, EV_READ);
+        if (r->phase == GW_PHASE_LOG && r->c->io) gw_io_disable(r->c->io, EV_READ);
     }
     return lua_yield(L, 0);
 }
@@ -667,7 +667,7 @@ static int l_log(lua_State *L)
 }
 
 static int l_now(lua_State *L) { lua_pushnumber(L, gw_now()); return 1; }
-static int l_monotonic_ms(lua_State *L) { lua_pushnumber(L, (lua_Number)gw_now_ms()); return 1; }
+static int l_monotonic_ms(lua_State *L) { lua_pushnumber(L, (lua_Number)(gw_clock_us() / 1000)); return 1; }
 
 /* ctx table of the current request (gw.ctx.shared), created on first use */
 static int l_ctx(lua_State *L)

@@ -88,7 +88,7 @@ int gw_ffi_timings(double *out)
 {
     gw_req *r = gw_cur;
     if (!r) return -2;
-    uint64_t mono = gw_now_us();
+    uint64_t mono = gw_clock_us();
     double unix_now = gw_now();
 #define UNIX(t) ((t) ? unix_now - (double)(mono - (t)) / 1e6 : 0)
     out[0] = UNIX(r->start_us);
@@ -102,7 +102,7 @@ int gw_ffi_timings(double *out)
 double gw_ffi_now(void) { return gw_now(); }
 
 /* monotonic microseconds, for phase timings */
-uint64_t gw_ffi_now_us(void) { return gw_now_us(); }
+uint64_t gw_ffi_now_us(void) { return gw_clock_us(); }
 
 /* gw.response.skip_body_filter: one more instance does not want this response's body. */
 int gw_ffi_skip_body_filter(void)

@@ -474,7 +474,7 @@ static int l_wait(lua_State *L)
     if (w->mode == W_REQ) {
         r->wait_op = w;
         r->state = r->phase == GW_PHASE_LOG ? GW_RS_LOG : GW_RS_LUA;
-        if (r->phase == GW_PHASE_LOG && !r->c->test && r->c->bev) bufferevent_disable(r->c->bev, EV_READ);
+        if (r->phase == GW_PHASE_LOG && !r->c->test && r->c->io) gw_io_disable(r->c->io, EV_READ);
     }
     return lua_yield(L, 0);
 }
