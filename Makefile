@@ -64,6 +64,10 @@ build/bench/router_bench: bench/router_bench.c $(filter-out build/runtime/main.o
 	@mkdir -p build/bench
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) -o $@ $^ $(LDFLAGS) $(PKG_LIBS)
 
+build/bench/parser_bench: bench/parser_bench.c build/runtime/http_parser.o
+	@mkdir -p build/bench
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -o $@ $^
+
 bench-router: build/bench/router_bench
 	build/bench/router_bench 10000
 

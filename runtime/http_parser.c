@@ -48,7 +48,10 @@ static inline int hexval(unsigned char c) { return c <= '9' ? c - '0' : (c | 0x2
 enum { L_END = 0, L_FIELD = 1, L_AGAIN = -1, L_BAD = -2, L_FULL = -3 };
 
 /* Word-at-a-time skip: 8 bytes are passed over when none of them is < lo or DEL; bytes that need a
- * closer look (HTAB in values, anything odd) fall through to the per-byte table loop. */
+ * closer look (HTAB in values, anything odd) fall through to the per-byte table loop. On a
+ * little-endian machine the skip also goes up to the first such byte inside the last word: the
+ * lowest flagged byte of the mask is exact (a borrow can only flag bytes above a true one), and
+ * every byte before it is >= lo and != DEL, i.e. one the table loop would pass as well. */
 #define ONES 0x0101010101010101ULL
 #define HIGH 0x8080808080808080ULL
 static inline size_t skip_words(const char *b, size_t i, size_t w, uint64_t lo)
@@ -57,8 +60,13 @@ static inline size_t skip_words(const char *b, size_t i, size_t w, uint64_t lo)
         uint64_t x, y;
         memcpy(&x, b + i, 8);
         y = x ^ (0x7fULL * ONES);
-        if (((x - lo * ONES) & ~x & HIGH) | ((y - ONES) & ~y & HIGH))
+        uint64_t m = ((x - lo * ONES) & ~x & HIGH) | ((y - ONES) & ~y & HIGH);
+        if (m) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+            i += (size_t)__builtin_ctzll(m) >> 3;
+#endif
             break;
+        }
         i += 8;
     }
     return i;
@@ -83,6 +91,22 @@ static inline size_t scan_target(const char *b, size_t i, size_t w)
  * line ending the section, *pos past it. L_FULL: a field line starts but room == 0. L_AGAIN: the
  * line does not end before w. L_BAD: *err set. Only bytes before w are ever looked at, and they are
  * judged left to right, so feeding a head in pieces gives the same verdict as feeding it whole. */
+/* First byte at or after i not in class f, or w. Unrolled four bytes per step while four
+ * remain, so the bound is checked once per four bytes. */
+static inline size_t scan_class(const char *b, size_t i, size_t w, unsigned f)
+{
+    const unsigned char *u = (const unsigned char *)b;
+    for (; i + 4 <= w; i += 4) {
+        if (!(cls[u[i]] & f)) return i;
+        if (!(cls[u[i + 1]] & f)) return i + 1;
+        if (!(cls[u[i + 2]] & f)) return i + 2;
+        if (!(cls[u[i + 3]] & f)) return i + 3;
+    }
+    while (i < w && (cls[u[i]] & f)) i++;
+    return i;
+}
+#define scan_token(b, i, w) scan_class((b), (i), (w), C_TOKEN)
+
 static int field_line(const char *b, size_t w, size_t *pos, gw_header *h, int room, const char **err)
 {
     size_t p = *pos, q, v, e;
@@ -98,7 +122,7 @@ static int field_line(const char *b, size_t w, size_t *pos, gw_header *h, int ro
     if (IS(b[p], C_WS)) { *err = "obsolete line folding"; return L_BAD; }
     if (!room) return L_FULL;
 
-    for (q = p; q < w && IS(b[q], C_TOKEN); q++) ;
+    q = scan_token(b, p, w);
     if (q == w) return L_AGAIN;
     if (b[q] != ':') {
         if (IS(b[q], C_WS)) *err = "whitespace before colon in header";
@@ -108,7 +132,9 @@ static int field_line(const char *b, size_t w, size_t *pos, gw_header *h, int ro
     }
     if (q == p) { *err = "empty header name"; return L_BAD; }
 
-    for (v = q + 1; v < w && IS(b[v], C_WS); v++) ;
+    v = q + 1;
+    if (v < w && b[v] == ' ') v++;      /* the usual single SP, then any further OWS */
+    while (v < w && IS(b[v], C_WS)) v++;
     e = scan_value(b, v, w);
     if (e == w) return L_AGAIN;
     if (b[e] != '\r') {
@@ -132,7 +158,16 @@ static int field_line(const char *b, size_t w, size_t *pos, gw_header *h, int ro
 static int http_version(const char *b, size_t k, size_t w, int *version, size_t *end, int tail_ok)
 {
     static const char pat[] = "HTTP/0.0";
-    for (size_t n = 0; n < 8; n++) {
+    if (k + 8 <= w) {
+        /* all 8 bytes present: one compare of the fixed part, then the two digits */
+        uint64_t x, fixed, want;
+        memcpy(&x, b + k, 8);
+        memcpy(&want, pat, 8);
+        memcpy(&fixed, "\xff\xff\xff\xff\xff\0\xff\0", 8);
+        if ((x & fixed) != (want & fixed) || (unsigned char)(b[k + 5] - '0') > 9
+            || (unsigned char)(b[k + 7] - '0') > 9)
+            return L_BAD;
+    } else for (size_t n = 0; n < 8; n++) {
         unsigned char c;
         if (k + n >= w) return L_AGAIN;
         c = (unsigned char)b[k + n];
@@ -168,7 +203,7 @@ static int request_line(const char *b, size_t start, size_t w, gw_http_request *
     size_t i, t, j;
     int rc;
 
-    for (i = start; i < w && IS(b[i], C_TOKEN); i++) ;
+    i = scan_token(b, start, w);
     if (i == w) return L_AGAIN;
     if (b[i] != ' ' || i == start) return line_fail(r, 400, "invalid method");
     r->method = (gw_str){ b + start, i - start };
@@ -233,6 +268,32 @@ static int request_target(gw_http_request *r)
     if (q) r->query = (gw_str){ q + 1, n - (size_t)(q - p) - 1 };
     return 0;
 }
+
+/* s equals lit (lower case letters, digits and '-' only, length n) ignoring ASCII case, for s
+ * that holds no control characters (a header name, or an element of a header value; both are
+ * validated before they get here). Then c | 0x20 is a literal byte only when c is that byte or,
+ * for a letter, its upper case: the other byte with the same value after | 0x20 is a control
+ * character (0x0d for '-', 0x10..0x19 for digits). Compares 8 (or 4) bytes at a time with
+ * overlapping loads, never reading outside s or lit. */
+static inline uint64_t ld8(const char *p) { uint64_t x; memcpy(&x, p, 8); return x; }
+static inline uint32_t ld4(const char *p) { uint32_t x; memcpy(&x, p, 4); return x; }
+static inline int ieq_lit(gw_str s, const char *lit, size_t n)
+{
+    if (s.n != n) return 0;
+    if (n >= 8) {
+        size_t i;
+        for (i = 0; i + 8 <= n; i += 8)
+            if ((ld8(s.p + i) | 0x2020202020202020ULL) != ld8(lit + i)) return 0;
+        return i == n || (ld8(s.p + n - 8) | 0x2020202020202020ULL) == ld8(lit + n - 8);
+    }
+    if (n >= 4)
+        return (ld4(s.p) | 0x20202020U) == ld4(lit)
+            && (ld4(s.p + n - 4) | 0x20202020U) == ld4(lit + n - 4);
+    for (size_t i = 0; i < n; i++)
+        if (((unsigned char)s.p[i] | 0x20) != (unsigned char)lit[i]) return 0;
+    return 1;
+}
+#define IEQ(s, lit) ieq_lit((s), lit, sizeof lit - 1)
 
 /* Next element of a comma-separated list value, OWS-trimmed, ";params" cut. Empty elements are
  * skipped (RFC 9110 5.6.1). 1 with *el, or 0 at the end. */
@@ -305,14 +366,14 @@ static void transfer_encoding(gw_str v, msg_info *m)
     while (gw_http_list_next(v, &pos, &el)) {
         if (!is_token(el)) { m->te_bad = 1; continue; }
         m->te_codings++;
-        if (gw_str_ieq(el, "chunked")) {
+        if (IEQ(el, "chunked")) {
             m->te_chunked++;
             m->te_last_chunked = 1;
             continue;
         }
         m->te_last_chunked = 0;
-        if (!gw_str_ieq(el, "gzip") && !gw_str_ieq(el, "deflate") && !gw_str_ieq(el, "compress")
-            && !gw_str_ieq(el, "x-gzip") && !gw_str_ieq(el, "x-compress"))
+        if (!IEQ(el, "gzip") && !IEQ(el, "deflate") && !IEQ(el, "compress")
+            && !IEQ(el, "x-gzip") && !IEQ(el, "x-compress"))
             m->te_unknown = 1;
     }
 }
@@ -322,9 +383,9 @@ static void connection(gw_str v, msg_info *m)
     size_t pos = 0;
     gw_str el;
     while (gw_http_list_next(v, &pos, &el)) {
-        if (gw_str_ieq(el, "close")) m->conn_close = 1;
-        else if (gw_str_ieq(el, "keep-alive")) m->conn_keepalive = 1;
-        else if (gw_str_ieq(el, "upgrade")) m->conn_upgrade = 1;
+        if (IEQ(el, "close")) m->conn_close = 1;
+        else if (IEQ(el, "keep-alive")) m->conn_keepalive = 1;
+        else if (IEQ(el, "upgrade")) m->conn_upgrade = 1;
     }
 }
 
@@ -339,30 +400,29 @@ static void scan_headers(const gw_header *h, int n, msg_info *m)
         gw_str k = h[i].name, v = h[i].value;
         switch (k.n) {
         case 4:
-            if (gw_str_ieq(k, "host")) {
+            if (IEQ(k, "host")) {
                 if (m->nhost++ == 0) { m->host = v; m->host_index = i; }
-                for (size_t j = 0; j < v.n; j++)
-                    if (!IS(v.p[j], C_HOST)) m->bad_host = 1;
+                if (scan_class(v.p, 0, v.n, C_HOST) != v.n) m->bad_host = 1;
             }
             break;
         case 6:
-            if (gw_str_ieq(k, "expect") && gw_str_ieq(v, "100-continue")) m->expect_continue = 1;
+            if (IEQ(k, "expect") && IEQ(v, "100-continue")) m->expect_continue = 1;
             break;
         case 7:
-            if (gw_str_ieq(k, "upgrade") && v.n) m->has_upgrade = 1;
+            if (IEQ(k, "upgrade") && v.n) m->has_upgrade = 1;
             break;
         case 10:
-            if (gw_str_ieq(k, "connection")) connection(v, m);
+            if (IEQ(k, "connection")) connection(v, m);
             break;
         case 14:
-            if (gw_str_ieq(k, "content-length") && !m->err) {
+            if (IEQ(k, "content-length") && !m->err) {
                 int rc = content_length(v, &m->cl);
                 if (rc == -1) m->err = "invalid Content-Length";
                 else if (rc == -2) m->err = "conflicting Content-Length values";
             }
             break;
         case 17:
-            if (gw_str_ieq(k, "transfer-encoding")) transfer_encoding(v, m);
+            if (IEQ(k, "transfer-encoding")) transfer_encoding(v, m);
             break;
         }
     }

@@ -1032,6 +1032,92 @@ static void test_chunked(void)
     }
 }
 
+/* The word-at-a-time scans (8 bytes per step in values and targets, 4 in names and methods) and
+ * the 8/4-byte name compares: a byte that ends or breaks a field at every position mod 8, bytes
+ * >= 0x80, HTAB, NUL and DEL inside words, and names in every case. */
+static void test_word_boundaries(void)
+{
+    static const unsigned char bad[] = { 0x00, 0x01, 0x0a, 0x0d, 0x1f, 0x7f };
+    char buf[256];
+    for (int k = 0; k < 20; k++) {
+        char val[32];
+        int n;
+        memset(val, 'a', (size_t)k);
+        val[k] = '\0';
+        /* clean value of every length: accepted, value exact */
+        n = snprintf(buf, sizeof buf, "GET / HTTP/1.1\r\nHost: h\r\nX-V: %sz\r\n\r\n", val);
+        CHECK_EQ(preq(buf, (size_t)n, NULL, __LINE__), n);
+        CHECK_EQ(R.headers[1].value.n, k + 1);
+        /* obs-text and HTAB at offset k: accepted, kept in the value */
+        for (int t = 0; t < 2; t++) {
+            n = snprintf(buf, sizeof buf, "GET / HTTP/1.1\r\nHost: h\r\nX-V: z%s%cz\r\n\r\n", val,
+                         t ? '\t' : (char)0xe9);
+            CHECK_EQ(preq(buf, (size_t)n, NULL, __LINE__), n);
+            CHECK_EQ(R.headers[1].value.n, k + 3);
+        }
+        /* control bytes, bare CR/LF and DEL at offset k of a value: 400 */
+        for (size_t b = 0; b < sizeof bad; b++) {
+            n = snprintf(buf, sizeof buf, "GET / HTTP/1.1\r\nHost: h\r\nX-V: z%sZz\r\n\r\n", val);
+            buf[26 + 1 + k] = (char)bad[b];
+            CHECK_EQ(preq(buf, (size_t)n, NULL, __LINE__), GW_HTTP_ERROR);
+            CHECK_EQ(R.status, 400);
+        }
+        /* the same in a request target: 400 */
+        for (size_t b = 0; b < sizeof bad; b++) {
+            n = snprintf(buf, sizeof buf, "GET /%sZz HTTP/1.1\r\nHost: h\r\n\r\n", val);
+            buf[5 + k] = (char)bad[b];
+            CHECK_EQ(preq(buf, (size_t)n, NULL, __LINE__), GW_HTTP_ERROR);
+            CHECK_EQ(R.status, 400);
+        }
+        /* a non-tchar at offset k of a header name and of a method: 400 */
+        n = snprintf(buf, sizeof buf, "GET / HTTP/1.1\r\nHost: h\r\nX%sZz: 1\r\n\r\n", val);
+        buf[26 + 1 + k] = '"';
+        CHECK_EQ(preq(buf, (size_t)n, NULL, __LINE__), GW_HTTP_ERROR);
+        CHECK_EQ(R.status, 400);
+        n = snprintf(buf, sizeof buf, "G%sZT / HTTP/1.1\r\nHost: h\r\n\r\n", val);
+        buf[1 + k] = (char)0xe9;
+        CHECK_EQ(preq(buf, (size_t)n, NULL, __LINE__), GW_HTTP_ERROR);
+        CHECK_EQ(R.status, 400);
+    }
+    /* framing names in any case; near misses are other headers */
+    CHECK(REQ(GET11("CONTENT-LENGTH: 5\r\n")) > 0);
+    CHECK_EQ(R.content_length, 5);
+    CHECK(REQ(GET11("cOnTeNt-LeNgTh: 7\r\n")) > 0);
+    CHECK_EQ(R.content_length, 7);
+    CHECK(REQ(GET11("Content-Lengti: 5\r\n")) > 0);
+    CHECK_EQ(R.content_length, -1);
+    CHECK(REQ(GET11("Content~Length: 5\r\n")) > 0);
+    CHECK_EQ(R.content_length, -1);
+    CHECK(REQ(GET11("TRANSFER-ENCODING: CHUNKED\r\n")) > 0);
+    CHECK_EQ(R.chunked, 1);
+    CHECK(REQ(GET11("Transfer-Encoding: chunkeD\r\n")) > 0);
+    CHECK_EQ(R.chunked, 1);
+    BAD_REQ(GET11("Transfer-Encoding: chunke\r\n"), 501);
+    CHECK(REQ(GET11("EXPECT: 100-CONTINUE\r\n")) > 0);
+    CHECK_EQ(R.expect_continue, 1);
+    CHECK(REQ(GET11("Expect: 100-continuE\r\n")) > 0);
+    CHECK_EQ(R.expect_continue, 1);
+    CHECK(REQ(GET11("Expect: 100-continue \t\r\n")) > 0);
+    CHECK_EQ(R.expect_continue, 1);
+    CHECK(REQ(GET11("Expect: 100-continu\r\n")) > 0);
+    CHECK_EQ(R.expect_continue, 0);
+    CHECK(REQ(GET11("Connection: CLOSE\r\n")) > 0);
+    CHECK_EQ(R.keepalive, 0);
+    CHECK(REQ(GET11("Connection: clos\r\n")) > 0);
+    CHECK_EQ(R.keepalive, 1);
+    CHECK(REQ("GET / HTTP/1.0\r\nCONNECTION: Keep-Alive\r\n\r\n") > 0);
+    CHECK_EQ(R.keepalive, 1);
+    CHECK(REQ(GET11("Connection: UpGrade\r\nUPGRADE: x\r\n")) > 0);
+    CHECK_EQ(R.upgrade, 1);
+    BAD_REQ("GET / HTTP/1.1\r\nhOST: a\r\nHost: b\r\n\r\n", 400);
+    /* the version is checked as one word too: every byte of it matters */
+    BAD_REQ("GET / HTTP/1.x\r\nHost: h\r\n\r\n", 400);
+    BAD_REQ("GET / HTTP/x.1\r\nHost: h\r\n\r\n", 400);
+    BAD_REQ("GET / HTTP-1.1\r\nHost: h\r\n\r\n", 400);
+    BAD_REQ("GET / http/1.1\r\nHost: h\r\n\r\n", 400);
+    BAD_REQ("GET / HTTP/1:1\r\nHost: h\r\n\r\n", 400);
+}
+
 int main(void)
 {
     test_basic();
@@ -1047,6 +1133,7 @@ int main(void)
     test_pipelining();
     test_incremental_explicit();
     test_helpers();
+    test_word_boundaries();
     test_responses();
     test_chunked();
     free(Rbuf);
