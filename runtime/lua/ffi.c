@@ -202,13 +202,28 @@ static const unsigned char token_chars[256] = { T16(32), T16(48), T16(64), T16(8
 static int bad_name(const char *name, size_t nl)
 {
     if (nl == 0) return 1;
-    for (size_t i = 0; i < nl; i++) if (!token_chars[(unsigned char)name[i]]) return 1;
-    return 0;
+    /* four bytes a step, no branch per byte (token_chars is 0 or 1) */
+    const unsigned char *p = (const unsigned char *)name;
+    unsigned ok = 1;
+    size_t i = 0;
+    for (; i + 4 <= nl; i += 4)
+        ok &= token_chars[p[i]] & token_chars[p[i + 1]] & token_chars[p[i + 2]] & token_chars[p[i + 3]];
+    for (; i < nl; i++) ok &= token_chars[p[i]];
+    return !ok;
 }
 
+/* a byte of w is zero (exact: no false positive as a whole) */
+#define HAS_ZERO(w) (((w) - 0x0101010101010101ULL) & ~(w) & 0x8080808080808080ULL)
 static int bad_value(const char *v, size_t vl)
 {
-    for (size_t i = 0; i < vl; i++) if (v[i] == '\r' || v[i] == '\n' || v[i] == 0) return 1;
+    /* eight bytes a step: a NUL, CR or LF anywhere in the word */
+    size_t i = 0;
+    for (; i + 8 <= vl; i += 8) {
+        uint64_t w;
+        memcpy(&w, v + i, 8);
+        if (HAS_ZERO(w) | HAS_ZERO(w ^ 0x0d0d0d0d0d0d0d0dULL) | HAS_ZERO(w ^ 0x0a0a0a0a0a0a0a0aULL)) return 1;
+    }
+    for (; i < vl; i++) if (v[i] == '\r' || v[i] == '\n' || v[i] == 0) return 1;
     return 0;
 }
 

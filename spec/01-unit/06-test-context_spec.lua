@@ -73,6 +73,30 @@ describe("ctx", function()
     assert.equal("42", ctx:upstream_header("X-N"))
   end)
 
+  it("header names and values are checked at every offset (the checks go several bytes a step)", function()
+    local errs = {}
+    local h = { access = function()
+      for len = 1, 19 do
+        for at = 1, len do
+          for _, c in ipairs({ "\0", "\r", "\n" }) do
+            local v = string.rep("v", at - 1) .. c .. string.rep("v", len - at)
+            if pcall(gw.response.set_header, "X-V", v) then errs[#errs + 1] = ("value %q accepted"):format(v) end
+          end
+          for _, c in ipairs({ " ", ":", "\0", "\127", "\200", "(" }) do
+            local n = string.rep("n", at - 1) .. c .. string.rep("n", len - at)
+            if pcall(gw.service.request.set_header, n, "v") then errs[#errs + 1] = ("name %q accepted"):format(n) end
+          end
+        end
+        local good = string.rep("a-Z_9!", 4):sub(1, len)
+        if not pcall(gw.service.request.set_header, good, string.rep("\t v\200", 7):sub(1, len)) then
+          errs[#errs + 1] = "good name/value of length " .. len .. " refused"
+        end
+      end
+    end }
+    gw.test.context{}:run(h, "access")
+    assert.same({}, errs)
+  end)
+
   it("gw.ctx.plugin is the handler's own table in a coroutine the handler makes, and per plugin", function()
     local outer, inner
     local h = { access = function()
