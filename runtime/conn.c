@@ -1021,10 +1021,16 @@ void gw_req_write_head(gw_req *r, int64_t body_len, int no_body)
     gw_hb_add(&hb, " ", 1);
     gw_hb_str(&hb, status_text(r->status));
     gw_hb_add(&hb, "\r\n", 2);
-    /* a Connection header naming other fields is rare: looked for once, not per field */
+    /* A Connection header naming other fields is rare (the usual one says only keep-alive or
+     * close, fields gw drops anyway): looked for once per head, not once per field. */
     int listed = 0;
-    for (int i = 0; i < r->nrhdrs && !listed; i++)
-        listed = name_eq(r->rhdrs[i].name, "connection", 10);
+    for (int i = 0; i < r->nrhdrs && !listed; i++) {
+        if (!name_eq(r->rhdrs[i].name, "connection", 10)) continue;
+        size_t pos = 0;
+        gw_str el;
+        while (!listed && gw_http_list_next(r->rhdrs[i].value, &pos, &el))
+            listed = !gw_str_ieq(el, "keep-alive") && !gw_str_ieq(el, "close");
+    }
     for (int i = 0; i < r->nrhdrs; i++) {
         gw_header *h = &r->rhdrs[i];
         if (hop_by_hop(h->name) || (listed && connection_listed(r, h->name))) continue;
