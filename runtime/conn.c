@@ -96,11 +96,11 @@ int gw_req_clear_header(gw_header *arr, int *n, const char *name, size_t nl)
 int gw_req_set_header(gw_req *r, gw_header *arr, int *n, const char *name, size_t nl,
                       const char *val, size_t vl, int add)
 {
-    char *v = gw_req_strdup(r, val, vl);
-    if (!v) return -1;
     if (!add) {
         for (int i = 0; i < *n; i++) {
             if (!name_eq(arr[i].name, name, nl)) continue;
+            char *v = gw_req_strdup(r, val, vl);
+            if (!v) return -1;
             arr[i].value.p = v;
             arr[i].value.n = vl;
             /* drop later duplicates: set means exactly one value */
@@ -114,7 +114,16 @@ int gw_req_set_header(gw_req *r, gw_header *arr, int *n, const char *name, size_
     if (*n >= r->c->hdr_cap) return -1;
     char *nm = gw_req_strdup(r, name, nl);
     if (!nm) return -1;
-    arr[*n].name.p = nm;
+    return gw_req_append_header(r, arr, n, nm, nl, val, vl);
+}
+
+int gw_req_append_header(gw_req *r, gw_header *arr, int *n, const char *name, size_t nl,
+                         const char *val, size_t vl)
+{
+    if (*n >= r->c->hdr_cap) return -1;
+    char *v = gw_req_strdup(r, val, vl);
+    if (!v) return -1;
+    arr[*n].name.p = name;
     arr[*n].name.n = nl;
     arr[*n].value.p = v;
     arr[*n].value.n = vl;

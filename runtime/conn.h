@@ -215,6 +215,10 @@ void gw_conn_close_idle(gw_worker *w);
 void *gw_req_alloc(gw_req *r, size_t n);
 char *gw_req_strdup(gw_req *r, const char *s, size_t n);
 int gw_req_set_header(gw_req *r, gw_header *arr, int *n, const char *name, size_t nl, const char *val, size_t vl, int add);
+/* Appends name: value without looking for others: the value is copied into the request's arena,
+ * the name is kept as given (it must outlive the request: a constant, an arena copy, or a Lua
+ * string gw keeps referenced). -1 when the array is full or the arena cannot grow. */
+int gw_req_append_header(gw_req *r, gw_header *arr, int *n, const char *name, size_t nl, const char *val, size_t vl);
 int gw_req_clear_header(gw_header *arr, int *n, const char *name, size_t nl);
 
 /* Chunked bodies in evbuffers (proxy.c), for every HTTP path that streams bodies */

@@ -28,7 +28,8 @@ int gw_ffi_set_request_id(const char *s, size_t n);
 int gw_ffi_header_count(int resp);
 int gw_ffi_header_at(int resp, int i, const char **np, size_t *nn, const char **vp, size_t *vn);
 int gw_ffi_get_header(int resp, const char *name, size_t nl, int from, const char **vp, size_t *vn);
-int gw_ffi_set_header(int resp, const char *name, size_t nl, const char *v, size_t vl, int add);
+int gw_ffi_set_header(int resp, const char *name, size_t nl, const char *v, size_t vl, int flags);
+int gw_ffi_set_header_num(int resp, const char *name, size_t nl, double v, int flags);
 int gw_ffi_clear_header(int resp, const char *name, size_t nl);
 int gw_ffi_set_str(int which, const char *s, size_t n);
 int gw_ffi_get_status(void);
@@ -246,14 +247,33 @@ local function valid_name(fname, name)
   end
 end
 
+-- Header names set before: C checked them then, and this table keeps each string alive for the
+-- VM's life, so C skips the check and points at the string instead of copying it (flag 2). Bounded:
+-- past KNOWN_MAX names (generated ones), a new name is checked and copied on every call.
+local known_names, n_known, KNOWN_MAX = {}, 0, 4096
+
 -- C checks the name and the value (-4 bad name, -5 bad value): the common case runs no pattern
--- here; a refused header is checked again in Lua for the exact error.
+-- here; a refused header is checked again in Lua for the exact error. A number is written by C
+-- (no string made here) unless it is not an integer of up to 14 digits (-6: tostring does it).
 local function set_header(resp, fname, name, value, add)
   local tv = type(value)
   if type(name) == "string" and (tv == "string" or tv == "number") then
-    if tv == "number" then value = tostring(value) end
-    local rc = C.gw_ffi_set_header(resp, name, #name, value, #value, add and 1 or 0)
-    if rc == 0 then return end
+    local known = known_names[name]
+    local flags = (add and 1 or 0) + (known and 2 or 0)
+    local rc
+    if tv == "number" then
+      rc = C.gw_ffi_set_header_num(resp, name, #name, value, flags)
+      if rc == -6 then
+        value = tostring(value)
+        rc = C.gw_ffi_set_header(resp, name, #name, value, #value, flags)
+      end
+    else
+      rc = C.gw_ffi_set_header(resp, name, #name, value, #value, flags)
+    end
+    if rc == 0 then
+      if not known and n_known < KNOWN_MAX then known_names[name] = true; n_known = n_known + 1 end
+      return
+    end
     if rc ~= -4 and rc ~= -5 then error(fname .. ": too many headers", 3) end
   end
   valid_name(fname, name)
@@ -920,18 +940,26 @@ function gw._run_phase(phase, chain)
     local pname = list[i + 4]
     if not (skip and skip[pname]) then
       C.gw_ffi_set_plugin(list[i + 3])
-      local n
-      if rec then   -- finish 0 until the phase returns; gw.response.exit (which never returns) fills it in
-        n = #rec
+      if not rec then
+        -- No pcall frame under the handler: an error ends the request's coroutine, and C logs it
+        -- with the plugin's name and the traceback (api.c, co_resume). LuaJIT cannot compile a
+        -- return through a pcall frame from a trace that starts inside the handler, so under
+        -- xpcall whatever followed a handler's inner loop or a branch ran in the interpreter.
+        list[i](list[i + 1], list[i + 2])
+      else
+        -- phase timings asked for: the failing handler gets its finish too
+        -- (finish 0 until the phase returns; gw.response.exit, which never returns, fills it in)
+        local n = #rec
         rec[n + 1], rec[n + 2], rec[n + 3], rec[n + 4] = pname, PHASES[phase], tonumber(C.gw_ffi_now_us()), 0
+        local ok, err = xpcall(list[i], traceback, list[i + 1], list[i + 2])
+        rec[n + 4] = tonumber(C.gw_ffi_now_us())
+        if not ok then
+          C.gw_ffi_set_plugin(0)
+          core.log(0, "plugin '" .. pname .. "' failed in the " .. PHASES[phase] .. " phase: " .. tostring(err))
+          return 2
+        end
       end
-      local ok, err = xpcall(list[i], traceback, list[i + 1], list[i + 2])
-      if rec then rec[n + 4] = tonumber(C.gw_ffi_now_us()) end
       C.gw_ffi_set_plugin(0)
-      if not ok then
-        core.log(0, "plugin '" .. pname .. "' failed in the " .. PHASES[phase] .. " phase: " .. tostring(err))
-        return 2
-      end
     end
   end
   return 0

@@ -97,7 +97,8 @@ local function scope(conf)
 end
 
 -- Per conf (the same table for every request of a config generation), made once: the configured
--- windows in order, with their lengths, limits, key suffixes and header names.
+-- windows in order, with their lengths, limits, key suffixes and header names; `start` and `tail`
+-- (the key's end for the current window, ":60:<start>") change once per window.
 local plans = setmetatable({}, { __mode = "k" })
 local function plan_of(conf)
   local plan = plans[conf]
@@ -132,7 +133,8 @@ local function count_local(conf, key, plan)
     local w = plan[i]
     local len = w.len
     local start = sec - sec % len
-    local n, err = dict:incr(key .. w.suffix .. start, 1, 0, len + 1)
+    if start ~= w.start then w.start, w.tail = start, w.suffix .. start end  -- once per window
+    local n, err = dict:incr(key .. w.tail, 1, 0, len + 1)
     if not n then return nil, "gw.shared incr: " .. tostring(err) end
     counts[i], resets[i] = n, start + len - sec
     if n > w.limit then blocked = true end
@@ -207,12 +209,12 @@ function RateLimiting:access(conf)
     local w = plan[i]
     local remaining = max(0, w.limit - counts[i])
     set_header(w.h_limit, w.limit_s)
-    set_header(w.h_remaining, tostring(remaining))
+    set_header(w.h_remaining, remaining)   -- numbers: written by C, no string made
     if not min_remaining or remaining < min_remaining then min_remaining, min_i = remaining, i end
   end
   set_header("RateLimit-Limit", plan[min_i].limit_s)
-  set_header("RateLimit-Remaining", tostring(min_remaining))
-  set_header("RateLimit-Reset", tostring(resets[min_i]))
+  set_header("RateLimit-Remaining", min_remaining)
+  set_header("RateLimit-Reset", resets[min_i])
 end
 
 -- The counters' dict, declared with 1 MiB (thousands of counters) unless gw.shared_dicts sizes it.

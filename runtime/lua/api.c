@@ -35,6 +35,16 @@ static void abandon_co(gw_req *r)
     r->co = NULL;
 }
 
+/* A coroutine that ended with an error: its message and its traceback (the stack is still
+ * there after lua_resume returned the error), pushed on L and returned. */
+static const char *co_traceback(lua_State *L, lua_State *co)
+{
+    const char *msg = lua_tostring(co, -1);
+    if (!msg) msg = lua_pushfstring(co, "(error object is a %s value)", luaL_typename(co, -1));
+    luaL_traceback(L, co, msg, 0);
+    return lua_tostring(L, -1);
+}
+
 /* Resumes r's coroutine. RUN_SUSPENDED when it yielded (a timer or I/O will resume it). */
 static int co_resume(gw_req *r, int nargs)
 {
@@ -51,7 +61,16 @@ static int co_resume(gw_req *r, int nargs)
         return RUN_EXIT;
     }
     if (rc != 0) {
-        gw_err("[%s] request %s: %s", gw_phase_names[r->phase], r->id_str, lua_tostring(co, -1));
+        /* A handler raised an error (the runner calls handlers without a pcall of its own): the
+         * coroutine is dead, its stack still there for the traceback. */
+        lua_State *L = gw_W->L;
+        const char *tb = co_traceback(L, co);
+        const char *plugin = r->plugin_id > 0 ? gw_plugin_name(r->plugin_id) : NULL;
+        const char *ph = gw_phase_names[r->phase];
+        if (plugin) gw_err("[%s] plugin '%s' failed in the %s phase: %s, request: %s", ph, plugin, ph, tb, r->id_str);
+        else gw_err("[%s] request %s: %s", ph, r->id_str, tb);
+        lua_pop(L, 1);
+        r->plugin_id = 0;
         abandon_co(r);
         return RUN_ERROR;
     }
@@ -98,8 +117,10 @@ static int phase_enter(gw_req *r, int phase)
     }
     if (r->ctx_ref < 0) {
         /* gw.ctx.shared made here, so the Lua side always finds it in its registry slot (one
-         * path through the trace instead of a "made yet?" branch taken both ways per request) */
-        lua_newtable(L);
+         * path through the trace instead of a "made yet?" branch taken both ways per request),
+         * with room for four fields (an authenticating plugin's two and two more) so the first
+         * ones written do not grow it twice */
+        lua_createtable(L, 0, 4);
         r->ctx_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     }
     lua_State *co = r->co;
@@ -505,13 +526,10 @@ static void timer_unlink(sleeper *s)
     s->prev = s->next = NULL;
 }
 
-/* A timer callback failed: its message with the coroutine's traceback (the stack is still
- * there after lua_resume returned the error). */
+/* A timer callback failed: its message with the coroutine's traceback. */
 static void timer_error(lua_State *L, lua_State *co)
 {
-    const char *msg = lua_tostring(co, -1);
-    luaL_traceback(L, co, msg ? msg : "(error object is not a string)", 0);
-    gw_err("timer failed: %s", lua_tostring(L, -1));
+    gw_err("timer failed: %s", co_traceback(L, co));
     lua_pop(L, 1);
 }
 
@@ -675,7 +693,7 @@ static int l_ctx(lua_State *L)
     gw_req *r = gw_cur;
     if (!r) { lua_pushnil(L); return 1; }
     if (r->ctx_ref < 0) {
-        lua_newtable(L);
+        lua_createtable(L, 0, 4);
         lua_pushvalue(L, -1);
         r->ctx_ref = luaL_ref(L, LUA_REGISTRYINDEX);
         return 1;

@@ -2,6 +2,7 @@
  * ffi.cdef). They act on gw_cur, the request whose Lua code is running; strings come back as
  * (pointer, length) slices that stay valid until the request ends. Return codes: 0 ok, -1 not
  * found, -2 no request / wrong state, -3 no memory. */
+#include <math.h>
 #include <string.h>
 #include "gw.h"
 #include "conn.h"
@@ -227,15 +228,17 @@ static int bad_value(const char *v, size_t vl)
     return 0;
 }
 
-int gw_ffi_set_header(int resp, const char *name, size_t nl, const char *v, size_t vl, int add)
+/* flags: GW_HDR_ADD keeps the other values of the name (add_header); GW_HDR_KNOWN says the name
+ * passed this check before and the Lua side keeps the string referenced for the VM's life (its
+ * cache of set names, lua/gw/init.lua), so it is neither checked again nor copied. */
+#define GW_HDR_ADD 1
+#define GW_HDR_KNOWN 2
+
+static int put_header(gw_req *r, int resp, const char *name, size_t nl, const char *v, size_t vl, int flags)
 {
-    gw_req *r = gw_cur;
-    if (!r) return -2;
-    if (bad_name(name, nl)) return -4;
-    if (bad_value(v, vl)) return -5;
     int *n;
     gw_header *a = harr(r, resp, &n);
-    if (!add) {
+    if (!(flags & GW_HDR_ADD)) {
         /* normalize '_' spellings: remove every variant, then add once */
         for (int i = 0; i < *n; i++)
             if (hname_eq(a[i].name, name, nl)) { a[i] = a[*n - 1]; (*n)--; i--; }
@@ -248,7 +251,36 @@ int gw_ffi_set_header(int resp, const char *name, size_t nl, const char *v, size
         r->up_host.p = h;
         r->up_host.n = vl;
     }
-    return gw_req_set_header(r, a, n, name, nl, v, vl, 1) == 0 ? 0 : -3;
+    if (!(flags & GW_HDR_KNOWN)) {
+        name = gw_req_strdup(r, name, nl);
+        if (!name) return -3;
+    }
+    return gw_req_append_header(r, a, n, name, nl, v, vl) == 0 ? 0 : -3;
+}
+
+int gw_ffi_set_header(int resp, const char *name, size_t nl, const char *v, size_t vl, int flags)
+{
+    gw_req *r = gw_cur;
+    if (!r) return -2;
+    if (!(flags & GW_HDR_KNOWN) && bad_name(name, nl)) return -4;
+    if (bad_value(v, vl)) return -5;
+    return put_header(r, resp, name, nl, v, vl, flags);
+}
+
+/* A number as the header value, written here as Lua's tostring would (no string made in Lua):
+ * integers of up to 14 digits; -6 for any other number (the caller formats it). */
+int gw_ffi_set_header_num(int resp, const char *name, size_t nl, double v, int flags)
+{
+    gw_req *r = gw_cur;
+    if (!r) return -2;
+    if (!(v > -1e14 && v < 1e14) || v != (double)(int64_t)v || (v == 0 && signbit(v))) return -6;
+    if (!(flags & GW_HDR_KNOWN) && bad_name(name, nl)) return -4;
+    char buf[24], *e = buf + sizeof buf, *p = e;
+    int64_t i = (int64_t)v;
+    uint64_t u = i < 0 ? (uint64_t)-i : (uint64_t)i;
+    do { *--p = (char)('0' + u % 10); u /= 10; } while (u);
+    if (i < 0) *--p = '-';
+    return put_header(r, resp, name, nl, p, (size_t)(e - p), flags);
 }
 
 int gw_ffi_clear_header(int resp, const char *name, size_t nl)

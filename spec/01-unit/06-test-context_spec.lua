@@ -97,6 +97,37 @@ describe("ctx", function()
     assert.same({}, errs)
   end)
 
+  -- numbers are written by C without a Lua string (runtime/lua/ffi.c gw_ffi_set_header_num), and
+  -- a name set once is neither checked nor copied again (lua/gw/init.lua keeps up to 4096)
+  it("a number as a header value reads as tostring(n); names set before and past the 4096 kept", function()
+    local nums = { 0, 7, -7, 42, 999999999, 1e13 + 1, -(1e13 + 1), 99999999999999, -99999999999999,
+                   1e14, -1e14, 1.5, -0.25, 2 ^ 53, 1 / 0, -1 / 0, 0 / 0, 1e300, -0.0, 3.0 }
+    local bad_ok
+    local h = { access = function()
+      for i, n in ipairs(nums) do gw.response.set_header("X-Num-" .. i, n) end
+      gw.response.set_header("X-Add", 1)
+      gw.response.add_header("X-Add", 2.5)
+      gw.response.add_header("X-Add", "three")
+      for i = 1, 5000 do   -- more names than gw keeps; cleared again (a request's headers are bounded)
+        gw.service.request.set_header("X-Many-" .. i, i)
+        gw.service.request.clear_header("X-Many-" .. i)
+      end
+      gw.service.request.set_header("X-Many-4999", "late")
+      gw.service.request.set_header("X-Many-3", "early")
+      gw.service.request.set_header("X-Many-3", 33)
+      bad_ok = pcall(gw.response.set_header, "X-Num-1", "a\r\nb")   -- a known name, a bad value
+    end }
+    local ctx = gw.test.context{}
+    ctx:run(h, "access")
+    for i, n in ipairs(nums) do assert.equal(tostring(n), ctx:response_header("X-Num-" .. i), "number " .. i) end
+    assert.same({ "1", "2.5", "three" }, ctx:response_headers("X-Add"))
+    assert.equal("late", ctx:upstream_header("X-Many-4999"))
+    assert.equal("33", ctx:upstream_header("X-Many-3"))
+    assert.is_nil(ctx:upstream_header("X-Many-10"))
+    assert.is_false(bad_ok)
+    assert.equal("0", ctx:response_header("X-Num-1"))
+  end)
+
   it("gw.ctx.plugin is the handler's own table in a coroutine the handler makes, and per plugin", function()
     local outer, inner
     local h = { access = function()
