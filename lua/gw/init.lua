@@ -30,7 +30,7 @@ int gw_ffi_header_at(int resp, int i, const char **np, size_t *nn, const char **
 int gw_ffi_get_header(int resp, const char *name, size_t nl, int from, const char **vp, size_t *vn);
 int gw_ffi_set_header(int resp, const char *name, size_t nl, const char *v, size_t vl, int flags);
 int gw_ffi_set_header_num(int resp, const char *name, size_t nl, double v, int flags);
-int gw_ffi_clear_header(int resp, const char *name, size_t nl);
+int gw_ffi_clear_header(int resp, const char *name, size_t nl, int flags);
 int gw_ffi_set_str(int which, const char *s, size_t n);
 int gw_ffi_get_status(void);
 int gw_ffi_set_status(int status);
@@ -279,7 +279,7 @@ local function set_header(resp, fname, name, value, add)
   valid_name(fname, name)
   value = header_value(fname, value)
   if type(value) == "table" then
-    if not add then C.gw_ffi_clear_header(resp, name, #name) end
+    if not add then C.gw_ffi_clear_header(resp, name, #name, 0) end
     for _, v in ipairs(value) do
       local rc = C.gw_ffi_set_header(resp, name, #name, v, #v, 1)
       if rc == -5 then error(fname .. ": header value must not contain CR, LF or NUL", 3) end
@@ -290,6 +290,20 @@ local function set_header(resp, fname, name, value, add)
   if C.gw_ffi_set_header(resp, name, #name, value, #value, add and 1 or 0) ~= 0 then
     error(fname .. ": too many headers", 3)
   end
+end
+
+-- Removes every header `name` of the request (0) or the response (1); a name C checked before
+-- (one of known_names) is not checked again.
+local function clear_header(resp, fname, name)
+  if type(name) == "string" then
+    local known = known_names[name]
+    local rc = C.gw_ffi_clear_header(resp, name, #name, known and 2 or 0)
+    if rc ~= -4 then
+      if not known and rc == 0 and n_known < KNOWN_MAX then known_names[name] = true; n_known = n_known + 1 end
+      return
+    end
+  end
+  valid_name(fname, name)
 end
 
 ---------------------------------------------------------------------------------------------------
@@ -499,9 +513,7 @@ local function header_setters(t, prefix, which, mask)
   end
   function t.clear_header(name)
     check_phase(n_clear, mask)
-    if type(name) ~= "string" or C.gw_ffi_clear_header(which, name, #name) == -4 then
-      valid_name(n_clear, name)
-    end
+    clear_header(which, n_clear, name)
   end
   function t.set_headers(h)
     check_phase(n_sets, mask)
@@ -554,9 +566,7 @@ end
 
 function sreq.clear_header(name)
   check_phase("gw.service.request.clear_header", PRE)
-  if type(name) ~= "string" or C.gw_ffi_clear_header(0, name, #name) == -4 then
-    valid_name("gw.service.request.clear_header", name)
-  end
+  clear_header(0, "gw.service.request.clear_header", name)
 end
 
 function sreq.set_raw_body(body)

@@ -283,11 +283,11 @@ int gw_ffi_set_header_num(int resp, const char *name, size_t nl, double v, int f
     return put_header(r, resp, name, nl, p, (size_t)(e - p), flags);
 }
 
-int gw_ffi_clear_header(int resp, const char *name, size_t nl)
+int gw_ffi_clear_header(int resp, const char *name, size_t nl, int flags)
 {
     gw_req *r = gw_cur;
     if (!r) return -2;
-    if (bad_name(name, nl)) return -4;
+    if (!(flags & GW_HDR_KNOWN) && bad_name(name, nl)) return -4;
     int *n;
     gw_header *a = harr(r, resp, &n);
     int j = 0;
