@@ -9,6 +9,13 @@ local bit = require "bit"
 local json = require "gw.json"     -- exact numbers, [] kept apart from {}
 local core = require "gw.core"
 
+-- LuaJIT's trace limits, raised for plugin chains: a side trace that leaves a handler's inner
+-- loop records the rest of that handler and the API calls it inlines, and with the default
+-- 4,000 IR instructions it could be refused as "trace too long", after which that path ran in
+-- the interpreter on every request (bench/RESULTS.md). The machine-code area grows as needed.
+require("jit.opt").start("maxtrace=4000", "maxrecord=16000", "maxirconst=2000", "maxside=200",
+                         "maxsnap=2000", "maxmcode=4096")
+
 local C = ffi.C
 local band, bor, lshift = bit.band, bit.bor, bit.lshift
 local ffi_string = ffi.string
@@ -28,6 +35,7 @@ int gw_ffi_set_request_id(const char *s, size_t n);
 int gw_ffi_header_count(int resp);
 int gw_ffi_header_at(int resp, int i, const char **np, size_t *nn, const char **vp, size_t *vn);
 int gw_ffi_get_header(int resp, const char *name, size_t nl, int from, const char **vp, size_t *vn);
+int gw_ffi_header_count_name(int resp, const char *name, size_t nl);
 int gw_ffi_set_header(int resp, const char *name, size_t nl, const char *v, size_t vl, int flags);
 int gw_ffi_set_header_num(int resp, const char *name, size_t nl, double v, int flags);
 int gw_ffi_clear_header(int resp, const char *name, size_t nl, int flags);
@@ -358,13 +366,7 @@ end
 function request.get_header_count(name)
   check_phase("gw.request.get_header_count", REQ)
   check_string("gw.request.get_header_count", "name", name)
-  local n, i = 0, 0
-  while true do
-    i = C.gw_ffi_get_header(0, name, #name, i, sp, sn)
-    if i < 0 then return n end
-    n = n + 1
-    i = i + 1
-  end
+  return C.gw_ffi_header_count_name(0, name, #name)   -- one call: a loop here is a trace of its own
 end
 
 function request.get_headers(max)

@@ -172,6 +172,17 @@ static inline int hname_eq(gw_str a, const char *b, size_t bl)
     return a.n == bl && hname_same(a.p, b, bl);
 }
 
+/* How many headers are named `name` (one call: no loop on the Lua side). */
+int gw_ffi_header_count_name(int resp, const char *name, size_t nl)
+{
+    gw_req *r = gw_cur;
+    if (!r) return -2;
+    int *n, k = 0;
+    gw_header *a = harr(r, resp, &n);
+    for (int i = 0; i < *n; i++) k += hname_eq(a[i].name, name, nl);
+    return k;
+}
+
 /* Returns the index of the first header named `name` at or after `from`, -1 when none. */
 int gw_ffi_get_header(int resp, const char *name, size_t nl, int from, const char **vp, size_t *vn)
 {
