@@ -916,8 +916,9 @@ gw.worker = core.worker
 
 local traceback = debug.traceback
 
---- Runs phase `phase` (number) of every plugin of `chain`. Returns 0 ok, 2 error.
--- gw.response.exit yields the coroutine with EXIT; C treats that as the end of the phase.
+--- Runs phase `phase` (number) of every plugin of `chain`. Returns 0; a handler's error ends the
+-- coroutine (C reports it). gw.response.exit yields the coroutine with EXIT; C treats that as the
+-- end of the phase.
 local BODY_FILTER_NO = 5
 -- chain -> { [phase] = flat list fn, handler, conf, plugin id, name per instance that runs it },
 -- made once per chain (a config generation's) and phase: the per-request loop does no lookups
@@ -952,29 +953,29 @@ function gw._run_phase(phase, chain)
     local pname = list[i + 4]
     if not (skip and skip[pname]) then
       C.gw_ffi_set_plugin(list[i + 3])
-      if not rec then
-        -- No pcall frame under the handler: an error ends the request's coroutine, and C logs it
-        -- with the plugin's name and the traceback (api.c, co_resume). LuaJIT cannot compile a
-        -- return through a pcall frame from a trace that starts inside the handler, so under
-        -- xpcall whatever followed a handler's inner loop or a branch ran in the interpreter.
-        list[i](list[i + 1], list[i + 2])
-      else
-        -- phase timings asked for: the failing handler gets its finish too
-        -- (finish 0 until the phase returns; gw.response.exit, which never returns, fills it in)
-        local n = #rec
+      local n
+      if rec then   -- finish 0 until the handler returns; gw.response.exit (which never returns) and
+                    -- gw._handler_failed fill it in
+        n = #rec
         rec[n + 1], rec[n + 2], rec[n + 3], rec[n + 4] = pname, PHASES[phase], tonumber(C.gw_ffi_now_us()), 0
-        local ok, err = xpcall(list[i], traceback, list[i + 1], list[i + 2])
-        rec[n + 4] = tonumber(C.gw_ffi_now_us())
-        if not ok then
-          C.gw_ffi_set_plugin(0)
-          core.log(0, "plugin '" .. pname .. "' failed in the " .. PHASES[phase] .. " phase: " .. tostring(err))
-          return 2
-        end
       end
+      -- No pcall frame under the handler: an error ends the request's coroutine, and C logs it
+      -- with the plugin's name and the traceback (api.c, co_resume). LuaJIT cannot compile a
+      -- return through a pcall frame from a trace that starts inside the handler, so under
+      -- xpcall whatever followed a handler's inner loop or a branch ran in the interpreter.
+      list[i](list[i + 1], list[i + 2])
+      if rec then rec[n + 4] = tonumber(C.gw_ffi_now_us()) end
       C.gw_ffi_set_plugin(0)
     end
   end
   return 0
+end
+
+--- Called by C when a handler raised (the request's coroutine is dead): its phase timing, if
+-- recorded, ends now.
+function gw._handler_failed()
+  local rec = phase_timings[ctx() or 0]
+  if rec and rec[#rec] == 0 then rec[#rec] = tonumber(C.gw_ffi_now_us()) end
 end
 
 --- init_worker of every plugin used by the generation, once per plugin.

@@ -15,6 +15,7 @@
 enum { RUN_OK = 0, RUN_EXIT = 1, RUN_ERROR = 2, RUN_SUSPENDED = 3 };
 
 static int runner_ref = LUA_NOREF;
+static int failed_ref = LUA_NOREF;   /* gw._handler_failed: a failing handler's phase timing ends */
 
 static void step_request(gw_req *r, int from);
 static void after_header_filter(gw_req *r, int res);
@@ -64,6 +65,12 @@ static int co_resume(gw_req *r, int nargs)
         /* A handler raised an error (the runner calls handlers without a pcall of its own): the
          * coroutine is dead, its stack still there for the traceback. */
         lua_State *L = gw_W->L;
+        if (failed_ref != LUA_NOREF) {
+            gw_cur = r;
+            lua_rawgeti(L, LUA_REGISTRYINDEX, failed_ref);
+            gw_vm_pcall(L, 0, 0, "gw._handler_failed");
+            gw_cur = NULL;
+        }
         const char *tb = co_traceback(L, co);
         const char *plugin = r->plugin_id > 0 ? gw_plugin_name(r->plugin_id) : NULL;
         const char *ph = gw_phase_names[r->phase];
@@ -730,6 +737,9 @@ int gw_api_set_runner(lua_State *L)
     lua_getfield(L, -1, "_run_phase");
     if (!lua_isfunction(L, -1)) { gw_err("gw._run_phase missing"); return -1; }
     runner_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_getfield(L, -1, "_handler_failed");
+    if (!lua_isfunction(L, -1)) { gw_err("gw._handler_failed missing"); return -1; }
+    failed_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_pop(L, 1);
     return 0;
 }

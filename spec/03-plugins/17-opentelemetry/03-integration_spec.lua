@@ -26,7 +26,7 @@ describe("opentelemetry (integration)", function()
       return { name = "opentelemetry", config = c }
     end
     gwinfo = helpers.start_gw{ config = {
-      gw = { access_log = "access.log" },
+      gw = { access_log = "access.log", plugins_path = { helpers.repo .. "/spec/fixtures/plugins" } },
       consumers = { { username = "alice", keyauth_credentials = { { key = "alice-key" } } } },
       services = {
         { name = "backend", url = "http://127.0.0.1:" .. up[1],
@@ -38,6 +38,7 @@ describe("opentelemetry (integration)", function()
             { name = "forced", paths = { "/forced" },
               plugins = { otel{ sampler = "ratio", sampling_ratio = 1, include_query = true, plugin_spans = false } } },
             { name = "auth", paths = { "/auth" }, plugins = { { name = "key-auth" } } },
+            { name = "crash", paths = { "/crash" }, plugins = { { name = "crash" } } },
           } },
         { name = "echo", url = "echo://", plugins = { otel() },
           routes = { { name = "echo", paths = { "/echo" } } } },
@@ -100,6 +101,23 @@ describe("opentelemetry (integration)", function()
     assert.truthy(ns(ups[1].startTimeUnixNano) >= ns(root.startTimeUnixNano))
     assert.truthy(ns(ups[1].endTimeUnixNano) <= ns(root.endTimeUnixNano))
     assert.truthy(ns(byname["response-header header_filter"].startTimeUnixNano) >= ns(ups[1].startTimeUnixNano))
+  end)
+
+  -- handlers run without a pcall frame of their own: the failing one's timing is ended by C
+  it("a plugin that raises still gets its span, ended where it failed; the request is a 500", function()
+    local tid = "5bf92f3577b34da6a3ce929d0e0e4737"
+    local res = assert(client:get("/crash", { headers = { ["X-Crash"] = "boom",
+                                                          traceparent = "00-" .. tid .. "-" .. P .. "-01" } }))
+    assert.equal(500, res.status)
+    local spans = otlp.wait_spans(rport, tid, 3)
+    local byname = otlp.by_name(spans)
+    local crash = assert.is_table(byname["crash access"])
+    assert.same({ ["gw.plugin"] = "crash", ["gw.phase"] = "access" }, otlp.attrs(crash))
+    assert.truthy(tonumber(crash.endTimeUnixNano) >= tonumber(crash.startTimeUnixNano))
+    local root = otlp.of_kind(spans, SERVER)[1]
+    assert.truthy(tonumber(crash.endTimeUnixNano) <= tonumber(root.endTimeUnixNano))
+    assert.equal(500, otlp.attrs(root)["http.response.status_code"])
+    assert.equal(0, #otlp.of_kind(spans, CLIENT))                -- the upstream was never called
   end)
 
   it("the root and upstream spans carry the HTTP semantic-convention attributes", function()
