@@ -12,6 +12,7 @@ void gw_api_body_readable(gw_req *r);              /* buffering the whole reques
 void gw_api_body_failed(gw_req *r, int status, const char *msg);
 void gw_api_req_cleanup(gw_req *r);
 void gw_api_resume_timer(lua_State *co, int ref);  /* a timer coroutine's wait is over */
+int gw_api_ended_handler(lua_State *L, lua_State *co); /* co's error is gw._END_HANDLER */
 int gw_api_run_log_aborted(gw_req *r);             /* client gone: log phase anyway; 1 = suspended */
 int gw_api_wants(gw_req *r, int phase);            /* does a plugin of r's route run `phase`? */
 int gw_api_wants_body_filter(gw_req *r);            /* ... body_filter, for this response? */

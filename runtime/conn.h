@@ -95,6 +95,7 @@ typedef struct gw_req {
     int co_ref;
     int ctx_ref;                /* gw.ctx.shared table, LUA_NOREF until first use */
     int plugin_id;              /* the plugin whose handler runs (lua/gw/init.lua's ids), 0: none */
+    int plugin_at;              /* its position in the runner's list for the phase (1, 6, 11, ...) */
     int exited;                 /* gw.response.exit called */
     int wait_ref;               /* pending timer (gw.sleep) */
     struct event *wait_ev;

@@ -16,10 +16,9 @@
 local ngx = require "gw_kong.ngx"
 local kong = require "gw_kong.pdk"
 
-local type, tostring, ipairs, pairs, rawget, setmetatable, xpcall = type, tostring, ipairs, pairs, rawget, setmetatable, xpcall
+local type, tostring, ipairs, pairs, rawget, setmetatable = type, tostring, ipairs, pairs, rawget, setmetatable
 local sub, find = string.sub, string.find
 local co_running = coroutine.running
-local traceback = debug.traceback
 
 local M = { kong = kong, ngx = ngx }
 
@@ -160,12 +159,6 @@ local function is_class(h)
   return type(h.extend) == "function" and type(h.new) == "function" and mt ~= nil and mt.__call ~= nil
 end
 
-local EXIT_PHASE = ngx._EXIT_PHASE
-local function on_error(e)
-  if e == EXIT_PHASE then return e end
-  return traceback(tostring(e), 2)
-end
-
 local current_conf = kong._current_conf
 
 local function runner(h, fn, ph)
@@ -183,8 +176,9 @@ local function runner(h, fn, ph)
         return rawget(_G, "gw").response.set_raw_body(b)
       end
     end
-    local ok, err = xpcall(fn, on_error, h, conf)
-    if not ok and err ~= EXIT_PHASE then error(err, 0) end
+    -- no pcall here: ngx.exit(ngx.OK) raises gw._END_HANDLER, which ends this handler and lets
+    -- the phase go on (and a pcall frame would keep LuaJIT from compiling the handler's traces)
+    fn(h, conf)
     if pre then
       -- ngx.say / ngx.print without ngx.exit: what was printed is the response
       local st = ngx._peek_state()

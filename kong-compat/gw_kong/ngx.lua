@@ -404,9 +404,10 @@ local function take_output(s)
   return buf and concat(buf) or nil
 end
 
---- The error thrown by ngx.exit(ngx.OK) in rewrite/access: ends the handler, not the request
--- (the plugin wrapper of gw_kong catches it).
-ngx._EXIT_PHASE = setmetatable({}, { __tostring = function() return "ngx.exit(ngx.OK)" end })
+--- ngx.exit(ngx.OK) ends the handler, not the request: it raises gw's own gw._END_HANDLER, and
+-- the phase goes on with the next plugin (lua/gw/init.lua, runtime/lua/api.c), so the plugin
+-- wrapper of gw_kong needs no pcall of its own.
+local function end_handler() error(G()._END_HANDLER, 0) end
 
 --- Ends the request with status and body (what ngx.print/say wrote).
 local function respond(status, body)
@@ -421,7 +422,7 @@ function ngx.exit(status)
     if status == 0 or status == ngx.DECLINED then
       local body = take_output(s)
       if body then return respond(s.status or 200, body) end
-      error(ngx._EXIT_PHASE, 0)
+      end_handler()
     end
     if status < 0 then status = 500 end
     if status == 200 or status < 100 then
@@ -437,7 +438,7 @@ function ngx.exit(status)
     G().response.set_status(status)
     return
   elseif ph == "body_filter" or ph == "header_filter" or ph == "log" then
-    error(ngx._EXIT_PHASE, 0)
+    end_handler()
   end
   error("ngx.exit: not supported in the " .. ph .. " phase", 2)
 end

@@ -49,6 +49,7 @@ int gw_ffi_set_timeouts(int connect_ms, int write_ms, int read_ms);
 int gw_ffi_ctx_ref(void);
 int gw_ffi_plugin(void);
 int gw_ffi_set_plugin(int id);
+int gw_ffi_enter_plugin(int id, int at);
 double gw_ffi_now(void);
 void gw_ffi_name_plugin(int id, const char *name);
 ]]
@@ -939,7 +940,11 @@ local function run_list(chain, phase)
   return list
 end
 
-function gw._run_phase(phase, chain)
+--- error(gw._END_HANDLER, 0) ends the running handler, not the request: the phase goes on with
+-- the next plugin (C starts the runner again there). kong-compat's ngx.exit(ngx.OK) raises it.
+gw._END_HANDLER = setmetatable({}, { __tostring = function() return "the handler ended itself" end })
+
+function gw._run_phase(phase, chain, from)
   local by_phase = runs[chain]
   local list = by_phase and by_phase[phase] or run_list(chain, phase)
   local rec    -- phase timings (flat: plugin, phase, start µs, end µs) when the chain asks for them
@@ -949,10 +954,10 @@ function gw._run_phase(phase, chain)
     if not rec then rec = {}; phase_timings[t] = rec end
   end
   local skip = phase == BODY_FILTER_NO and bf_skip[ctx()]
-  for i = 1, #list, 5 do
+  for i = from or 1, #list, 5 do
     local pname = list[i + 4]
     if not (skip and skip[pname]) then
-      C.gw_ffi_set_plugin(list[i + 3])
+      C.gw_ffi_enter_plugin(list[i + 3], i)
       local n
       if rec then   -- finish 0 until the handler returns; gw.response.exit (which never returns) and
                     -- gw._handler_failed fill it in

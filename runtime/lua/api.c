@@ -46,6 +46,27 @@ static const char *co_traceback(lua_State *L, lua_State *co)
     return lua_tostring(L, -1);
 }
 
+/* The error that ended co is gw._END_HANDLER: the handler ended itself, not the request
+ * (kong-compat's ngx.exit(ngx.OK)). Looked up on this rare path only. */
+int gw_api_ended_handler(lua_State *L, lua_State *co)
+{
+    int top = lua_gettop(L), same = 0;
+    lua_pushvalue(co, -1);
+    lua_xmove(co, L, 1);
+    if (lua_istable(L, top + 1)) {
+        lua_getfield(L, LUA_REGISTRYINDEX, "_LOADED");
+        lua_getfield(L, -1, "gw");
+        if (lua_istable(L, -1)) {
+            lua_getfield(L, -1, "_END_HANDLER");
+            same = lua_rawequal(L, -1, top + 1);
+        }
+    }
+    lua_settop(L, top);
+    return same;
+}
+
+static int phase_enter_at(gw_req *r, int phase, int from);
+
 /* Resumes r's coroutine. RUN_SUSPENDED when it yielded (a timer or I/O will resume it). */
 static int co_resume(gw_req *r, int nargs)
 {
@@ -70,6 +91,13 @@ static int co_resume(gw_req *r, int nargs)
             lua_rawgeti(L, LUA_REGISTRYINDEX, failed_ref);
             gw_vm_pcall(L, 0, 0, "gw._handler_failed");
             gw_cur = NULL;
+        }
+        if (r->plugin_id > 0 && gw_api_ended_handler(L, co)) {
+            /* the phase goes on with the next plugin, in a fresh coroutine */
+            int next = r->plugin_at + 5;
+            r->plugin_id = 0;
+            abandon_co(r);
+            return phase_enter_at(r, r->phase, next);
         }
         const char *tb = co_traceback(L, co);
         const char *plugin = r->plugin_id > 0 ? gw_plugin_name(r->plugin_id) : NULL;
@@ -109,7 +137,9 @@ static void release_co(gw_req *r)
     r->co = NULL;
 }
 
-static int phase_enter(gw_req *r, int phase)
+static int phase_enter(gw_req *r, int phase) { return phase_enter_at(r, phase, 1); }
+
+static int phase_enter_at(gw_req *r, int phase, int from)
 {
     lua_State *L = gw_W->L;
     if (r->co_ref == LUA_NOREF || r->co_ref == -2) {
@@ -135,8 +165,9 @@ static int phase_enter(gw_req *r, int phase)
     lua_rawgeti(co, LUA_REGISTRYINDEX, runner_ref);
     lua_pushinteger(co, phase);
     lua_rawgeti(co, LUA_REGISTRYINDEX, r->route->chain_ref);
+    lua_pushinteger(co, from);
     r->phase = phase;
-    return co_resume(r, 2);
+    return co_resume(r, 3);
 }
 
 /* The coroutine finished the phase it was suspended in: continue where that phase leads. */

@@ -337,6 +337,17 @@ int gw_ffi_plugin(void) { return gw_cur ? gw_cur->plugin_id : -1; }
  * then tracks the plugin per coroutine itself (-1). */
 int gw_main_plugin_id;
 
+/* The runner enters a handler: its plugin and its position in the phase's list (where the phase
+ * goes on when the handler ends itself with gw._END_HANDLER: api.c co_resume). */
+int gw_ffi_enter_plugin(int id, int at)
+{
+    gw_req *r = gw_cur;
+    if (!r) return -1;
+    r->plugin_id = id;
+    r->plugin_at = at;
+    return 0;
+}
+
 int gw_ffi_set_plugin(int id)
 {
     if (!gw_cur) { gw_main_plugin_id = id; return -1; }

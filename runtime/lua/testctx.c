@@ -214,6 +214,7 @@ static int l_run(lua_State *L)
     }
     gw_cur = saved;
     r->co = NULL;
+    if (rc != 0 && rc != LUA_YIELD && gw_api_ended_handler(L, co)) rc = 0;  /* ended itself */
     if (rc != 0 && rc != LUA_YIELD) {
         luaL_traceback(L, co, lua_tostring(co, -1), 0);
         luaL_unref(L, LUA_REGISTRYINDEX, ref);

@@ -18,6 +18,11 @@ describe("kong-compat plugin styles", function()
           { name = "legacy", paths = { "/legacy" }, plugins = { { name = "kong-legacy", config = { value = "v1" } } } },
           { name = "body", paths = { "/body" }, plugins = { { name = "kong-body", config = { prefix = ">" } } } },
           { name = "greet", paths = { "/greet" }, plugins = { { name = "kong-greet" } } },
+          -- kong-legacy (900) ends its access handler with ngx.exit(ngx.OK) on ?skip=1; kong-greet
+          -- (800) and response-header (800) run after it in the same phase
+          { name = "chain", paths = { "/chain" }, plugins = {
+            { name = "kong-legacy", config = { value = "c1" } }, { name = "kong-greet" },
+            { name = "response-header", config = { request_headers = { ["X-After"] = "yes" } } } } },
         },
       } },
     } }
@@ -56,6 +61,21 @@ describe("kong-compat plugin styles", function()
     assert.equal("application/json", res.headers["Content-Type"])
     res = client:get("/legacy/x?forbid=1")
     assert.equal("Forbidden", cjson.decode(assert.res_status(403, res)).message)
+  end)
+
+  -- ngx.exit(ngx.OK) raises gw._END_HANDLER, which ends the handler's coroutine: C starts the
+  -- phase again at the next plugin (runtime/lua/api.c), on every request of a keep-alive connection
+  it("ngx.exit(ngx.OK) ends one handler; the later plugins of the phase still run", function()
+    for i = 1, 3 do
+      local up = cjson.decode(assert.res_status(200, client:get("/chain/x?skip=1&i=" .. i,
+                                                                { headers = { ["X-Name"] = "bo" } })))
+      assert.equal("c1", up.headers["x-legacy"])
+      assert.is_nil(up.headers["x-legacy-after"])          -- the rest of kong-legacy's access did not run
+      assert.equal("hello bo", up.headers["x-greeting"])   -- kong-greet ran after it
+      assert.equal("yes", up.headers["x-after"])           -- and response-header
+    end
+    -- a later plugin's own refusal still answers
+    assert.same({ message = "missing X-Name" }, cjson.decode(assert.res_status(400, client:get("/chain/x?skip=1"))))
   end)
 
   it("body_filter through ngx.arg, kong.response.exit in header_filter", function()
