@@ -33,7 +33,8 @@ describe("reload under load", function()
   it("64 connections for 10 s, a reload every 500 ms: zero non-2xx, zero socket errors", function()
     if not have_wrk() then pending("wrk is not installed (make deps installs it)") return end
     local out_file = helpers.tmpdir("wrk") .. "/out"
-    local cmd = string.format("wrk -t1 -c64 -d10s http://127.0.0.1:%d/x > %s 2>&1 &", gw.proxy_port, out_file)
+    -- wrk's own timeout 5 s (its default, 2 s, can pass on a loaded machine without anything wrong)
+    local cmd = string.format("wrk -t1 -c64 -d10s --timeout 5s http://127.0.0.1:%d/x > %s 2>&1 &", gw.proxy_port, out_file)
     os.execute(cmd)
     local deadline = socket.gettime() + 10.5
     local n = 0
@@ -61,7 +62,9 @@ describe("reload under load", function()
       return out:find("Transfer/sec", 1, true) ~= nil
     end, 15)
     print(("\n%d reloads; wrk: %s"):format(n, (out:match("(%d+ requests in [^\n]+)") or "?")))
-    assert.truthy(n >= 18, "reloads: " .. n)
+    -- a reload every 500 ms plus the reload's own time: about 18 on a quiet machine, fewer when
+    -- the machine is loaded (each POST /config answers once the new worker is ready)
+    assert.truthy(n >= 12, "reloads: " .. n)
     local reqs = tonumber(out:match("(%d+) requests in"))
     assert.truthy(reqs and reqs > 1000, out)
     assert.falsy(out:find("Non-2xx", 1, true), out)

@@ -40,14 +40,17 @@ describe("proxy-cache strategy redis", function()
     assert.res_status(200, r1)
     assert.equal("Miss", r1.headers["x-cache-status"])
     local key = r1.headers["x-cache-key"]
-    local r
+    -- the entry is written to Redis after the response went out: a request that comes first is
+    -- another Miss (and goes upstream), never an error
+    local r, misses = nil, 1
     helpers.wait_until(function()
       r = get("/r/a?x=1&y=2")
+      if r.headers["x-cache-status"] == "Miss" then misses = misses + 1 end
       return r.headers["x-cache-status"] == "Hit"
     end, 5)
     assert.equal(r1.body, assert.res_status(200, r))
     for _ = 1, 5 do assert.equal("Hit", get("/r/a?x=1&y=2").headers["x-cache-status"]) end
-    assert.equal(1, upstream_requests())
+    assert.equal(misses, upstream_requests())   -- every Hit came from Redis
     local cli = assert(redis.connect{ port = rport })
     local ttl = assert(cli:command("TTL", "proxy-cache:" .. key))
     assert.truthy(ttl > 60 and ttl <= 120, tostring(ttl))
