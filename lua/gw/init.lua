@@ -260,6 +260,9 @@ end
 -- VM's life, so C skips the check and points at the string instead of copying it (flag 2). Bounded:
 -- past KNOWN_MAX names (generated ones), a new name is checked and copied on every call.
 local known_names, n_known, KNOWN_MAX = {}, 0, 4096
+local function remember_name(name)
+  if n_known < KNOWN_MAX then known_names[name] = true; n_known = n_known + 1 end
+end
 
 -- C checks the name and the value (-4 bad name, -5 bad value): the common case runs no pattern
 -- here; a refused header is checked again in Lua for the exact error. A number is written by C
@@ -280,7 +283,7 @@ local function set_header(resp, fname, name, value, add)
       rc = C.gw_ffi_set_header(resp, name, #name, value, #value, flags)
     end
     if rc == 0 then
-      if not known and n_known < KNOWN_MAX then known_names[name] = true; n_known = n_known + 1 end
+      if not known then remember_name(name) end
       return
     end
     if rc ~= -4 and rc ~= -5 then error(fname .. ": too many headers", 3) end
@@ -308,7 +311,7 @@ local function clear_header(resp, fname, name)
     local known = known_names[name]
     local rc = C.gw_ffi_clear_header(resp, name, #name, known and 2 or 0)
     if rc ~= -4 then
-      if not known and rc == 0 and n_known < KNOWN_MAX then known_names[name] = true; n_known = n_known + 1 end
+      if not known and rc == 0 then remember_name(name) end
       return
     end
   end
